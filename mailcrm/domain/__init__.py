@@ -1,0 +1,1 @@
+"""The pure core: values, parsing, matching and decisions. No IO, no logging, no database."""

@@ -1,0 +1,147 @@
+"""Validation and normalisation of the scalar values a customer record holds.
+
+Each function takes user text and returns the stored form, or raises
+`ValidationError` with a message that names the bad value and the expected shape.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache, lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import get_currency_precision, list_currencies
+
+from mailcrm.errors import ValidationError
+
+_TAG = re.compile(r"[\w][\w .:/+-]{0,62}", re.UNICODE)
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+@lru_cache(maxsize=4096)
+def normalize_timezone(raw: str) -> str:
+    """An IANA zone name such as `Asia/Bangkok`; case-insensitive on input."""
+    text = raw.strip()
+    if text in _zones():
+        return text
+    by_lower = {zone.lower(): zone for zone in _zones()}
+    if text.lower() in by_lower:
+        return by_lower[text.lower()]
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            f"unknown timezone {raw!r}",
+            hint="use an IANA name such as 'Asia/Bangkok' or 'Europe/Berlin'",
+        ) from None
+    return text
+
+
+@lru_cache(maxsize=1024)
+def normalize_language(raw: str) -> str:
+    """A BCP 47 tag known to CLDR, in canonical case (`en`, `zh-Hans`, `pt-BR`)."""
+    text = raw.strip().replace("_", "-")
+    try:
+        locale = Locale.parse(text, sep="-")
+    except (UnknownLocaleError, ValueError):
+        raise ValidationError(
+            f"unknown language tag {raw!r}",
+            hint="use a BCP 47 tag such as 'en', 'th', 'zh-Hans', 'fa' or 'km'",
+        ) from None
+    parts = [locale.language]
+    if locale.script:
+        parts.append(locale.script)
+    if locale.territory:
+        parts.append(locale.territory)
+    return "-".join(parts)
+
+
+def parse_date(raw: str, what: str = "date") -> date:
+    """An ISO 8601 calendar date (`1990-02-28`)."""
+    text = raw.strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"invalid {what} {raw!r}", hint="write dates as YYYY-MM-DD, e.g. 1990-02-28"
+        ) from None
+
+
+def parse_datetime(raw: str, default_zone: str, what: str = "date-time") -> datetime:
+    """An ISO 8601 date or date-time; a naive value is read in `default_zone`. Returns UTC."""
+    text = raw.strip()
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"invalid {what} {raw!r}",
+            hint="write YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]",
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(default_zone))
+    return value.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+@cache
+def _currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+@lru_cache(maxsize=512)
+def normalize_currency(raw: str) -> str:
+    """An ISO 4217 code such as `THB`."""
+    code = raw.strip().upper()
+    if code not in _currencies():
+        raise ValidationError(
+            f"unknown currency {raw!r}", hint="use an ISO 4217 code such as USD, EUR, THB"
+        )
+    return code
+
+
+def to_minor_units(raw: str | Decimal | int, currency: str) -> int:
+    """Amount in the currency's minor unit (cents, satang); refuses extra precision."""
+    try:
+        amount = Decimal(str(raw).strip().replace(",", "")) if isinstance(raw, str) else Decimal(raw)
+    except InvalidOperation:
+        raise ValidationError(f"invalid amount {raw!r}", hint="write e.g. 1250.50") from None
+    if not amount.is_finite():
+        raise ValidationError(f"invalid amount {raw!r}", hint="write e.g. 1250.50")
+    digits = get_currency_precision(currency)
+    scaled = amount.scaleb(digits)
+    if scaled != scaled.to_integral_value():
+        raise ValidationError(
+            f"amount {raw!r} has more decimals than {currency} allows ({digits})"
+        )
+    return int(scaled)
+
+
+def from_minor_units(minor: int, currency: str) -> Decimal:
+    """The inverse of `to_minor_units`."""
+    return Decimal(minor).scaleb(-get_currency_precision(currency))
+
+
+def normalize_tag(raw: str) -> str:
+    """Tags are case-insensitive labels: stored lower-case, trimmed, at most 63 characters."""
+    text = " ".join(raw.split()).lower()
+    if not _TAG.fullmatch(text):
+        raise ValidationError(
+            f"invalid tag {raw!r}",
+            hint="tags are 1-63 letters, digits, spaces or . : / + - and start with a letter or digit",
+        )
+    return text
+
+
+def split_tags(raw: str) -> list[str]:
+    """`"vip, seminar;Referral"` → `["vip", "seminar", "referral"]`, duplicates removed."""
+    seen: dict[str, None] = {}
+    for part in re.split(r"[,;|]", raw):
+        if part.strip():
+            seen[normalize_tag(part)] = None
+    return list(seen)

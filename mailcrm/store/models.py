@@ -1,0 +1,286 @@
+"""Every table, in one module (the SQLModel convention): data only, no behaviour.
+
+Timestamps are UTC (`UTCDateTime`), money is integer minor units plus an ISO 4217
+code, addresses and domains are stored normalised (see `domain.addresses`).
+Indexes follow the hot paths: address lookup, a customer's timeline, due outbox rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from mailcrm.store.types import IdType, UTCDateTime, utcnow
+
+
+class CustomerStatus(StrEnum):
+    LEAD = "lead"
+    CUSTOMER = "customer"
+    ARCHIVED = "archived"
+
+
+class Direction(StrEnum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class LinkRole(StrEnum):
+    FROM = "from"
+    TO = "to"
+    CC = "cc"
+
+
+class OutboxState(StrEnum):
+    DUE = "due"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    DELIVERY_UNKNOWN = "delivery_unknown"
+
+
+def _id() -> Any:
+    return Field(default=None, primary_key=True, sa_type=IdType)
+
+
+def _fk(target: str, *, nullable: bool = False, index: bool = False, ondelete: str = "CASCADE") -> Any:
+    return Field(
+        default=None if nullable else ...,
+        foreign_key=target,
+        ondelete=ondelete,  # type: ignore[arg-type]
+        nullable=nullable,
+        index=index,
+        sa_type=IdType,
+    )
+
+
+def _when(*, index: bool = False, nullable: bool = False) -> Any:
+    if nullable:
+        return Field(default=None, sa_type=UTCDateTime, index=index, nullable=True)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, index=index, nullable=False)
+
+
+class Salesperson(SQLModel, table=True):
+    """A member of the sales team; owns customers and a mailbox. Mirrors the config file."""
+
+    __tablename__ = "salesperson"
+
+    id: int | None = _id()
+    email: str = Field(sa_type=String(254), unique=True)
+    name: str = Field(sa_type=String(200))
+    language: str | None = Field(default=None, sa_type=String(35))
+    timezone: str | None = Field(default=None, sa_type=String(64))
+    created_at: datetime = _when()
+
+
+class Company(SQLModel, table=True):
+    """An organisation several customers can belong to."""
+
+    __tablename__ = "company"
+
+    id: int | None = _id()
+    name: str = Field(sa_type=String(200), unique=True)
+    created_at: datetime = _when()
+
+
+class CompanyDomain(SQLModel, table=True):
+    """A mail domain owned by a company: mail from it attaches to the company's people."""
+
+    __tablename__ = "company_domain"
+
+    id: int | None = _id()
+    company_id: int = _fk("company.id", index=True)
+    domain: str = Field(sa_type=String(253), unique=True)
+
+
+class Customer(SQLModel, table=True):
+    """A person the team sells to (a lead until the first purchase)."""
+
+    __tablename__ = "customer"
+    __table_args__ = (Index("ix_customer_owner_status", "owner_id", "status"),)
+
+    id: int | None = _id()
+    name: str = Field(sa_type=String(200), index=True)
+    company_id: int | None = _fk("company.id", nullable=True, index=True, ondelete="SET NULL")
+    phone: str | None = Field(default=None, sa_type=String(40))
+    birthday: date | None = Field(default=None)
+    timezone: str | None = Field(default=None, sa_type=String(64))
+    language: str | None = Field(default=None, sa_type=String(35))
+    owner_id: int | None = _fk("salesperson.id", nullable=True, ondelete="SET NULL")
+    lead_source: str | None = Field(default=None, sa_type=String(100), index=True)
+    status: str = Field(default=CustomerStatus.LEAD.value, sa_type=String(16))
+    custom: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+
+
+class CustomerTag(SQLModel, table=True):
+    """A label on a customer; a table (not a JSON list) so segments are plain SQL."""
+
+    __tablename__ = "customer_tag"
+    __table_args__ = (Index("ix_customer_tag_tag", "tag"),)
+
+    customer_id: int = Field(
+        foreign_key="customer.id", ondelete="CASCADE", primary_key=True, sa_type=IdType
+    )
+    tag: str = Field(sa_type=String(63), primary_key=True)
+
+
+class EmailAddress(SQLModel, table=True):
+    """One of a customer's addresses; an address belongs to one customer only."""
+
+    __tablename__ = "email_address"
+
+    id: int | None = _id()
+    customer_id: int = _fk("customer.id", index=True)
+    address: str = Field(sa_type=String(254), unique=True)
+    is_primary: bool = Field(default=False)
+    created_at: datetime = _when()
+
+
+class Purchase(SQLModel, table=True):
+    """Something a customer bought. `dedupe_key` makes re-imports change nothing."""
+
+    __tablename__ = "purchase"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "dedupe_key", name="uq_purchase_customer_dedupe"),
+        Index("ix_purchase_customer_when", "customer_id", "purchased_at"),
+        Index("ix_purchase_product", "product"),
+    )
+
+    id: int | None = _id()
+    customer_id: int = _fk("customer.id")
+    purchased_at: datetime = Field(sa_type=UTCDateTime)
+    product: str = Field(sa_type=String(200))
+    quantity: int = Field(default=1)
+    amount_minor: int = Field(default=0, sa_type=IdType)
+    currency: str = Field(sa_type=String(3))
+    order_ref: str | None = Field(default=None, sa_type=String(100))
+    dedupe_key: str = Field(sa_type=String(64))
+    created_at: datetime = _when()
+
+
+class Note(SQLModel, table=True):
+    """A free-text note a salesperson left on a customer."""
+
+    __tablename__ = "note"
+    __table_args__ = (Index("ix_note_customer_when", "customer_id", "created_at"),)
+
+    id: int | None = _id()
+    customer_id: int = _fk("customer.id")
+    author: str = Field(sa_type=String(254))
+    text: str = Field(sa_type=Text)
+    created_at: datetime = _when()
+
+
+class Message(SQLModel, table=True):
+    """An email seen in a team mailbox or sent by mailcrm, stored once per Message-ID."""
+
+    __tablename__ = "message"
+
+    id: int | None = _id()
+    message_id: str = Field(sa_type=String(998), unique=True)
+    thread_key: str | None = Field(default=None, sa_type=String(998), index=True)
+    direction: str = Field(sa_type=String(3))
+    mailbox: str | None = Field(default=None, sa_type=String(254))
+    folder: str | None = Field(default=None, sa_type=String(255))
+    uid: int | None = Field(default=None, sa_type=IdType)
+    from_address: str | None = Field(default=None, sa_type=String(254))
+    subject: str | None = Field(default=None, sa_type=Text)
+    sent_at: datetime | None = _when(nullable=True)
+    snippet: str | None = Field(default=None, sa_type=Text)
+    is_auto_reply: bool = Field(default=False)
+    is_bounce: bool = Field(default=False)
+    is_malformed: bool = Field(default=False)
+    created_at: datetime = _when()
+
+
+class MessageLink(SQLModel, table=True):
+    """Which customers a message concerns, and in which header role."""
+
+    __tablename__ = "message_link"
+
+    message_pk: int = Field(
+        foreign_key="message.id", ondelete="CASCADE", primary_key=True, sa_type=IdType
+    )
+    customer_id: int = Field(
+        foreign_key="customer.id", ondelete="CASCADE", primary_key=True, sa_type=IdType, index=True
+    )
+    role: str = Field(sa_type=String(4), primary_key=True)
+
+
+class TimelineEvent(SQLModel, table=True):
+    """An interaction on a customer's timeline: email, open, click, bounce, unsubscribe, ..."""
+
+    __tablename__ = "timeline_event"
+    __table_args__ = (Index("ix_timeline_customer_at", "customer_id", "at"),)
+
+    id: int | None = _id()
+    customer_id: int = _fk("customer.id")
+    kind: str = Field(sa_type=String(32))
+    at: datetime = _when()
+    message_pk: int | None = _fk("message.id", nullable=True, index=True, ondelete="SET NULL")
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class Suppression(SQLModel, table=True):
+    """An address nothing may be sent to (unsubscribed, hard-bounced, complained, manual)."""
+
+    __tablename__ = "suppression"
+
+    id: int | None = _id()
+    address: str = Field(sa_type=String(254), unique=True)
+    reason: str = Field(sa_type=String(32))
+    detail: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _when()
+
+
+class OutboxItem(SQLModel, table=True):
+    """One planned email. The unique key makes planning idempotent across crashes and hosts."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("rule", "customer_id", "occurrence", name="uq_outbox_occurrence"),
+        Index("ix_outbox_state_due", "state", "due_at"),
+    )
+
+    id: int | None = _id()
+    rule: str = Field(sa_type=String(200))
+    customer_id: int = _fk("customer.id", index=True)
+    occurrence: str = Field(sa_type=String(100))
+    template: str = Field(sa_type=String(200))
+    sender: str | None = Field(default=None, sa_type=String(254))
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    state: str = Field(default=OutboxState.DUE.value, sa_type=String(20))
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    message_id: str = Field(sa_type=String(998), unique=True)
+    in_reply_to: str | None = Field(default=None, sa_type=String(998))
+    claimed_by: str | None = Field(default=None, sa_type=String(200))
+    claimed_until: datetime | None = _when(nullable=True)
+    sent_at: datetime | None = _when(nullable=True)
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+
+
+class FolderCursor(SQLModel, table=True):
+    """How far a mailbox folder is synced; moves only after the batch it covers is committed."""
+
+    __tablename__ = "folder_cursor"
+    __table_args__ = (UniqueConstraint("mailbox", "folder", name="uq_folder_cursor"),)
+
+    id: int | None = _id()
+    mailbox: str = Field(sa_type=String(254))
+    folder: str = Field(sa_type=String(255))
+    uidvalidity: int | None = Field(default=None, sa_type=IdType)
+    last_uid: int = Field(default=0, sa_type=IdType)
+    highestmodseq: int | None = Field(default=None, sa_type=IdType)
+    messages: int = Field(default=0)
+    errors: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    last_sync_at: datetime | None = _when(nullable=True)

@@ -1,0 +1,151 @@
+"""Safe YAML loading that remembers where every value came from.
+
+Configuration and rule errors must name file:line:column, so values are built from
+PyYAML's node tree (safe loader only: no Python tags), duplicate keys are refused and
+alias expansion is bounded (no "billion laughs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailcrm.errors import ConfigError
+
+Position = tuple[int, int]
+"""1-based line and column."""
+
+PathKey = tuple[str | int, ...]
+
+_MAX_NODES = 200_000
+
+
+@dataclass
+class YamlDocument:
+    """Plain Python data plus the position of every mapping key and value."""
+
+    path: str
+    data: Any
+    positions: dict[PathKey, Position] = field(default_factory=dict)
+
+    def position_of(self, loc: Sequence[str | int]) -> Position | None:
+        """Position of the deepest known prefix of `loc` (pydantic error locations)."""
+        key: PathKey = tuple(loc)
+        while True:
+            if key in self.positions:
+                return self.positions[key]
+            if not key:
+                return None
+            key = key[:-1]
+
+    def error(self, loc: Sequence[str | int], message: str, hint: str | None = None) -> ConfigError:
+        """A ConfigError pointing at `loc` in this file."""
+        position = self.position_of(loc)
+        dotted = ".".join(str(part) for part in loc) or None
+        return ConfigError(
+            message,
+            path=self.path,
+            line=position[0] if position else None,
+            column=position[1] if position else None,
+            field=dotted,
+            hint=hint,
+        )
+
+
+def _mark(node: yaml.Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.positions: dict[PathKey, Position] = {}
+        self.count = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, loc: PathKey) -> Any:
+        self.count += 1
+        if self.count > _MAX_NODES:
+            raise ConfigError(
+                f"document expands to more than {_MAX_NODES} values (alias bomb?)",
+                path=self.path,
+                line=_mark(node)[0],
+                hint="remove the repeated aliases (*name) from the file",
+            )
+        self.positions.setdefault(loc, _mark(node))
+        if isinstance(node, yaml.MappingNode):
+            self.constructor.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.constructor.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int | bool | float) and key is not None:
+                    raise ConfigError(
+                        "mapping keys must be plain scalars",
+                        path=self.path,
+                        line=_mark(key_node)[0],
+                        column=_mark(key_node)[1],
+                    )
+                if key in result:
+                    line, column = _mark(key_node)
+                    raise ConfigError(
+                        f"duplicate key {key!r}",
+                        path=self.path,
+                        line=line,
+                        column=column,
+                        hint="each key may appear once in a mapping; merge or remove one",
+                    )
+                child: PathKey = (*loc, str(key))
+                self.positions[child] = _mark(key_node)
+                result[key] = self.build(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
+        return self.constructor.construct_object(node, deep=True)
+
+
+def load_text(text: str, path: str) -> YamlDocument:
+    """Parse YAML text; errors name `path` and the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(
+            f"not valid YAML: {exc.problem}",
+            path=path,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=path) from None
+    if node is None:
+        return YamlDocument(path=path, data=None)
+    builder = _Builder(path)
+    try:
+        data = builder.build(node, ())
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(
+            f"unsupported YAML value: {exc.problem}",
+            path=path,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+            hint="only plain YAML (mappings, lists, strings, numbers, dates) is accepted",
+        ) from None
+    return YamlDocument(path=path, data=data, positions=builder.positions)
+
+
+def load_file(path: Path) -> YamlDocument:
+    """Read and parse a YAML file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "file not found", path=str(path), hint="create one with `mailcrm init DIR`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", path=str(path)) from None
+    return load_text(text, str(path))
