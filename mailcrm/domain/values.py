@@ -99,9 +99,7 @@ def normalize_currency(raw: str) -> str:
     """An ISO 4217 code such as `THB`."""
     code = raw.strip().upper()
     if code not in _currencies():
-        raise ValidationError(
-            f"unknown currency {raw!r}", hint="use an ISO 4217 code such as USD, EUR, THB"
-        )
+        raise ValidationError(f"unknown currency {raw!r}", hint="use an ISO 4217 code such as USD, EUR, THB")
     return code
 
 
@@ -116,9 +114,7 @@ def to_minor_units(raw: str | Decimal | int, currency: str) -> int:
     digits = get_currency_precision(currency)
     scaled = amount.scaleb(digits)
     if scaled != scaled.to_integral_value():
-        raise ValidationError(
-            f"amount {raw!r} has more decimals than {currency} allows ({digits})"
-        )
+        raise ValidationError(f"amount {raw!r} has more decimals than {currency} allows ({digits})")
     return int(scaled)
 
 

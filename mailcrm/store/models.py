@@ -125,9 +125,7 @@ class CustomerTag(SQLModel, table=True):
     __tablename__ = "customer_tag"
     __table_args__ = (Index("ix_customer_tag_tag", "tag"),)
 
-    customer_id: int = Field(
-        foreign_key="customer.id", ondelete="CASCADE", primary_key=True, sa_type=IdType
-    )
+    customer_id: int = Field(foreign_key="customer.id", ondelete="CASCADE", primary_key=True, sa_type=IdType)
     tag: str = Field(sa_type=String(63), primary_key=True)
 
 
@@ -205,9 +203,7 @@ class MessageLink(SQLModel, table=True):
 
     __tablename__ = "message_link"
 
-    message_pk: int = Field(
-        foreign_key="message.id", ondelete="CASCADE", primary_key=True, sa_type=IdType
-    )
+    message_pk: int = Field(foreign_key="message.id", ondelete="CASCADE", primary_key=True, sa_type=IdType)
     customer_id: int = Field(
         foreign_key="customer.id", ondelete="CASCADE", primary_key=True, sa_type=IdType, index=True
     )

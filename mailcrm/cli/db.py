@@ -1,0 +1,54 @@
+"""`mailcrm db ...`: schema migrations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mailcrm.cli.context import app_context
+from mailcrm.cli.output import JSON_HELP, emit, info
+from mailcrm.store import migrate
+
+app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+@app.command("upgrade")
+def upgrade(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Create the database or migrate it to this version's schema (safe to repeat).
+
+    Example: MAILCRM_DATABASE_URL=postgresql://crm@db.internal/crm mailcrm db upgrade
+    """
+    db = app_context(ctx).database(ensure_schema=False)
+    before, after = migrate.upgrade(db)
+    result = {"database": db.display_url, "from": before, "to": after}
+    emit(
+        as_json,
+        result,
+        lambda: info(
+            f"{db.display_url}: already at {after}"
+            if before == after
+            else f"{db.display_url}: migrated {before or 'empty'} -> {after}"
+        ),
+    )
+
+
+@app.command("status")
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the schema version of the database and of this mailcrm."""
+    db = app_context(ctx).database(ensure_schema=False)
+    result = {
+        "database": db.display_url,
+        "current": migrate.current_revision(db),
+        "head": migrate.head_revision(),
+    }
+    result["up_to_date"] = result["current"] == result["head"]
+    emit(
+        as_json,
+        result,
+        lambda: info(
+            f"{result['database']}: schema {result['current'] or 'none'} (this mailcrm: {result['head']})"
+        ),
+    )

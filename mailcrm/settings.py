@@ -1,0 +1,260 @@
+"""Typed settings from `mailcrm.yaml`, validated once at start-up.
+
+Every error names the file, line and field. Secrets are never written in the file:
+an account names an environment variable (`password_env`) or a file
+(`password_file`) and the secret is read only when a connection needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mailcrm.domain.addresses import normalize_address
+from mailcrm.domain.values import normalize_language, normalize_timezone
+from mailcrm.errors import ConfigError, MailcrmError, SecretError
+from mailcrm.yamlfile import YamlDocument, load_file
+
+CONFIG_ENV = "MAILCRM_CONFIG"
+DATABASE_URL_ENV = "MAILCRM_DATABASE_URL"
+DEFAULT_CONFIG_PATHS = (Path("config/mailcrm.yaml"), Path("mailcrm.yaml"))
+
+Security = Literal["tls", "starttls", "plain"]
+
+_INLINE_SECRET_KEYS = ("password", "secret", "token")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """Where a secret lives: an environment variable or a file readable only by its owner."""
+
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _INLINE_SECRET_KEYS:
+                if key in data:
+                    raise ValueError(
+                        f"inline `{key}:` is not accepted (secrets do not belong in config files); "
+                        "write `password_env: VARIABLE_NAME` or `password_file: /path/to/file` instead"
+                    )
+        return data
+
+    def has_secret(self) -> bool:
+        return self.password_env is not None or self.password_file is not None
+
+    def resolve(self, what: str) -> str:
+        """Read the secret now; `what` names the account in the error message."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SecretError(
+                    f"{what}: environment variable {self.password_env} is not set",
+                    hint=f"export {self.password_env}=... before starting mailcrm",
+                )
+            return value
+        if self.password_file:
+            path = self.password_file
+            try:
+                mode = path.stat().st_mode
+                if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise SecretError(
+                        f"{what}: password file {path} is readable by other users",
+                        hint=f"run `chmod 600 {path}`",
+                    )
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SecretError(f"{what}: cannot read password file {path}: {exc.strerror}") from None
+        raise SecretError(
+            f"{what}: no password configured",
+            hint="add `password_env: NAME` or `password_file: PATH` to the account",
+        )
+
+
+class ImapAccount(SecretRef):
+    """A salesperson's IMAP mailbox."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = "tls"
+    username: str
+    auth: Literal["login", "plain", "xoauth2"] = "login"
+    ca_file: Path | None = None
+    folders: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.security == "tls" else 143)
+
+
+class SmtpAccount(SecretRef):
+    """The SMTP account a salesperson's automated email is sent from."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Security = "tls"
+    username: str | None = None
+    ca_file: Path | None = None
+    max_connections: int = Field(default=4, ge=1, le=64)
+    per_minute: int | None = Field(default=None, ge=1)
+    per_day: int | None = Field(default=None, ge=1)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"tls": 465, "starttls": 587, "plain": 25}[self.security]
+
+
+class SalespersonSettings(_Strict):
+    """A member of the sales team and the accounts mail goes through."""
+
+    name: str = Field(min_length=1)
+    email: str
+    language: str | None = None
+    timezone: str | None = None
+    imap: ImapAccount | None = None
+    smtp: SmtpAccount | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return _wrap(normalize_address, value)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return None if value is None else _wrap(normalize_language, value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else _wrap(normalize_timezone, value)
+
+
+class DatabaseSettings(_Strict):
+    url: str = "sqlite:///mailcrm.db"
+
+
+class DefaultsSettings(_Strict):
+    """Used for customers that have no timezone or language of their own."""
+
+    timezone: str = "UTC"
+    language: str = "en"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _wrap(normalize_timezone, value)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return _wrap(normalize_language, value)
+
+
+class WebSettings(_Strict):
+    """The tracking and unsubscribe endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    base_url: str | None = None
+    secret_env: str | None = None
+    secret_file: Path | None = None
+
+
+class Settings(_Strict):
+    """Everything mailcrm needs to run; built once in the entry point and passed down."""
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
+    salespeople: list[SalespersonSettings] = Field(default_factory=list)
+    web: WebSettings = Field(default_factory=WebSettings)
+    rules_dir: Path = Path("rules")
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_salespeople(self) -> Settings:
+        seen: set[str] = set()
+        for person in self.salespeople:
+            if person.email in seen:
+                raise ValueError(f"salesperson {person.email} is listed twice")
+            seen.add(person.email)
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the file are relative to the file's folder."""
+        return self.source.parent if self.source else Path.cwd()
+
+    def database_url(self) -> str:
+        """`MAILCRM_DATABASE_URL` wins over the file."""
+        return os.environ.get(DATABASE_URL_ENV) or self.database.url
+
+    def salesperson(self, email: str) -> SalespersonSettings | None:
+        wanted = email.strip().lower()
+        return next((p for p in self.salespeople if p.email == wanted), None)
+
+
+def _wrap(func: Any, value: Any) -> Any:
+    """Turn a domain ValidationError into the ValueError pydantic reports with its location."""
+    try:
+        return func(value)
+    except MailcrmError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _describe(error: Any) -> str:
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting (check the spelling; see config/mailcrm.example.yaml)"
+    return message
+
+
+def from_document(document: YamlDocument) -> Settings:
+    """Validate parsed YAML; all problems are reported at once, each with its line."""
+    data = document.data if document.data is not None else {}
+    if not isinstance(data, dict):
+        raise document.error((), "the file must be a mapping of settings")
+    try:
+        settings = Settings.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = [document.error(err["loc"], _describe(err)) for err in exc.errors()]
+        if len(problems) == 1:
+            raise problems[0] from None
+        raise ConfigError(
+            f"{len(problems)} problems in {document.path}:\n"
+            + "\n".join(f"  {problem}" for problem in problems)
+        ) from None
+    return settings.model_copy(update={"source": Path(document.path).resolve()})
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """The file to load: --config, then $MAILCRM_CONFIG, then ./config/mailcrm.yaml."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    return next((path for path in DEFAULT_CONFIG_PATHS if path.is_file()), None)
+
+
+def load_settings(explicit: Path | None = None) -> Settings:
+    """Load and validate the settings; built-in defaults when there is no file at all."""
+    path = find_config(explicit)
+    if path is None:
+        return Settings()
+    return from_document(load_file(path))

@@ -1,0 +1,23 @@
+"""Notes salespeople leave on customers."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from mailcrm.errors import ValidationError
+from mailcrm.store.models import Note
+
+MAX_NOTE_LENGTH = 20_000
+
+
+def add(session: Session, customer_id: int, author: str, text: str) -> Note:
+    """Store a note; empty or oversized text is refused."""
+    body = text.strip()
+    if not body:
+        raise ValidationError("the note is empty")
+    if len(body) > MAX_NOTE_LENGTH:
+        raise ValidationError(f"the note is longer than {MAX_NOTE_LENGTH} characters")
+    note = Note(customer_id=customer_id, author=author.strip() or "unknown", text=body)
+    session.add(note)
+    session.flush()
+    return note

@@ -1,0 +1,41 @@
+"""Salespeople rows mirror the config file, so customers can reference their owner."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from mailcrm.errors import ValidationError
+from mailcrm.settings import Settings
+from mailcrm.store.models import Salesperson
+
+
+def sync_from_settings(session: Session, settings: Settings) -> dict[str, int]:
+    """Insert or update one row per configured salesperson; returns email → id."""
+    existing = {row.email: row for row in session.exec(select(Salesperson))}
+    for person in settings.salespeople:
+        row = existing.get(person.email)
+        if row is None:
+            row = Salesperson(email=person.email, name=person.name)
+            session.add(row)
+            existing[person.email] = row
+        row.name = person.name
+        row.language = person.language
+        row.timezone = person.timezone
+    session.flush()
+    return {email: row.id for email, row in existing.items() if row.id is not None}
+
+
+def owner_ids(session: Session) -> dict[str, int]:
+    """Every known salesperson, email → id."""
+    return {row.email: row.id for row in session.exec(select(Salesperson)) if row.id is not None}
+
+
+def require_owner(owners: dict[str, int], email: str) -> int:
+    """The id of salesperson `email`, or an error saying how to add them."""
+    try:
+        return owners[email]
+    except KeyError:
+        raise ValidationError(
+            f"owner: unknown salesperson {email!r}",
+            hint="add them under `salespeople:` in mailcrm.yaml",
+        ) from None

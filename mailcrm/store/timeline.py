@@ -1,0 +1,103 @@
+"""A customer's timeline: interactions, purchases and notes merged, newest first.
+
+Purchases and notes live in their own tables; the timeline reads them together with
+`timeline_event` rows instead of copying them, so there is one truth for each fact.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from mailcrm.domain.values import from_minor_units
+from mailcrm.store.models import Message, Note, Purchase, TimelineEvent
+
+
+class TimelineEntry(BaseModel):
+    """One line of `mailcrm timeline --json`; the field names are a scripting interface."""
+
+    kind: str
+    at: datetime
+    summary: str
+    direction: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    payload: dict[str, Any] = {}
+
+
+def _events(session: Session, customer_id: int, limit: int) -> Iterator[TimelineEntry]:
+    query = (
+        select(TimelineEvent, Message)
+        .join(Message, col(TimelineEvent.message_pk) == col(Message.id), isouter=True)
+        .where(TimelineEvent.customer_id == customer_id)
+        .order_by(col(TimelineEvent.at).desc(), col(TimelineEvent.id).desc())
+        .limit(limit)
+    )
+    for event, message in session.exec(query):
+        payload = dict(event.payload or {})
+        subject = message.subject if message else payload.get("subject")
+        summary = str(payload.get("summary") or subject or event.kind)
+        yield TimelineEntry(
+            kind=event.kind,
+            at=event.at,
+            summary=summary,
+            direction=message.direction if message else payload.get("direction"),
+            message_id=message.message_id if message else payload.get("message_id"),
+            subject=subject,
+            payload=payload,
+        )
+
+
+def _purchases(session: Session, customer_id: int, limit: int) -> Iterator[TimelineEntry]:
+    query = (
+        select(Purchase)
+        .where(Purchase.customer_id == customer_id)
+        .order_by(col(Purchase.purchased_at).desc(), col(Purchase.id).desc())
+        .limit(limit)
+    )
+    for row in session.exec(query):
+        amount = from_minor_units(row.amount_minor, row.currency)
+        yield TimelineEntry(
+            kind="purchase",
+            at=row.purchased_at,
+            summary=f"bought {row.quantity} × {row.product} for {amount} {row.currency}",
+            payload={
+                "product": row.product,
+                "quantity": row.quantity,
+                "amount": str(amount),
+                "currency": row.currency,
+                "order_ref": row.order_ref,
+            },
+        )
+
+
+def _notes(session: Session, customer_id: int, limit: int) -> Iterator[TimelineEntry]:
+    query = (
+        select(Note)
+        .where(Note.customer_id == customer_id)
+        .order_by(col(Note.created_at).desc(), col(Note.id).desc())
+        .limit(limit)
+    )
+    for row in session.exec(query):
+        yield TimelineEntry(
+            kind="note",
+            at=row.created_at,
+            summary=row.text if len(row.text) <= 120 else row.text[:117] + "...",
+            payload={"author": row.author, "text": row.text},
+        )
+
+
+def for_customer(session: Session, customer_id: int, limit: int = 100) -> list[TimelineEntry]:
+    """The newest `limit` entries of all kinds, newest first."""
+    sources: Iterable[Iterator[TimelineEntry]] = (
+        _events(session, customer_id, limit),
+        _purchases(session, customer_id, limit),
+        _notes(session, customer_id, limit),
+    )
+    merged = heapq.merge(*sources, key=lambda entry: entry.at, reverse=True)
+    return [entry for _, entry in zip(range(limit), merged, strict=False)]
