@@ -11,7 +11,7 @@ from mailcrm.store import migrate
 from mailcrm.store.db import Database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
     """A URL for an empty database of each kind (PostgreSQL tables are dropped after)."""
     if request.param == "sqlite":

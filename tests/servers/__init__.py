@@ -1,0 +1,1 @@
+"""Real servers (Dovecot, SMTP, PostgreSQL) started privately for integration tests."""

@@ -1,0 +1,180 @@
+"""A recording SMTP server, so outbound mail is checked at the wire rather than through mocks.
+
+``RecordingHandler`` keeps every accepted message and can be scripted to reject a command,
+either always (``reply_at``), for one recipient (``reply_for_rcpt``) or for the next few
+attempts only (``queue_reply``), which is what bounce and retry tests need.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from .dovecot import HOST, free_port
+
+WAIT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """One message accepted at DATA, with its envelope as the client sent it."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+    message_id: str | None
+    mail_options: tuple[str, ...] = ()
+    received_at: float = field(default_factory=time.time)
+
+
+class RecordingHandler:
+    """aiosmtpd handler that records accepted mail and answers with scripted replies.
+
+    Keys of the reply tables are the SMTP verbs ``"MAIL"``, ``"RCPT"`` and ``"DATA"``;
+    values are complete reply lines such as ``"550 5.1.1 no such user"``.
+    """
+
+    def __init__(self) -> None:
+        self.reply_at: dict[str, str] = {}
+        self.reply_for_rcpt: dict[str, str] = {}
+        self._queued: dict[str, deque[str]] = {}
+        self._messages: list[ReceivedMessage] = []
+        self._rejections: list[tuple[str, str, str]] = []
+        self._cond = threading.Condition()
+
+    # -- scripting --------------------------------------------------------------------------
+
+    def queue_reply(self, verb: str, *replies: str) -> None:
+        """Answer the next ``len(replies)`` ``verb`` commands with these replies, in order."""
+        with self._cond:
+            self._queued.setdefault(verb.upper(), deque()).extend(replies)
+
+    def reset(self) -> None:
+        """Forget recorded mail and scripted replies."""
+        with self._cond:
+            self.reply_at.clear()
+            self.reply_for_rcpt.clear()
+            self._queued.clear()
+            self._messages.clear()
+            self._rejections.clear()
+
+    # -- inspection -------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        """A snapshot of the accepted messages, oldest first."""
+        with self._cond:
+            return list(self._messages)
+
+    @property
+    def rejections(self) -> list[tuple[str, str, str]]:
+        """``(verb, argument, reply)`` for every command answered with a scripted reply."""
+        with self._cond:
+            return list(self._rejections)
+
+    def wait_for(self, count: int, timeout: float = WAIT_TIMEOUT) -> list[ReceivedMessage]:
+        """Block until at least ``count`` messages arrived; raise TimeoutError otherwise."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._messages) >= count, timeout):
+                raise TimeoutError(f"expected {count} messages, got {len(self._messages)}")
+            return list(self._messages)
+
+    # -- aiosmtpd hooks ---------------------------------------------------------------------
+
+    def _scripted(self, verb: str, argument: str) -> str | None:
+        with self._cond:
+            queued = self._queued.get(verb)
+            reply = queued.popleft() if queued else None
+            if reply is None and verb == "RCPT":
+                reply = self.reply_for_rcpt.get(argument)
+            if reply is None:
+                reply = self.reply_at.get(verb)
+            if reply is not None:
+                self._rejections.append((verb, argument, reply))
+            return reply
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        reply = self._scripted("MAIL", address)
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self._scripted("RCPT", address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = self._scripted("DATA", envelope.mail_from or "")
+        if reply is not None:
+            return reply
+        content: bytes = envelope.original_content or b""
+        headers = BytesHeaderParser(policy=default_policy).parsebytes(content)
+        message_id = headers.get("Message-ID")
+        with self._cond:
+            self._messages.append(
+                ReceivedMessage(
+                    mail_from=envelope.mail_from,
+                    rcpt_tos=tuple(envelope.rcpt_tos),
+                    content=content,
+                    message_id=str(message_id).strip() if message_id is not None else None,
+                    mail_options=tuple(envelope.mail_options),
+                )
+            )
+            self._cond.notify_all()
+        return "250 2.0.0 OK queued"
+
+
+class RecordingSMTPServer:
+    """An aiosmtpd ``Controller`` (own thread and loop) on a free loopback port."""
+
+    def __init__(self, handler: RecordingHandler | None = None) -> None:
+        self.handler = handler or RecordingHandler()
+        self.host = HOST
+        self.port = free_port(HOST)
+        self._controller: Controller | None = None
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        return self.handler.messages
+
+    def start(self) -> None:
+        if self._controller is not None:
+            return
+        controller = Controller(
+            self.handler,
+            hostname=self.host,
+            port=self.port,
+            ready_timeout=10.0,
+            enable_SMTPUTF8=True,
+        )
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self) -> RecordingSMTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
