@@ -229,6 +229,7 @@ def from_document(document: YamlDocument) -> Settings:
     data = document.data if document.data is not None else {}
     if not isinstance(data, dict):
         raise document.error((), "the file must be a mapping of settings")
+    _refuse_inline_secrets(document, data)
     try:
         settings = Settings.model_validate(data)
     except PydanticValidationError as exc:
@@ -240,6 +241,28 @@ def from_document(document: YamlDocument) -> Settings:
             + "\n".join(f"  {problem}" for problem in problems)
         ) from None
     return settings.model_copy(update={"source": Path(document.path).resolve()})
+
+
+def _refuse_inline_secrets(document: YamlDocument, data: dict[str, Any]) -> None:
+    """Point at the offending key itself (the model validator can only name the account)."""
+    people = data.get("salespeople")
+    if not isinstance(people, list):
+        return
+    for index, person in enumerate(people):
+        if not isinstance(person, dict):
+            continue
+        for kind in ("imap", "smtp"):
+            account = person.get(kind)
+            if not isinstance(account, dict):
+                continue
+            for key in _INLINE_SECRET_KEYS:
+                if key in account:
+                    raise document.error(
+                        ("salespeople", index, kind, key),
+                        f"inline `{key}:` is not accepted: secrets do not belong in config files",
+                        hint="write `password_env: VARIABLE_NAME` (an environment variable) or "
+                        "`password_file: /path/to/file` (chmod 600) instead",
+                    )
 
 
 def find_config(explicit: Path | None) -> Path | None:

@@ -22,6 +22,7 @@ Position = tuple[int, int]
 PathKey = tuple[str | int, ...]
 
 _MAX_NODES = 200_000
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 @dataclass
@@ -77,6 +78,15 @@ class _Builder:
                 hint="remove the repeated aliases (*name) from the file",
             )
         self.positions.setdefault(loc, _mark(node))
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            line, column = _mark(node)
+            raise ConfigError(
+                f"unsupported YAML tag {node.tag}",
+                path=self.path,
+                line=line,
+                column=column,
+                hint="only plain YAML (mappings, lists, strings, numbers, dates) is accepted",
+            )
         if isinstance(node, yaml.MappingNode):
             self.constructor.flatten_mapping(node)
             result: dict[Any, Any] = {}

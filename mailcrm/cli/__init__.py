@@ -18,6 +18,7 @@ from mailcrm import log as logsetup
 from mailcrm.cli import customers, db, notes, purchases, setup
 from mailcrm.cli.context import AppContext
 from mailcrm.cli.output import err_console
+from mailcrm.cli.demo import demo
 from mailcrm.cli.timeline import timeline
 from mailcrm.errors import MailcrmError
 
@@ -77,13 +78,7 @@ app.command("timeline")(timeline)
 app.command("init")(setup.init)
 
 
-def _register_demo() -> None:
-    from mailcrm.cli.demo import demo
-
-    app.command("demo")(demo)
-
-
-_register_demo()
+app.command("demo")(demo)
 
 
 def main(argv: list[str] | None = None) -> None:

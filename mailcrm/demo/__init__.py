@@ -1,0 +1,1 @@
+"""The demo: a self-contained mailcrm installation with sample data, no setup needed."""
