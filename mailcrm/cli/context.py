@@ -10,7 +10,6 @@ from pathlib import Path
 import typer
 
 from mailcrm.settings import Settings, load_settings
-from mailcrm.store import migrate
 from mailcrm.store.db import Database, normalize_url
 from mailcrm.store.salespeople import sync_from_settings
 
@@ -35,6 +34,8 @@ class AppContext:
             settings = self.settings
             self._db = Database(normalize_url(settings.database_url(), settings.base_dir))
             if ensure_schema:
+                from mailcrm.store import migrate  # alembic is slow to import; only when needed
+
                 migrate.ensure_ready(self._db)
                 with self._db.write() as session:
                     sync_from_settings(session, settings)

@@ -37,7 +37,10 @@ def upgrade(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @app.command("status")
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the schema version of the database and of this mailcrm."""
+    """Show the schema version of the database and of this mailcrm.
+
+    Example: mailcrm db status --json
+    """
     db = app_context(ctx).database(ensure_schema=False)
     result = {
         "database": db.display_url,
