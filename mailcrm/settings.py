@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -27,6 +28,9 @@ DEFAULT_CONFIG_PATHS = (Path("config/mailcrm.yaml"), Path("mailcrm.yaml"))
 Security = Literal["tls", "starttls", "plain"]
 
 _INLINE_SECRET_KEYS = ("password", "secret", "token")
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 class _Strict(BaseModel):
@@ -207,7 +211,7 @@ class Settings(_Strict):
         return next((p for p in self.salespeople if p.email == wanted), None)
 
 
-def _wrap(func: Any, value: Any) -> Any:
+def _wrap(func: Callable[[_In], _Out], value: _In) -> _Out:
     """Turn a domain ValidationError into the ValueError pydantic reports with its location."""
     try:
         return func(value)

@@ -42,7 +42,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     Example: mailcrm db status --json
     """
     db = app_context(ctx).database(ensure_schema=False)
-    result = {
+    result: dict[str, object] = {
         "database": db.display_url,
         "current": migrate.current_revision(db),
         "head": migrate.head_revision(),

@@ -19,10 +19,8 @@ def summarize(session: Session) -> dict[str, Any]:
     statuses = Counter(row for row in session.exec(select(Customer.status)))
     revenue = {
         currency: str(from_minor_units(int(total), currency))
-        for currency, total in session.exec(  # type: ignore[call-overload]
-            select(Purchase.currency, func.sum(Purchase.amount_minor)).group_by(
-                col(Purchase.currency)
-            )
+        for currency, total in session.exec(
+            select(Purchase.currency, func.sum(Purchase.amount_minor)).group_by(col(Purchase.currency))
         )
     }
     return {
@@ -39,7 +37,7 @@ def summarize(session: Session) -> dict[str, Any]:
 
 def busiest_customer(session: Session) -> int | None:
     """The customer with the most purchases: the most interesting timeline to show."""
-    row = session.exec(  # type: ignore[call-overload]
+    row = session.exec(
         select(Purchase.customer_id, func.count().label("n"))
         .group_by(col(Purchase.customer_id))
         .order_by(func.count().desc(), col(Purchase.customer_id))

@@ -148,10 +148,9 @@ def update(
             session.add(row)
             current[address] = row
     for address in remove_emails:
-        row = current.pop(address, None)
-        if row is None:
+        if address not in current:
             raise NotFoundError(f"customer {customer.id} has no address {address}")
-        session.delete(row)
+        session.delete(current.pop(address))
     if not current:
         raise ValidationError("a customer must keep at least one email address")
     if primary is not None:
@@ -275,7 +274,7 @@ def views(session: Session, customers: Iterable[Customer]) -> list[CustomerView]
         row.id: row.name for row in session.exec(select(Company).where(col(Company.id).in_(company_ids)))
     }
     purchase_counts = dict(
-        session.exec(  # type: ignore[call-overload]
+        session.exec(
             select(Purchase.customer_id, func.count())
             .where(col(Purchase.customer_id).in_(ids))
             .group_by(col(Purchase.customer_id))

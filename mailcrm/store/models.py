@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, String, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from mailcrm.store.types import IdType, UTCDateTime, utcnow
@@ -48,11 +48,14 @@ def _id() -> Any:
     return Field(default=None, primary_key=True, sa_type=IdType)
 
 
-def _fk(target: str, *, nullable: bool = False, index: bool = False, ondelete: str = "CASCADE") -> Any:
+OnDelete = Literal["CASCADE", "SET NULL", "RESTRICT"]
+
+
+def _fk(target: str, *, nullable: bool = False, index: bool = False, ondelete: OnDelete = "CASCADE") -> Any:
     return Field(
         default=None if nullable else ...,
         foreign_key=target,
-        ondelete=ondelete,  # type: ignore[arg-type]
+        ondelete=ondelete,
         nullable=nullable,
         index=index,
         sa_type=IdType,
@@ -280,3 +283,10 @@ class FolderCursor(SQLModel, table=True):
     errors: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_type=Text)
     last_sync_at: datetime | None = _when(nullable=True)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for set-based and bulk statements."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
