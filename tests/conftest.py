@@ -11,14 +11,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers.dovecot import DovecotServer, ImapCredentials, dovecot_available
+import trustme
+from servers.dovecot import (
+    TLS_SERVER_NAME,
+    DovecotServer,
+    ImapCredentials,
+    TlsFiles,
+    dovecot_available,
+)
 from servers.postgres import create_database, drop_database, postgres_available
 from servers.smtpd import RecordingSMTPServer
 
 REQUIRE_SERVICES_ENV = "MAILCRM_TEST_REQUIRE_SERVICES"
 
 # Tests using these fixtures get the matching marker, so `-m "not dovecot"` deselects them.
-_FIXTURE_MARKERS = {"dovecot": "dovecot", "imap_user": "dovecot", "postgres_url": "postgres"}
+_FIXTURE_MARKERS = {
+    "dovecot": "dovecot",
+    "imap_user": "dovecot",
+    "dovecot_tls": "dovecot",
+    "tls_imap_user": "dovecot",
+    "postgres_url": "postgres",
+}
 
 
 def services_required() -> bool:
@@ -60,6 +73,42 @@ def imap_user(dovecot: DovecotServer) -> ImapCredentials:
     # An earlier test may have left the shared server killed.
     dovecot.ensure_running()
     return dovecot.add_user()
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A throw-away certificate authority; nothing trusts it unless told to."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_ca_file(tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test CA's certificate as a PEM file (for `ca_file:` settings)."""
+    path = tmp_path_factory.mktemp("tls-ca") / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls(tls_ca: trustme.CA) -> Iterator[DovecotServer]:
+    """A second private Dovecot serving implicit TLS on ``tls_port`` and STARTTLS on ``port``,
+    with a certificate for ``localhost`` signed by ``tls_ca``."""
+    require_service(dovecot_available())
+    cert = tls_ca.issue_cert(TLS_SERVER_NAME)
+    chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+    server = DovecotServer(tls=TlsFiles(chain, cert.private_key_pem.bytes()))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def tls_imap_user(dovecot_tls: DovecotServer) -> ImapCredentials:
+    """A fresh mailbox user on ``dovecot_tls`` (``tls_port`` is set)."""
+    dovecot_tls.ensure_running()
+    return dovecot_tls.add_user()
 
 
 @pytest.fixture

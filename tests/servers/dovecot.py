@@ -2,7 +2,11 @@
 
 Each ``DovecotServer`` owns a temporary directory holding its config, runtime sockets, log,
 passwd-file and the users' homes. It listens on a free loopback port, speaks plain IMAP
-(no TLS) and can be killed and restarted on the same port with the same mail data.
+(no TLS unless given a certificate) and can be killed and restarted on the same port with
+the same mail data.
+
+With ``tls=TlsFiles(...)`` it also serves implicit TLS (IMAPS) on a second free loopback
+port and offers STARTTLS on the plain port, using the given certificate and key.
 
 Dovecot refuses to serve mail as root, so every user gets its own unused uid/gid
 (60000 and up). The passwd-file userdb does not need these ids in ``/etc/passwd``.
@@ -24,12 +28,15 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 DOVECOT_BIN = shutil.which("dovecot") or "/usr/sbin/dovecot"
 DOVEADM_BIN = shutil.which("doveadm") or "/usr/bin/doveadm"
 HOST = "127.0.0.1"
+# The host name TLS test certificates are issued for; it resolves to HOST.
+TLS_SERVER_NAME = "localhost"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
@@ -42,6 +49,7 @@ _next_uid = _FIRST_MAIL_UID
 
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}$")
 _PASSWORD_FORBIDDEN = re.compile(r"[:\r\n\x00]")
+_EXTRA_FORBIDDEN = re.compile(r"[:\s\x00]")
 
 _CONFIG_TEMPLATE = """\
 # Private test instance; nothing here touches the system Dovecot.
@@ -52,9 +60,9 @@ info_log_path = {log_path}
 instance_name = mailcrm-test-{port}
 protocols = imap
 listen = {host}
-ssl = no
+{ssl_settings}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2
 auth_verbose = yes
 first_valid_uid = 1000
 first_valid_gid = 1000
@@ -101,7 +109,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {host}
+    port = {tls_port}
   }}
 }}
 """
@@ -109,6 +118,14 @@ service imap-login {{
 
 class DovecotError(RuntimeError):
     """Dovecot could not be started, stopped or driven; the message carries its log."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM certificate chain and private key Dovecot serves TLS with."""
+
+    cert_chain_pem: bytes
+    private_key_pem: bytes
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,7 @@ class ImapCredentials:
     port: int
     uid: int
     home: Path
+    tls_port: int | None = None
 
     @property
     def maildir(self) -> Path:
@@ -190,13 +208,17 @@ def _live_group_members(pgid: int) -> list[int]:
 class DovecotServer:
     """A Dovecot instance private to the test run, listening on a free loopback port."""
 
-    def __init__(self, root: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, port: int | None = None, tls: TlsFiles | None = None
+    ) -> None:
         if root is None:
             root = Path(tempfile.mkdtemp(prefix="mailcrm-dovecot-"))
         self.root = root
         # Mail users and the login processes run as other uids and must traverse this tree.
         self.root.chmod(0o755)
         self._port = port or free_port()
+        self.tls = tls
+        self._tls_port = free_port() if tls is not None else None
         self.config_path = self.root / "dovecot.conf"
         self.users_dir = self.root / "users"
         self.log_path = self.root / "dovecot.log"
@@ -217,6 +239,11 @@ class DovecotServer:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def tls_port(self) -> int | None:
+        """The implicit-TLS (IMAPS) port, or None without a certificate."""
+        return self._tls_port
 
     @property
     def pid(self) -> int | None:
@@ -304,8 +331,18 @@ class DovecotServer:
 
     # -- users and mail ---------------------------------------------------------------------
 
-    def add_user(self, name: str | None = None, password: str | None = None) -> ImapCredentials:
-        """Create a mailbox user with its own uid and an empty home; random values if omitted."""
+    def add_user(
+        self,
+        name: str | None = None,
+        password: str | None = None,
+        settings: Mapping[str, str] | None = None,
+    ) -> ImapCredentials:
+        """Create a mailbox user with its own uid and an empty home; random values if omitted.
+
+        ``settings`` override Dovecot settings for this user only (userdb extra fields),
+        e.g. ``{"imap_capability": "IMAP4rev1"}`` or
+        ``{"namespace/inbox/mailbox/Sent/auto": "no"}``; values cannot contain spaces.
+        """
         if name is None:
             name = f"user-{secrets.token_hex(4)}"
         if password is None:
@@ -314,6 +351,10 @@ class DovecotServer:
             raise ValueError(f"unsupported test username {name!r}")
         if _PASSWORD_FORBIDDEN.search(password):
             raise ValueError("password must not contain ':', CR, LF or NUL (passwd-file format)")
+        settings = settings or {}
+        if any(_EXTRA_FORBIDDEN.search(key + value) for key, value in settings.items()):
+            raise ValueError("per-user settings must not contain spaces, ':', CR, LF or NUL")
+        extra = " ".join(f"userdb_{key}={value}" for key, value in settings.items())
         with self._lock:
             if name in self._users:
                 raise ValueError(f"user {name!r} already exists")
@@ -323,8 +364,8 @@ class DovecotServer:
             home = self.homes / name
             home.mkdir(mode=0o700)
             os.chown(home, uid, uid)
-            creds = ImapCredentials(name, password, self.host, self.port, uid, home)
-            self._write_passwd_file(creds)
+            creds = ImapCredentials(name, password, self.host, self.port, uid, home, self._tls_port)
+            self._write_passwd_file(creds, extra)
             self._users[name] = creds
         return creds
 
@@ -387,6 +428,16 @@ class DovecotServer:
         # The auth process runs as the unprivileged ``dovecot`` user and must read these.
         self.users_dir.mkdir(mode=0o750, exist_ok=True)
         os.chown(self.users_dir, 0, pwd.getpwnam("dovecot").pw_gid)
+        ssl_settings = "ssl = no"
+        if self.tls is not None:
+            # Read by Dovecot's config process, which runs as root.
+            tls_dir = self.root / "tls"
+            tls_dir.mkdir(mode=0o700, exist_ok=True)
+            cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+            cert.write_bytes(self.tls.cert_chain_pem)
+            key.touch(mode=0o600)
+            key.write_bytes(self.tls.private_key_pem)
+            ssl_settings = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
         self.config_path.write_text(
             _CONFIG_TEMPLATE.format(
                 base_dir=self.root / "run",
@@ -395,13 +446,15 @@ class DovecotServer:
                 users_dir=self.users_dir,
                 host=self.host,
                 port=self.port,
+                tls_port=self._tls_port or 0,
+                ssl_settings=ssl_settings,
             )
         )
 
-    def _write_passwd_file(self, creds: ImapCredentials) -> None:
+    def _write_passwd_file(self, creds: ImapCredentials, extra: str = "") -> None:
         # user:password:uid:gid:gecos:home:shell:extra
         c = creds
-        line = f"{c.username}:{{PLAIN}}{c.password}:{c.uid}:{c.uid}::{c.home}::\n"
+        line = f"{c.username}:{{PLAIN}}{c.password}:{c.uid}:{c.uid}::{c.home}::{extra}\n"
         path = self.users_dir / creds.username
         # Written aside and renamed so the auth process never reads a partial line.
         tmp = self.users_dir / f".{creds.username}.tmp"
@@ -418,7 +471,7 @@ class DovecotServer:
                 code = self._proc.returncode if self._proc is not None else None
                 raise DovecotError(f"dovecot exited with {code} during startup\n{self.log_text()}")
             try:
-                if self._greeting(deadline).startswith(b"* OK"):
+                if self._greeting(deadline).startswith(b"* OK") and self._tls_listening():
                     return
             except OSError as exc:
                 last_error = exc
@@ -427,6 +480,12 @@ class DovecotServer:
             f"dovecot did not greet on {self.host}:{self.port} within {timeout}s "
             f"({last_error})\n{self.log_text()}"
         )
+
+    def _tls_listening(self) -> bool:
+        if self._tls_port is None:
+            return True
+        with socket.create_connection((self.host, self._tls_port), timeout=2.0):
+            return True
 
     def _greeting(self, deadline: float) -> bytes:
         remaining = max(0.1, deadline - time.monotonic())
