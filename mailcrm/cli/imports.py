@@ -71,7 +71,7 @@ def _print_report(data: dict[str, Any]) -> None:
         )
     errors = data.get("errors") or []
     if errors:
-        err_console.print(f"[red]{len(errors)} rows refused:[/red]")
+        err_console.print(f"[red]{data.get('failed', len(errors))} rows refused:[/red]")
         table(None, ["line", "reason"], [[e["row"], e["reason"]] for e in errors[:_SHOWN_ERRORS]])
         if len(errors) > _SHOWN_ERRORS:
             err_console.print(f"... and {len(errors) - _SHOWN_ERRORS} more (use --json for all)")

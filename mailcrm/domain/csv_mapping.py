@@ -20,6 +20,7 @@ from mailcrm.errors import ImportFileError, ValidationError
 Kind = Literal["customers", "purchases"]
 
 IGNORE = "-"
+_EXPORT_ONLY = frozenset({"id", "purchases", "createdat", "updatedat"})
 FIRST_NAME = "first_name"
 LAST_NAME = "last_name"
 _CUSTOM = "custom."
@@ -256,6 +257,8 @@ def map_headers(headers: Sequence[str], kind: Kind, overrides: Sequence[str] = (
             target = chosen[key]
         else:
             target = _guess(header, kind)
+            if target is None and kind == "customers" and key in _EXPORT_ONLY:
+                continue  # columns `customers export` writes that are not customer input
             if target is None:
                 ignored.append(header.strip() or f"(column {index + 1} has no header)")
         if target is not None:

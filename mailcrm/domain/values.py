@@ -17,6 +17,7 @@ from babel.numbers import get_currency_precision, list_currencies
 
 from mailcrm.errors import ValidationError
 
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _TAG = re.compile(r"[\w][\w .:/+-]{0,62}", re.UNICODE)
 
 
@@ -105,8 +106,15 @@ def normalize_currency(raw: str) -> str:
 
 def to_minor_units(raw: str | Decimal | int, currency: str) -> int:
     """Amount in the currency's minor unit (cents, satang); refuses extra precision."""
+    text = str(raw).strip()
+    if isinstance(raw, str) and "," in text:
+        if not _THOUSANDS.fullmatch(text):
+            raise ValidationError(
+                f"ambiguous amount {raw!r}", hint="write the amount with a decimal point, e.g. 1250.50"
+            )
+        text = text.replace(",", "")
     try:
-        amount = Decimal(str(raw).strip().replace(",", "")) if isinstance(raw, str) else Decimal(raw)
+        amount = Decimal(text) if isinstance(raw, str) else Decimal(raw)
     except InvalidOperation:
         raise ValidationError(f"invalid amount {raw!r}", hint="write e.g. 1250.50") from None
     if not amount.is_finite():

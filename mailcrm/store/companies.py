@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from mailcrm.errors import ConflictError
 from mailcrm.store.models import Company, CompanyDomain
@@ -13,7 +14,7 @@ def get_or_create(session: Session, name: str, cache: dict[str, int] | None = No
     key = name.casefold()
     if cache is not None and key in cache:
         return cache[key]
-    row = session.exec(select(Company).where(col(Company.name).ilike(name))).first()
+    row = session.exec(select(Company).where(func.lower(Company.name) == name.lower())).first()
     if row is None:
         row = Company(name=name)
         session.add(row)

@@ -61,6 +61,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-16384")  # 16 MiB: the 2 MiB default slows bulk writes
         cursor.close()
 
     @event.listens_for(engine, "begin")
