@@ -32,7 +32,7 @@ PEOPLE: tuple[tuple[str, str, str, str], ...] = (
     ("سارا احمدی", "sara.ahmadi", "fa", "Asia/Tehran"),
     ("علی رضایی", "ali.rezaei", "fa", "Asia/Tehran"),
     ("مریم حسینی", "maryam.h", "fa", "Europe/Berlin"),
-    ("سوکា ចន្ទ", "soka", "km", "Asia/Phnom_Penh"),
+    ("សុខា ចន្ទ", "sokha", "km", "Asia/Phnom_Penh"),
     ("ដារ៉ា សុខ", "dara.sok", "km", "Asia/Phnom_Penh"),
     ("សុភា ម៉ៅ", "sophea.mao", "km", "Asia/Phnom_Penh"),
     ("វិចិត្រ ឈឹម", "vichet", "km", "Asia/Bangkok"),
