@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -168,6 +168,20 @@ class DefaultsSettings(_Strict):
         return _wrap(normalize_language, value)
 
 
+class SyncSettings(_Strict):
+    """How mailboxes are kept in sync and how messages are matched to customers."""
+
+    create_leads: bool = True
+    lead_source: str = "inbound-email"
+    fold_addresses: bool = False
+    batch_messages: int = Field(default=250, ge=1, le=5000)
+    batch_bytes: int = Field(default=16 * 2**20, ge=2**16)
+    poll_seconds: float = Field(default=60.0, gt=0)
+    idle_renew_seconds: float = Field(default=600.0, gt=0, le=1740)
+    reconnect_max_seconds: float = Field(default=300.0, gt=0)
+    auth_retry_seconds: float = Field(default=900.0, gt=0)
+
+
 class WebSettings(_Strict):
     """The tracking and unsubscribe endpoint."""
 
@@ -184,6 +198,7 @@ class Settings(_Strict):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     salespeople: list[SalespersonSettings] = Field(default_factory=list)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     rules_dir: Path = Path("rules")
     source: Path | None = Field(default=None, exclude=True)

@@ -17,8 +17,8 @@ from mailcrm import __version__
 from mailcrm import log as logsetup
 from mailcrm.cli import customers, db, notes, purchases, setup
 from mailcrm.cli.context import AppContext
-from mailcrm.cli.output import err_console
 from mailcrm.cli.demo import demo
+from mailcrm.cli.output import err_console
 from mailcrm.cli.timeline import timeline
 from mailcrm.errors import MailcrmError
 

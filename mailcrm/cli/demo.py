@@ -81,8 +81,7 @@ def demo(
             highlight=False,
         )
         console.print(
-            "  lead sources: "
-            + ", ".join(f"{k} {v}" for k, v in summary["by_lead_source"].items()),
+            "  lead sources: " + ", ".join(f"{k} {v}" for k, v in summary["by_lead_source"].items()),
             highlight=False,
         )
         console.print(

@@ -162,9 +162,11 @@ def test_broken_config_names_file_line_and_field(cli: CLI, tmp_path: Path) -> No
                       "      host: h\n      password: x\n", encoding="utf-8")  # fmt: skip
     result = cli("--config", str(config), "customers", "list")
     assert result.code == 1
-    assert f"{config}:6:7: salespeople.0.smtp.password: inline `password:` is not accepted" in (
-        result.stderr.replace("\n", " ")
-    ) or f"{config}:6:7" in result.stderr
+    assert (
+        f"{config}:6:7: salespeople.0.smtp.password: inline `password:` is not accepted"
+        in (result.stderr.replace("\n", " "))
+        or f"{config}:6:7" in result.stderr
+    )
     assert "password_env" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -79,7 +79,9 @@ def test_draft_errors_name_the_field() -> None:
         draft_from_fields({"name": "A", "email": "a@x.org", "birthday": "31/12/1990"}, new_record=True)
     with pytest.raises(ValidationError, match=r"^email: missing"):
         draft_from_fields({"name": "A"}, new_record=True)
-    draft = draft_from_fields({"name": "  Ann   Lee ", "email": "Ann@X.org", "custom.vat": "TH1"}, new_record=True)
+    draft = draft_from_fields(
+        {"name": "  Ann   Lee ", "email": "Ann@X.org", "custom.vat": "TH1"}, new_record=True
+    )
     assert draft.name == "Ann Lee"
     assert draft.emails == ("ann@x.org",)
     assert draft.custom == {"vat": "TH1"}

@@ -32,13 +32,9 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("mailbox", sa.String(length=254), nullable=False),
         sa.Column("folder", sa.String(length=255), nullable=False),
-        sa.Column(
-            "uidvalidity", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("uidvalidity", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("last_uid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "highestmodseq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("highestmodseq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("messages", sa.Integer(), nullable=False),
         sa.Column("errors", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
@@ -93,26 +89,20 @@ def upgrade() -> None:
     op.create_table(
         "company_domain",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("domain", sa.String(length=253), nullable=False),
         sa.ForeignKeyConstraint(["company_id"], ["company.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("domain"),
     )
     with op.batch_alter_table("company_domain", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_company_domain_company_id"), ["company_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_company_domain_company_id"), ["company_id"], unique=False)
 
     op.create_table(
         "customer",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column(
-            "company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("company_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("phone", sa.String(length=40), nullable=True),
         sa.Column("birthday", sa.Date(), nullable=True),
         sa.Column("timezone", sa.String(length=64), nullable=True),
@@ -135,9 +125,7 @@ def upgrade() -> None:
 
     op.create_table(
         "customer_tag",
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("tag", sa.String(length=63), nullable=False),
         sa.ForeignKeyConstraint(["customer_id"], ["customer.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("customer_id", "tag"),
@@ -148,9 +136,7 @@ def upgrade() -> None:
     op.create_table(
         "email_address",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("address", sa.String(length=254), nullable=False),
         sa.Column("is_primary", sa.Boolean(), nullable=False),
         sa.Column("created_at", mailcrm.store.types.UTCDateTime(), nullable=False),
@@ -159,34 +145,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("address"),
     )
     with op.batch_alter_table("email_address", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_email_address_customer_id"), ["customer_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_email_address_customer_id"), ["customer_id"], unique=False)
 
     op.create_table(
         "message_link",
-        sa.Column(
-            "message_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("message_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("role", sa.String(length=4), nullable=False),
         sa.ForeignKeyConstraint(["customer_id"], ["customer.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["message_pk"], ["message.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("message_pk", "customer_id", "role"),
     )
     with op.batch_alter_table("message_link", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_message_link_customer_id"), ["customer_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_message_link_customer_id"), ["customer_id"], unique=False)
 
     op.create_table(
         "note",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("author", sa.String(length=254), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("created_at", mailcrm.store.types.UTCDateTime(), nullable=False),
@@ -200,9 +176,7 @@ def upgrade() -> None:
         "outbox",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("rule", sa.String(length=200), nullable=False),
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("occurrence", sa.String(length=100), nullable=False),
         sa.Column("template", sa.String(length=200), nullable=False),
         sa.Column("sender", sa.String(length=254), nullable=True),
@@ -229,15 +203,11 @@ def upgrade() -> None:
     op.create_table(
         "purchase",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("purchased_at", mailcrm.store.types.UTCDateTime(), nullable=False),
         sa.Column("product", sa.String(length=200), nullable=False),
         sa.Column("quantity", sa.Integer(), nullable=False),
-        sa.Column(
-            "amount_minor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("amount_minor", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("order_ref", sa.String(length=100), nullable=True),
         sa.Column("dedupe_key", sa.String(length=64), nullable=False),
@@ -247,22 +217,16 @@ def upgrade() -> None:
         sa.UniqueConstraint("customer_id", "dedupe_key", name="uq_purchase_customer_dedupe"),
     )
     with op.batch_alter_table("purchase", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_purchase_customer_when", ["customer_id", "purchased_at"], unique=False
-        )
+        batch_op.create_index("ix_purchase_customer_when", ["customer_id", "purchased_at"], unique=False)
         batch_op.create_index("ix_purchase_product", ["product"], unique=False)
 
     op.create_table(
         "timeline_event",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("at", mailcrm.store.types.UTCDateTime(), nullable=False),
-        sa.Column(
-            "message_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
-        ),
+        sa.Column("message_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["customer_id"], ["customer.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["message_pk"], ["message.id"], ondelete="SET NULL"),
@@ -270,9 +234,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("timeline_event", schema=None) as batch_op:
         batch_op.create_index("ix_timeline_customer_at", ["customer_id", "at"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_timeline_event_message_pk"), ["message_pk"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_timeline_event_message_pk"), ["message_pk"], unique=False)
 
 
 def downgrade() -> None:
