@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from mailcrm import __version__
 from mailcrm import log as logsetup
-from mailcrm.cli import customers, db, notes, purchases, setup
+from mailcrm.cli import customers, db, mail, notes, purchases, setup
 from mailcrm.cli.context import AppContext
 from mailcrm.cli.demo import demo
 from mailcrm.cli.output import err_console
@@ -74,6 +74,10 @@ app.add_typer(purchases.app, name="purchases")
 app.add_typer(notes.app, name="notes")
 app.add_typer(db.app, name="db")
 app.add_typer(setup.config_app, name="config")
+app.add_typer(mail.mailboxes_app, name="mailboxes")
+app.add_typer(mail.import_app, name="import")
+app.command("sync")(mail.sync)
+app.command("run")(mail.run)
 app.command("timeline")(timeline)
 app.command("init")(setup.init)
 

@@ -1,0 +1,264 @@
+"""`mailcrm sync`, `mailcrm run`, `mailcrm mailboxes status`, `mailcrm import mbox|maildir`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mailcrm import daemon
+from mailcrm.cli.context import app_context
+from mailcrm.cli.output import JSON_HELP, emit, err_console, info, table
+from mailcrm.errors import MailcrmError, NotFoundError
+from mailcrm.store import cursors
+from mailcrm.sync.supervisor import MAILBOX_LEVEL, identities, workers
+
+mailboxes_app = typer.Typer(help="Mailbox sync status.", no_args_is_help=True)
+import_app = typer.Typer(help="Backfill history from mail files.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+MailboxOption = Annotated[
+    list[str] | None,
+    typer.Option("--mailbox", "-m", help="Only this salesperson's mailbox (email or name; repeatable)."),
+]
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def sync(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Sync every folder once, then exit.")] = False,
+    mailbox: MailboxOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sync salespeople's IMAP mailboxes onto customer timelines.
+
+    With --once every folder is synced once (a progress bar shows the first, long
+    sync); without it, sync runs until Ctrl-C like `mailcrm run`.
+
+    Example: mailcrm sync --once --mailbox alice@acme.example
+    """
+    context = app_context(ctx)
+    db = context.database()
+    if not once:
+        asyncio.run(daemon.run(db, context.settings, only=mailbox or ()))
+        return
+    chosen = workers(db, context.settings, mailbox or ())
+    if not chosen:
+        raise NotFoundError(
+            "no mailbox to sync", hint="configure `imap:` for a salesperson, or check --mailbox"
+        )
+    report: list[dict[str, Any]] = []
+    failed = False
+    with _progress(not as_json and err_console.is_terminal) as progress:
+        for worker in chosen:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(
+                folder: str,
+                done: int,
+                total: int,
+                who: str = worker.person.email,
+                tasks: dict[str, Any] = tasks,
+            ) -> None:
+                key = f"{who} {folder}"
+                if key not in tasks:
+                    tasks[key] = progress.add_task(key, total=total)
+                progress.update(tasks[key], completed=done, total=total)
+
+            try:
+                results = asyncio.run(worker.sync_once(on_progress))
+            except MailcrmError as exc:
+                failed = True
+                report.append({"mailbox": worker.person.email, "error": str(exc)})
+                err_console.print(f"[red]{worker.person.email}:[/red] {exc}", highlight=False)
+                continue
+            report.append(
+                {
+                    "mailbox": worker.person.email,
+                    "folders": [
+                        {
+                            "folder": r.folder,
+                            "fetched": r.fetched,
+                            "new_messages": r.stats.new_messages,
+                            "links": r.stats.links,
+                            "leads": r.stats.leads,
+                            "bounces": r.stats.bounces,
+                            "malformed": r.stats.malformed,
+                            "uidvalidity_changed": r.uidvalidity_changed,
+                        }
+                        for r in results
+                    ],
+                }
+            )
+
+    def human() -> None:
+        for entry in report:
+            for folder in entry.get("folders", []):
+                info(
+                    f"{entry['mailbox']} {folder['folder']}: {folder['new_messages']} new, "
+                    f"{folder['leads']} new leads, {folder['bounces']} bounces, "
+                    f"{folder['malformed']} malformed"
+                )
+
+    emit(as_json, report, human)
+    if failed:
+        raise SystemExit(1)
+
+
+def run(ctx: typer.Context, mailbox: MailboxOption = None, as_json: JsonOption = False) -> None:
+    """Start the daemon: keep mailboxes in sync (IDLE push, polling otherwise) until
+    SIGTERM or Ctrl-C, then stop cleanly.
+
+    Example: MAILCRM_LOG_LEVEL=info mailcrm run
+    """
+    context = app_context(ctx)
+    db = context.database()
+    finished = asyncio.run(daemon.run(db, context.settings, only=mailbox or ()))
+    states = [
+        {
+            "mailbox": w.state.name,
+            "synced": w.state.synced,
+            "failures": w.state.failures,
+            "last_error": w.state.last_error,
+        }
+        for w in finished
+    ]
+    emit(as_json, states, lambda: info("stopped"))
+
+
+@mailboxes_app.command("status")
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Per mailbox folder: last sync, messages stored, errors and the last error.
+
+    Example: mailcrm mailboxes status --json
+    """
+    db = app_context(ctx).database()
+    with db.read() as session:
+        rows: list[dict[str, Any]] = [
+            {
+                "mailbox": c.mailbox,
+                "folder": c.folder if c.folder != MAILBOX_LEVEL else None,
+                "uidvalidity": c.uidvalidity,
+                "last_uid": c.last_uid,
+                "highestmodseq": c.highestmodseq,
+                "messages": c.messages,
+                "errors": c.errors,
+                "last_error": c.last_error,
+                "last_sync_at": c.last_sync_at,
+            }
+            for c in cursors.all_cursors(session)
+        ]
+
+    def human() -> None:
+        if not rows:
+            info("nothing synced yet: run `mailcrm sync --once`")
+            return
+        table(
+            None,
+            ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "last error"],
+            [
+                [
+                    r["mailbox"],
+                    r["folder"] or "(connection)",
+                    r["last_sync_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_sync_at"] else "",
+                    r["messages"],
+                    r["errors"],
+                    r["last_error"] or "",
+                ]
+                for r in rows
+            ],
+        )
+
+    emit(as_json, rows, human)
+
+
+def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as_json: bool) -> None:
+    from mailcrm.sync.backfill import backfill, open_source
+
+    context = app_context(ctx)
+    db = context.database()
+    settings = context.settings
+    known = identities(db, settings)
+    if not known:
+        raise NotFoundError("no salespeople configured", hint="add one under `salespeople:` first")
+    if mailbox:
+        identity = known.get(mailbox.strip().lower())
+        if identity is None:
+            raise NotFoundError(f"no salesperson {mailbox!r}", hint=f"one of: {', '.join(known)}")
+    elif len(known) == 1:
+        identity = next(iter(known.values()))
+    else:
+        raise MailcrmError(
+            "several salespeople are configured", hint="name the owner of the file with --mailbox EMAIL"
+        )
+    source, count = open_source(kind, path)
+    with _progress(not as_json and err_console.is_terminal) as progress:
+        task = progress.add_task(f"importing {path.name}", total=count)
+        stats = backfill(
+            db, source, identity, f"import:{path.name}", lambda n: progress.update(task, completed=n)
+        )
+    result = {
+        "file": str(path),
+        "mailbox": identity.name,
+        "messages": stats.messages,
+        "new_messages": stats.new_messages,
+        "links": stats.links,
+        "leads": stats.leads,
+        "bounces": stats.bounces,
+        "malformed": stats.malformed,
+    }
+    emit(
+        as_json,
+        result,
+        lambda: info(
+            f"{path}: {stats.messages} messages, {stats.new_messages} new, {stats.leads} new leads, "
+            f"{stats.malformed} malformed"
+        ),
+    )
+
+
+OwnerOption = Annotated[
+    str | None, typer.Option("--mailbox", "-m", help="Salesperson whose mail this is (email).")
+]
+
+
+@import_app.command("mbox")
+def import_mbox(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="An mbox file, e.g. a Gmail Takeout export.")],
+    mailbox: OwnerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Backfill history from an mbox file (re-running it adds nothing).
+
+    Example: mailcrm import mbox ~/Takeout/Mail/All\\ mail.mbox --mailbox alice@acme.example
+    """
+    _backfill(ctx, "mbox", file, mailbox, as_json)
+
+
+@import_app.command("maildir")
+def import_maildir(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="A Maildir folder (with cur/ and new/).")],
+    mailbox: OwnerOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Backfill history from a Maildir (re-running it adds nothing).
+
+    Example: mailcrm import maildir ~/Maildir --mailbox alice@acme.example
+    """
+    _backfill(ctx, "maildir", directory, mailbox, as_json)

@@ -1,0 +1,1 @@
+"""Mailbox sync: folder engine and the per-mailbox supervisor."""

@@ -1,0 +1,215 @@
+"""Keeping every salesperson's mailbox in sync: one task per mailbox, isolated from the others.
+
+Each task connects, syncs INBOX, Sent and the configured folders, then waits on
+INBOX with IDLE (or polls where IDLE is missing) and syncs again when the server
+announces mail, or after `sync.poll_seconds` in any case. Any failure closes the
+connection and retries with exponential backoff and jitter; wrong credentials are
+retried slowly. One broken mailbox never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailcrm.domain.backoff import Backoff
+from mailcrm.domain.matching import MatchPolicy
+from mailcrm.errors import DatabaseError
+from mailcrm.imap.client import ImapClient, TokenProvider
+from mailcrm.imap.errors import ImapAuthError, ImapError
+from mailcrm.settings import SalespersonSettings, Settings
+from mailcrm.store import cursors
+from mailcrm.store.db import Database
+from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.types import utcnow
+from mailcrm.sync.engine import FolderResult, FolderSync, MailboxIdentity, Progress
+
+log = logging.getLogger(__name__)
+
+MAILBOX_LEVEL = "*"
+"""The cursor "folder" under which connection-level errors are recorded."""
+
+
+@dataclass
+class MailboxState:
+    """Live health of one mailbox task (shown by the daemon's status output)."""
+
+    name: str
+    connected: bool = False
+    last_sync_at: datetime | None = None
+    last_error: str | None = None
+    failures: int = 0
+    synced: int = 0
+
+
+@dataclass
+class MailboxWorker:
+    """Syncs one salesperson's mailbox."""
+
+    db: Database
+    settings: Settings
+    person: SalespersonSettings
+    identity: MailboxIdentity
+    token_provider: TokenProvider | None = None
+    state: MailboxState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = MailboxState(self.person.email)
+
+    async def _folders(self, client: ImapClient) -> list[str]:
+        assert self.person.imap is not None
+        folders = ["INBOX"]
+        sent = await client.sent_folder()
+        if sent:
+            folders.append(sent)
+        for extra in self.person.imap.folders:
+            if extra not in folders:
+                folders.append(extra)
+        return folders
+
+    async def _connect(self) -> ImapClient:
+        assert self.person.imap is not None
+        return await ImapClient.connect(self.person.imap, token_provider=self.token_provider)
+
+    async def _sync_folders(
+        self, client: ImapClient, folders: Sequence[str], progress: Progress | None
+    ) -> list[FolderResult]:
+        results = []
+        for folder in folders:
+            sync = FolderSync(
+                self.db,
+                client,
+                self.identity,
+                folder,
+                batch_bytes=self.settings.sync.batch_bytes,
+                batch_messages=self.settings.sync.batch_messages,
+            )
+            result = await sync.run(progress)
+            self.state.synced += result.stats.new_messages
+            results.append(result)
+        self.state.last_sync_at = utcnow()
+        return results
+
+    async def sync_once(self, progress: Progress | None = None) -> list[FolderResult]:
+        """Connect, sync every folder once, disconnect (`mailcrm sync --once`)."""
+        client = await self._connect()
+        try:
+            return await self._sync_folders(client, await self._folders(client), progress)
+        finally:
+            await client.close()
+
+    def _record_error(self, error: BaseException) -> None:
+        self.state.connected = False
+        self.state.failures += 1
+        self.state.last_error = str(error)
+
+        def write() -> None:
+            with self.db.write() as session:
+                cursors.record_error(session, self.person.email, MAILBOX_LEVEL, str(error))
+
+        try:
+            write()
+        except DatabaseError:
+            log.exception("cannot record the error of mailbox %s", self.person.email)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sync until `stop` is set; never raises for IMAP or database trouble."""
+        backoff = Backoff(base=1.0, cap=self.settings.sync.reconnect_max_seconds)
+        attempt = 0
+        while not stop.is_set():
+            client: ImapClient | None = None
+            try:
+                client = await self._connect()
+                self.state.connected = True
+                folders = await self._folders(client)
+                await self._sync_folders(client, folders, None)
+                attempt = 0
+                while not stop.is_set():
+                    await client.select("INBOX")
+                    changed = await _until_stop(
+                        client.wait_for_changes(self.settings.sync.poll_seconds), stop
+                    )
+                    if stop.is_set():
+                        break
+                    await self._sync_folders(client, ["INBOX"] if changed else folders, None)
+                return
+            except ImapAuthError as exc:
+                delay = self.settings.sync.auth_retry_seconds
+                log.error(
+                    "%s; retrying in %.0f s",
+                    exc,
+                    delay,
+                    extra={"action": "imap_auth_failed", "mailbox": self.person.email},
+                )
+                await asyncio.to_thread(self._record_error, exc)
+            except (ImapError, DatabaseError, OSError) as exc:
+                attempt += 1
+                delay = backoff.delay(attempt)
+                log.warning(
+                    "mailbox %s: %s; reconnecting in %.1f s",
+                    self.person.email,
+                    exc,
+                    delay,
+                    extra={"action": "imap_reconnect", "mailbox": self.person.email, "attempt": attempt},
+                )
+                await asyncio.to_thread(self._record_error, exc)
+            finally:
+                if client is not None:
+                    await asyncio.shield(client.close())
+            await _sleep_or_stop(delay, stop)
+
+
+async def _until_stop(work: asyncio.Future[bool] | asyncio.Task[bool] | object, stop: asyncio.Event) -> bool:
+    """Run `work` (a coroutine) unless `stop` is set first; then cancel it and return False."""
+    task: asyncio.Task[bool] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+    finally:
+        stopper.cancel()
+
+
+async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+def identities(db: Database, settings: Settings) -> dict[str, MailboxIdentity]:
+    """Every salesperson's mailbox identity, by email (their rows are synced from the config)."""
+    with db.write() as session:
+        owner_ids = sync_from_settings(session, settings)
+    team = frozenset(person.email for person in settings.salespeople)
+    policy = MatchPolicy(
+        create_leads=settings.sync.create_leads,
+        lead_source=settings.sync.lead_source,
+        fold_addresses=settings.sync.fold_addresses,
+    )
+    return {
+        person.email: MailboxIdentity(person.email, owner_ids.get(person.email), team, policy)
+        for person in settings.salespeople
+    }
+
+
+def workers(
+    db: Database,
+    settings: Settings,
+    only: Sequence[str] = (),
+    token_provider: TokenProvider | None = None,
+) -> list[MailboxWorker]:
+    """One worker per salesperson with an IMAP account (optionally only the named ones)."""
+    by_email = identities(db, settings)
+    wanted = {name.strip().lower() for name in only}
+    return [
+        MailboxWorker(db, settings, person, by_email[person.email], token_provider)
+        for person in settings.salespeople
+        if person.imap is not None and (not wanted or person.email in wanted or person.name.lower() in wanted)
+    ]

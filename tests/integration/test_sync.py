@@ -1,0 +1,476 @@
+"""Mailbox sync against a real Dovecot: what lands on which customer's timeline, and that
+interruptions lose nothing and double nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mailgen
+import pytest
+from servers.dovecot import DovecotServer, ImapCredentials
+from sqlalchemy import func, select
+
+from mailcrm.domain.customers import draft_from_fields
+from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, SyncSettings
+from mailcrm.store import customers, migrate, timeline
+from mailcrm.store.db import Database
+from mailcrm.store.models import EmailAddress, FolderCursor, Message, MessageLink, Suppression, TimelineEvent
+from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker, workers
+
+ALICE = "alice@acme.example"
+BOB = "bob@acme.example"
+
+
+@dataclass
+class MailEnv:
+    db: Database
+    settings: Settings
+    dovecot: DovecotServer
+    alice: ImapCredentials
+    bob: ImapCredentials
+
+    def worker(self, email: str = ALICE) -> MailboxWorker:
+        return next(w for w in workers(self.db, self.settings) if w.person.email == email)
+
+    def sync(self, email: str = ALICE) -> None:
+        asyncio.run(self.worker(email).sync_once())
+
+    def customer_id(self, address: str) -> int:
+        with self.db.read() as session:
+            found = customers.resolve(session, address).id
+        assert found is not None
+        return found
+
+    def kinds(self, address: str) -> list[str]:
+        with self.db.read() as session:
+            return [
+                e.kind for e in timeline.for_customer(session, self.customer_id(address)) if e.kind != "note"
+            ]
+
+    def count(self, model: type, *where: object) -> int:
+        with self.db.read() as session:
+            return int(session.execute(select(func.count()).select_from(model).where(*where)).scalar_one())
+
+
+def _account(creds: ImapCredentials, env_name: str) -> ImapAccount:
+    return ImapAccount(
+        host=creds.host,
+        port=creds.port,
+        security="plain",
+        username=creds.username,
+        password_env=env_name,
+        timeout_seconds=10,
+    )
+
+
+@pytest.fixture
+def mail_env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailEnv]:
+    dovecot.ensure_running()
+    alice, bob = dovecot.add_user(), dovecot.add_user()
+    monkeypatch.setenv("TEST_ALICE_PW", alice.password)
+    monkeypatch.setenv("TEST_BOB_PW", bob.password)
+    settings = Settings(
+        salespeople=[
+            SalespersonSettings(name="Alice", email=ALICE, imap=_account(alice, "TEST_ALICE_PW")),
+            SalespersonSettings(name="Bob", email=BOB, imap=_account(bob, "TEST_BOB_PW")),
+        ],
+        sync=SyncSettings(poll_seconds=30, reconnect_max_seconds=1.0, batch_messages=50),
+    )
+    db = Database(f"sqlite:///{tmp_path}/mailcrm.db")
+    migrate.upgrade(db)
+    env = MailEnv(db, settings, dovecot, alice, bob)
+    workers(db, settings)  # salespeople rows
+    with db.write() as session:
+        for name, addresses in (
+            ("Somsri Jaidee", "somsri@siam.example"),
+            ("Wang Fang", "wang@golden.example"),
+            ("Sara Ahmadi", "sara@persepolis.example"),
+        ):
+            customers.create(session, draft_from_fields({"name": name, "email": addresses}, new_record=True))
+    yield env
+    db.dispose()
+
+
+def test_inbound_and_outbound_mail_lands_on_the_right_timelines(mail_env: MailEnv) -> None:
+    env = mail_env
+    first = mailgen.message_id("acme.example")
+    now = datetime.now(UTC)
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender=ALICE,
+            to="somsri@siam.example",
+            subject="Our offer",
+            msgid=first,
+            date=now - timedelta(hours=2),
+        ),
+        "Sent",
+    )
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="somsri@siam.example",
+            to=ALICE,
+            subject="Re: Our offer",
+            in_reply_to=first,
+            references=[first],
+            date=now - timedelta(hours=1),
+        ),
+    )
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="wang@golden.example",
+            to=ALICE,
+            cc=["sara@persepolis.example"],
+            subject="价格 question",
+            body="请报价。\n",
+        ),
+    )
+    env.sync()
+    assert env.kinds("somsri@siam.example") == ["reply", "email_out"]
+    assert env.kinds("wang@golden.example") == ["reply"]
+    assert env.kinds("sara@persepolis.example") == ["email_in"]
+    with env.db.read() as session:
+        entries = timeline.for_customer(session, env.customer_id("wang@golden.example"))
+    assert entries[0].subject == "价格 question"
+    assert entries[0].direction == "in"
+    assert entries[0].message_id
+
+    # A second pass finds nothing new and adds nothing.
+    before = (env.count(Message), env.count(TimelineEvent), env.count(MessageLink))
+    env.sync()
+    assert (env.count(Message), env.count(TimelineEvent), env.count(MessageLink)) == before
+
+
+def test_sync_does_not_mark_mail_as_read(mail_env: MailEnv) -> None:
+    env = mail_env
+    env.dovecot.deliver(env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE))
+    env.sync()
+    flags = env.dovecot.doveadm("fetch", "-u", env.alice.username, "flags", "mailbox", "INBOX", "all")
+    assert "\\Seen" not in flags
+
+
+def test_unknown_senders_become_leads_but_robots_do_not(mail_env: MailEnv) -> None:
+    env = mail_env
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(sender="new.prospect@startup.example", to=ALICE, name="Dara Sok", subject="Interested"),
+    )
+    env.dovecot.deliver(env.alice, mailgen.make(sender="noreply@shop.example", to=ALICE, subject="Receipt"))
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="news@list.example",
+            to=ALICE,
+            subject="Digest",
+            headers={"List-Id": "<news.list.example>", "Precedence": "list"},
+        ),
+    )
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="ooo@other.example",
+            to=ALICE,
+            subject="Out of Office: back Monday",
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+    )
+    env.sync()
+    with env.db.read() as session:
+        lead = customers.views(session, [customers.resolve(session, "new.prospect@startup.example")])[0]
+        for robot in ("noreply@shop.example", "news@list.example", "ooo@other.example"):
+            assert session.execute(select(EmailAddress).where(EmailAddress.address == robot)).first() is None
+    assert lead.name == "Dara Sok"
+    assert lead.status == "lead"
+    assert lead.lead_source == "inbound-email"
+    assert lead.owner == ALICE
+    assert env.kinds("new.prospect@startup.example") == ["reply"]
+
+
+def test_a_customer_writing_from_a_new_address_is_recognised_by_thread(mail_env: MailEnv) -> None:
+    env = mail_env
+    ours = mailgen.message_id("acme.example")
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(sender=ALICE, to="sara@persepolis.example", msgid=ours, subject="Proposal"),
+        "Sent",
+    )
+    env.sync()
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="sara.private@mail.example",
+            to=ALICE,
+            subject="Re: Proposal",
+            in_reply_to=ours,
+            references=[ours],
+        ),
+    )
+    env.sync()
+    sara = env.customer_id("sara@persepolis.example")
+    assert env.customer_id("sara.private@mail.example") == sara
+    assert sorted(env.kinds("sara@persepolis.example")) == ["email_out", "reply"]
+
+
+def test_auto_reply_is_not_a_reply(mail_env: MailEnv) -> None:
+    env = mail_env
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="wang@golden.example",
+            to=ALICE,
+            subject="自动回复: Our offer",
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+    )
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="somsri@siam.example",
+            to=ALICE,
+            subject="Automatic reply: Our offer",
+            headers={"X-Autoreply": "yes"},
+        ),
+    )
+    env.sync()
+    assert env.kinds("wang@golden.example") == ["auto_reply"]
+    assert env.kinds("somsri@siam.example") == ["auto_reply"]
+
+
+def test_hard_bounce_suppresses_and_a_delay_does_not(mail_env: MailEnv) -> None:
+    env = mail_env
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.dsn(
+            reporting_to=ALICE,
+            failed="wang@golden.example",
+            status="5.1.1",
+            original_id="<offer-1@acme.example>",
+        ),
+    )
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.dsn(
+            reporting_to=ALICE,
+            failed="somsri@siam.example",
+            status="4.4.7",
+            action="delayed",
+            original_id="<offer-2@acme.example>",
+        ),
+    )
+    env.sync()
+    assert env.count(Suppression, Suppression.address == "wang@golden.example") == 1
+    assert env.count(Suppression, Suppression.address == "somsri@siam.example") == 0
+    assert "bounced" in env.kinds("wang@golden.example")
+    assert env.kinds("somsri@siam.example") == []
+    with env.db.read() as session:
+        view = customers.views(session, [customers.resolve(session, "wang@golden.example")])[0]
+    assert view.emails[0].suppressed is True
+    # MAILER-DAEMON never becomes a lead.
+    assert env.count(EmailAddress, EmailAddress.address.like("mailer-daemon%")) == 0
+
+
+def test_message_in_two_mailboxes_is_stored_once_and_linked_to_both(mail_env: MailEnv) -> None:
+    env = mail_env
+    shared = mailgen.make(sender="somsri@siam.example", to=ALICE, cc=[BOB], subject="For both of you")
+    env.dovecot.deliver(env.alice, shared)
+    env.dovecot.deliver(env.bob, shared)
+    env.sync(ALICE)
+    env.sync(BOB)
+    assert env.count(Message) == 1
+    assert env.kinds("somsri@siam.example") == ["reply"]
+
+
+def test_malformed_and_multi_charset_mail_never_stops_sync(mail_env: MailEnv) -> None:
+    env = mail_env
+    raws = [
+        mailgen.make(
+            sender="somsri@siam.example",
+            to=ALICE,
+            subject="สวัสดีครับ",
+            body="ทดสอบภาษาไทย\n",
+            charset="tis-620",
+        ),
+        mailgen.make(
+            sender="wang@golden.example", to=ALICE, subject="报价单", body="中文内容\n", charset="gb2312"
+        ),
+        b"From: \xff\xfe broken <somsri@siam.example>\r\nSubject: =?x-unknown?Q?oops?=\r\n\r\nbody\r\n",
+        b"this is not an email at all\r\n\r\n\x00\x01\x02",
+        b"Content-Type: multipart/mixed; boundary=zz\r\nFrom: sara@persepolis.example\r\n\r\n--zz\r\n",
+    ]
+    for raw in raws:
+        env.dovecot.deliver(env.alice, raw)
+    env.sync()
+    assert env.count(Message) == len(raws)
+    assert env.count(Message, Message.is_malformed.is_(True)) >= 2
+    with env.db.read() as session:
+        subjects = set(session.execute(select(Message.subject)).scalars())
+    assert {"สวัสดีครับ", "报价单"} <= subjects
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(
+    mail_env: MailEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = mail_env
+    for index in range(5):
+        env.dovecot.deliver(
+            env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{index}")
+        )
+    env.dovecot.deliver(
+        env.alice, mailgen.make(sender="wang@golden.example", to=ALICE, msgid="", subject="no message id")
+    )
+    env.sync()
+    before = (env.count(Message), env.count(TimelineEvent))
+    with env.db.read() as session:
+        old = session.execute(
+            select(FolderCursor.uidvalidity).where(FolderCursor.folder == "INBOX")
+        ).scalar_one()
+    env.dovecot.doveadm(
+        "mailbox", "update", "-u", env.alice.username, "--uid-validity", str(int(old) + 1000), "INBOX"
+    )
+    env.dovecot.deliver(
+        env.alice, mailgen.make(sender="sara@persepolis.example", to=ALICE, subject="new one")
+    )
+    with caplog.at_level(logging.WARNING, logger="mailcrm"):
+        env.sync()
+    assert any(getattr(r, "action", None) == "uidvalidity_changed" for r in caplog.records)
+    assert env.count(Message) == before[0] + 1
+    assert env.count(TimelineEvent) == before[1] + 1
+
+
+def test_same_message_with_a_new_uid_is_not_added_twice(mail_env: MailEnv) -> None:
+    env = mail_env
+    raw = mailgen.make(sender="somsri@siam.example", to=ALICE, subject="re-filed")
+    env.dovecot.deliver(env.alice, raw)
+    env.sync()
+    env.dovecot.doveadm("expunge", "-u", env.alice.username, "mailbox", "INBOX", "all")
+    env.dovecot.deliver(env.alice, raw)
+    env.sync()
+    assert env.count(Message) == 1
+    assert env.kinds("somsri@siam.example") == ["reply"]
+
+
+def test_server_killed_mid_fetch_loses_nothing_and_doubles_nothing(mail_env: MailEnv) -> None:
+    env = mail_env
+    total = 600
+    padding = "x" * 20_000 + "\n"
+    for index in range(total):
+        raw = mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"bulk {index}", body=padding)
+        env.dovecot._deliver_to_maildir(env.alice, raw, "INBOX")
+    worker = env.worker()
+
+    async def interrupted() -> None:
+        task = asyncio.create_task(worker.sync_once())
+        deadline = time.monotonic() + 60
+        while env.count(Message) < 100:
+            assert time.monotonic() < deadline, "sync made no progress"
+            assert not task.done(), task
+            await asyncio.sleep(0.02)
+        env.dovecot.kill()
+        with pytest.raises(Exception):  # noqa: B017 - any connection error is fine here
+            await asyncio.wait_for(task, timeout=30)
+
+    asyncio.run(interrupted())
+    partial = env.count(Message)
+    assert 100 <= partial < total
+    with env.db.read() as session:
+        last_uid = session.execute(
+            select(FolderCursor.last_uid).where(FolderCursor.folder == "INBOX")
+        ).scalar_one()
+    assert last_uid <= partial  # the cursor never runs ahead of what was stored
+    env.dovecot.restart()
+    env.sync()
+    assert env.count(Message) == total
+    assert env.count(TimelineEvent) == total
+
+
+def test_idle_delivery_reaches_the_timeline_within_two_seconds(mail_env: MailEnv) -> None:
+    env = mail_env
+    worker = env.worker()
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            deadline = time.monotonic() + 20
+            while worker.state.last_sync_at is None:
+                assert time.monotonic() < deadline, worker.state.last_error
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # let it enter IDLE
+            started = time.monotonic()
+            await asyncio.to_thread(
+                env.dovecot.deliver, env.alice, mailgen.make(sender="sara@persepolis.example", to=ALICE)
+            )
+            while env.count(Message) == 0:
+                assert time.monotonic() - started < 10, "not delivered"
+                await asyncio.sleep(0.02)
+            return time.monotonic() - started
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=15)
+
+    latency = asyncio.run(scenario())
+    assert latency < 2.0
+
+
+def test_daemon_recovers_after_the_server_restarts(mail_env: MailEnv) -> None:
+    env = mail_env
+    worker = env.worker()
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            deadline = time.monotonic() + 20
+            while worker.state.last_sync_at is None:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(env.dovecot.kill)
+            await asyncio.to_thread(
+                env.dovecot.deliver, env.alice, mailgen.make(sender="wang@golden.example", to=ALICE)
+            )
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(env.dovecot.restart)
+            deadline = time.monotonic() + 20
+            while env.count(Message) == 0:
+                assert time.monotonic() < deadline, worker.state.last_error
+                await asyncio.sleep(0.05)
+            assert worker.state.failures >= 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=15)
+
+    asyncio.run(scenario())
+
+
+def test_wrong_password_is_reported_clearly(mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = mail_env
+    monkeypatch.setenv("TEST_ALICE_PW", "wrong password")
+    worker = env.worker()
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        deadline = time.monotonic() + 15
+        while worker.state.failures == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(scenario())
+    assert worker.state.last_error is not None
+    assert env.alice.username in worker.state.last_error
+    assert "wrong password" not in worker.state.last_error
+    with env.db.read() as session:
+        row = session.execute(
+            select(FolderCursor).where(FolderCursor.mailbox == ALICE, FolderCursor.folder == MAILBOX_LEVEL)
+        ).scalar_one()
+    assert row.errors == 1 and row.last_error
