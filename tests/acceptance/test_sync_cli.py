@@ -1,0 +1,167 @@
+"""`mailcrm sync`, `mailboxes status`, `run` and `import mbox|maildir` as a user runs them."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mailgen
+import pytest
+from servers.dovecot import DovecotServer, ImapCredentials
+
+from .conftest import CLI
+
+ALICE = "alice@acme.example"
+
+
+@pytest.fixture
+def configured(tmp_path: Path, dovecot: DovecotServer, imap_user: ImapCredentials) -> dict[str, str]:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailcrm.yaml").write_text(
+        f"""\
+database:
+  url: sqlite:///crm.db
+salespeople:
+  - name: Alice
+    email: {ALICE}
+    imap:
+      host: {imap_user.host}
+      port: {imap_user.port}
+      security: plain
+      username: {imap_user.username}
+      password_env: ALICE_IMAP_PASSWORD
+""",
+        encoding="utf-8",
+    )
+    return {"ALICE_IMAP_PASSWORD": imap_user.password}
+
+
+def test_sync_once_puts_mail_on_timelines(
+    cli: CLI, configured: dict[str, str], dovecot: DovecotServer, imap_user: ImapCredentials
+) -> None:
+    assert cli("customers", "add", "--name", "Somsri", "-e", "somsri@siam.example").code == 0
+    ours = mailgen.message_id("acme.example")
+    dovecot.deliver(
+        imap_user, mailgen.make(sender=ALICE, to="somsri@siam.example", msgid=ours, subject="Quote"), "Sent"
+    )
+    dovecot.deliver(
+        imap_user, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Re: Quote", in_reply_to=ours)
+    )
+    dovecot.deliver(
+        imap_user,
+        mailgen.dsn(reporting_to=ALICE, failed="somsri@siam.example", status="5.1.1", original_id=ours),
+    )
+
+    result = cli("sync", "--once", "--json", extra_env=configured)
+    assert result.code == 0, result.stderr
+    folders = {f["folder"]: f for f in result.json()[0]["folders"]}
+    assert folders["INBOX"]["new_messages"] == 2 and folders["INBOX"]["bounces"] == 1
+    assert folders["Sent"]["new_messages"] == 1
+
+    entries = cli("timeline", "somsri@siam.example", "--json").json()
+    assert {e["kind"] for e in entries} == {"email_out", "reply", "bounced"}
+    email = next(e for e in entries if e["kind"] == "reply")
+    assert email["direction"] == "in" and email["subject"] == "Re: Quote" and email["message_id"]
+    assert all({"kind", "at", "direction", "message_id", "subject"} <= set(e) for e in entries)
+
+    shown = cli("customers", "show", "somsri@siam.example", "--json").json()
+    assert shown["emails"] == [
+        {
+            "address": "somsri@siam.example",
+            "primary": True,
+            "suppressed": True,
+            "suppression_reason": "hard_bounce",
+        }
+    ]
+
+    status = cli("mailboxes", "status", "--json").json()
+    inbox = next(row for row in status if row["folder"] == "INBOX")
+    assert inbox["mailbox"] == ALICE and inbox["messages"] == 2 and inbox["errors"] == 0
+    assert inbox["last_sync_at"]
+
+
+def test_wrong_password_fails_with_a_clear_message(cli: CLI, configured: dict[str, str]) -> None:
+    result = cli("sync", "--once", extra_env={"ALICE_IMAP_PASSWORD": "not the password"})
+    assert result.code == 1
+    assert ALICE in result.stderr
+    assert "not the password" not in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = cli("sync", "--once")
+    assert missing.code == 1 and "ALICE_IMAP_PASSWORD is not set" in missing.stderr
+
+
+def test_run_stops_cleanly_on_sigterm(
+    tmp_path: Path, configured: dict[str, str], dovecot: DovecotServer, imap_user: ImapCredentials
+) -> None:
+    dovecot.deliver(imap_user, mailgen.make(sender="new.lead@startup.example", to=ALICE))
+    env = {**os.environ, **configured, "MAILCRM_LOG_LEVEL": "info"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailcrm", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        database = tmp_path / "config" / "crm.db"
+        while time.monotonic() < deadline:
+            if database.exists() and _lead_count(database) == 1:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the daemon did not sync within 30 s")
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0, err
+    assert "daemon stopped" in err
+
+
+def _lead_count(database: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        try:
+            return int(connection.execute("SELECT count(*) FROM customer").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_backfill_from_mbox_and_maildir_is_idempotent(cli: CLI, tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailcrm.yaml").write_text(
+        f"salespeople:\n  - name: Alice\n    email: {ALICE}\n", encoding="utf-8"
+    )
+    assert cli("customers", "add", "--name", "Wang Fang", "-e", "wang@golden.example").code == 0
+    box = mailbox.mbox(tmp_path / "takeout.mbox")
+    for index in range(3):
+        box.add(mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"Order {index}"))
+    box.add(mailgen.make(sender=ALICE, to="wang@golden.example", subject="Thanks"))
+    box.flush()
+    first = cli("import", "mbox", "takeout.mbox", "--json")
+    assert first.code == 0, first.stderr
+    assert first.json()["new_messages"] == 4
+    again = cli("import", "mbox", "takeout.mbox", "--json").json()
+    assert again["messages"] == 4 and again["new_messages"] == 0
+    kinds = [e["kind"] for e in cli("timeline", "wang@golden.example", "--json").json()]
+    assert sorted(kinds) == ["email_out", "reply", "reply", "reply"]
+
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(mailgen.make(sender="prospect@startup.example", to=ALICE, name="Dara Sok"))
+    result = cli("import", "maildir", "Maildir", "--json")
+    assert result.code == 0 and result.json()["leads"] == 1
+    assert cli("customers", "show", "prospect@startup.example", "--json").json()["lead_source"] == (
+        "inbound-email"
+    )
+    bad = cli("import", "maildir", "takeout.mbox")
+    assert bad.code == 1 and "not a Maildir" in bad.stderr
