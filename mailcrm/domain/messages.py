@@ -82,23 +82,23 @@ class DeliveryStatus:
 class ParsedMessage:
     """What sync and classification need from one message."""
 
-    message_id: str
-    message_id_synthetic: bool
-    in_reply_to: tuple[str, ...]
-    references: tuple[str, ...]
+    message_id: str  # '<left@right>'; synthetic: '<sha256 hex@hash.mailcrm.invalid>'
+    message_id_synthetic: bool  # the message had no usable Message-ID
+    in_reply_to: tuple[str, ...]  # '<..>' ids
+    references: tuple[str, ...]  # oldest first, each once
     from_: tuple[Mailbox, ...]
     sender: Mailbox | None
     reply_to: tuple[Mailbox, ...]
     to: tuple[Mailbox, ...]
     cc: tuple[Mailbox, ...]
-    subject: str
-    date: datetime | None
-    text: str
-    snippet: str
+    subject: str  # decoded; control characters replaced by spaces
+    date: datetime | None  # aware, UTC; None when missing or unparseable (a defect)
+    text: str  # body text, at most TEXT_LIMIT characters
+    snippet: str  # at most SNIPPET_LENGTH characters
     attachments: tuple[Attachment, ...]
-    headers: Mapping[str, str] = field(hash=False)
-    size: int
-    defects: tuple[str, ...]
+    headers: Mapping[str, str] = field(hash=False)  # lower-case name -> decoded first value
+    size: int  # bytes of the raw message
+    defects: tuple[str, ...]  # what could not be read as the standards say
     content_type: str = "text/plain"  # of the whole message
     report_type: str | None = None  # report-type of a multipart/report
     delivery_status: tuple[DeliveryStatus, ...] = ()
@@ -131,12 +131,6 @@ def _clean(text: str) -> str:
     if text.isprintable():
         return text.strip()
     return _storable(text.translate(_CONTROLS)).strip()
-
-
-def _unfold(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        return value.replace("\r", "").replace("\n", "")
-    return value
 
 
 def _to_bytes(value: str) -> bytes:
@@ -470,7 +464,7 @@ _ENCLOSED = frozenset({"message/rfc822", "message/global"})
 _IDENTITY_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
 
 
-def read_headers(data: bytes, start: int, end: int) -> tuple[list[tuple[str, str]], int, list[str]]:
+def _read_headers(data: bytes, start: int, end: int) -> tuple[list[tuple[str, str]], int, list[str]]:
     """Header fields of the entity at `data[start:end]` and where its body starts.
 
     Names are lower case, values unfolded with raw 8-bit bytes kept as surrogate escapes.
@@ -607,7 +601,7 @@ class _Part:
         self.data = data
         self.end = end
         self.path = path
-        self.headers, self.body_start, header_notes = read_headers(data, start, end)
+        self.headers, self.body_start, header_notes = _read_headers(data, start, end)
         notes.extend(f"{path}: {note}" for note in header_notes)
         raw_type = self.header("content-type") or ""
         match = _CONTENT_TYPE.match(raw_type)
@@ -712,19 +706,10 @@ class _Walk:
             prefix = "part " if path == "message" else f"{path}."
             ctype = part.content_type
             child_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
-            for number in range(len(ranges), 0, -1):
+            for number in range(len(ranges), 0, -1):  # reversed, so parts come off in order
                 child_start, child_end = ranges[number - 1]
-                stack.append(
-                    (
-                        data,
-                        child_start,
-                        child_end,
-                        f"{prefix}{number}",
-                        part.content_type,
-                        child_default,
-                        depth + 1,
-                    )
-                )
+                child = (data, child_start, child_end, f"{prefix}{number}", ctype, child_default, depth + 1)
+                stack.append(child)
 
     def visit(self, part: _Part, parent_type: str, depth: int) -> list[tuple[int, int]]:
         ctype = part.content_type
@@ -816,7 +801,7 @@ class _Walk:
             data = part.payload(self.defects)
             start, end = 0, len(data)
         if self.enclosed_id is None:
-            headers, _, _ = read_headers(data, start, end)
+            headers, _, _ = _read_headers(data, start, end)
             raw_id = next((value for name, value in headers if name == "message-id"), "")
             self.enclosed_id = normalize_message_id(raw_id)
         if parent_type == "multipart/report":
@@ -905,13 +890,6 @@ _ADDRESS_HEADERS = ("from", "sender", "reply-to", "to", "cc")
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 
 
-def _header_block_end(raw: bytes) -> int:
-    ends = [
-        index + length for index, length in ((raw.find(b"\n\n"), 2), (raw.find(b"\n\r\n"), 3)) if index >= 0
-    ]
-    return min(ends) if ends else len(raw)
-
-
 def synthetic_message_id(raw: bytes, headers: Mapping[str, str]) -> str:
     """A stable id for a message without a usable Message-ID.
 
@@ -922,7 +900,7 @@ def synthetic_message_id(raw: bytes, headers: Mapping[str, str]) -> str:
     for name in ("from", "to", "date", "subject"):
         digest.update(_to_bytes(" ".join(headers.get(name, "").split())))
         digest.update(b"\0")
-    start = read_headers(raw, 0, len(raw))[1]
+    start = _read_headers(raw, 0, len(raw))[1]
     digest.update(raw[start : start + 2 * _HASH_BODY_BYTES].replace(b"\r\n", b"\n")[:_HASH_BODY_BYTES])
     return f"<{digest.hexdigest()}@{_SYNTHETIC_DOMAIN}>"
 

@@ -73,7 +73,12 @@ class MailboxWorker:
 
     async def _connect(self) -> ImapClient:
         assert self.person.imap is not None
-        return await ImapClient.connect(self.person.imap, token_provider=self.token_provider)
+        return await ImapClient.connect(
+            self.person.imap,
+            token_provider=self.token_provider,
+            idle_renew=self.settings.sync.idle_renew_seconds,
+            poll_interval=min(self.settings.sync.poll_seconds, 30.0),
+        )
 
     async def _sync_folders(
         self, client: ImapClient, folders: Sequence[str], progress: Progress | None
