@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlmodel import Session
 
 from mailcrm.errors import ConfigError, DatabaseError
@@ -118,6 +118,10 @@ class Database:
                 f"database error on {self.display_url}: {exc.orig}",
                 hint="check that the database is reachable and migrated (`mailcrm db upgrade`)",
             ) from exc
+        except DBAPIError as exc:
+            # e.g. a unique key taken by a concurrent writer: the transaction is rolled
+            # back and the work can simply be retried.
+            raise DatabaseError(f"database refused the change on {self.display_url}: {exc.orig}") from exc
 
     def dispose(self) -> None:
         """Close pooled connections."""

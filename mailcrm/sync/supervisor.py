@@ -162,6 +162,16 @@ class MailboxWorker:
                     extra={"action": "imap_reconnect", "mailbox": self.person.email, "attempt": attempt},
                 )
                 await asyncio.to_thread(self._record_error, exc)
+            except Exception as exc:  # a bug must not silently end this mailbox's sync
+                attempt += 1
+                delay = backoff.delay(attempt)
+                log.exception(
+                    "mailbox %s: unexpected error; retrying in %.1f s",
+                    self.person.email,
+                    delay,
+                    extra={"action": "sync_crashed", "mailbox": self.person.email},
+                )
+                await asyncio.to_thread(self._record_error, exc)
             finally:
                 if client is not None:
                     await asyncio.shield(client.close())
