@@ -7,7 +7,8 @@ headers, base64/quoted-printable/8bit transfer encodings, reply threads with
 References chains, Received trails, and a few bounces, auto-replies and list mails.
 All runs are on one core (one process). The peer baseline is what a caller would write
 with the stdlib's modern API: `email.message_from_bytes(raw, policy=email.policy.default)`
-then `get_body()`; it decodes no body text and no attachment, so it does less work.
+then `get_body()`; it decodes no body text and no attachment, so it does less work. The
+bare `compat32` parse (structure only, nothing decoded) is shown for reference.
 
     python benchmarks/parse_messages.py [--count N] [--seed N] [--repeat N] [--json]
 """
@@ -26,8 +27,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesParser
+from email.policy import compat32
+from email.utils import format_datetime
 
 from mailcrm.domain.classify import classify
 from mailcrm.domain.messages import parse_message
@@ -51,8 +54,10 @@ TEXTS = {
     "оно действует до конца месяца. Сообщите, подходит ли срок поставки.",
     "th": "ขอบคุณสำหรับการโทรวันนี้ ตามที่ตกลงกัน ใบเสนอราคาสำหรับใบอนุญาตรายปีแนบมาด้วย "
     "ใช้ได้ถึงสิ้นเดือน กรุณาแจ้งว่าวันส่งมอบสะดวกสำหรับทีมของคุณหรือไม่",
-    "zh": "感谢您今天的来电。如我们所讨论的，年度许可证的报价已附上，有效期至本月底。请告诉我交货日期是否适合贵团队。",
-    "tw": "感謝您今天的來電。如我們所討論的，年度授權的報價已附上，有效期至本月底。請告訴我交貨日期是否適合貴團隊。",
+    "zh": "感谢您今天的来电。如我们所讨论的，年度许可证的报价已附上，有效期至本月底。"
+    "请告诉我交货日期是否适合贵团队。",
+    "tw": "感謝您今天的來電。如我們所討論的，年度授權的報價已附上，有效期至本月底。"
+    "請告訴我交貨日期是否適合貴團隊。",
     "ja": "本日はお電話ありがとうございました。お話しした通り、年間ライセンスのお見積りを添付いたします。"
     "今月末まで有効です。納期がご都合に合うかお知らせください。",
     "fa": "از تماس امروز شما سپاسگزارم. همان‌طور که صحبت شد، پیش‌فاکتور مجوز سالانه پیوست است و تا پایان ماه "
@@ -230,9 +235,7 @@ def attachment(rnd: random.Random, size: int) -> bytes:
 
 def multipart(subtype: str, parts: Sequence[bytes], rnd: random.Random) -> bytes:
     boundary = f"=_b{rnd.getrandbits(64):x}"
-    out = [
-        f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\nThis is a MIME message.\r\n'.encode()
-    ]
+    out = [f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\nA MIME message.\r\n'.encode()]
     for part in parts:
         out.append(f"--{boundary}\r\n".encode() + part + b"\r\n")
     out.append(f"--{boundary}--\r\n".encode())
@@ -247,14 +250,17 @@ def automated(rnd: random.Random, index: int, when: datetime) -> bytes:
         return (
             "From: Mail Delivery System <MAILER-DAEMON@mx.team.example>\r\nTo: alice@team.example\r\n"
             f"Subject: Undelivered Mail Returned to Sender\r\nDate: {date}\r\n"
-            f"Message-ID: <dsn{index}@mx.team.example>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+            f"Message-ID: <dsn{index}@mx.team.example>\r\nAuto-Submitted: auto-replied\r\n"
+            "MIME-Version: 1.0\r\n"
             f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'
             f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nThis is the mail system.\r\n"
             f"<gone{index}@client.example>: host mx.client.example said: 550 5.1.1 User unknown\r\n"
-            f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.team.example\r\n\r\n"
+            f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; mx.team.example\r\n\r\n"
             f"Final-Recipient: rfc822; gone{index}@client.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
             f"Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
-            f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <orig{index}@team.example>\r\n"
+            f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+            f"Message-ID: <orig{index}@team.example>\r\n"
             f"Subject: Quote\r\n\r\n--{boundary}--\r\n"
         ).encode()
     if kind == "auto":
@@ -280,7 +286,10 @@ def generate(count: int, seed: int) -> list[bytes]:
     for index in range(count):
         when = start + timedelta(minutes=7 * index)
         if rnd.random() < 0.05:
-            messages.append(automated(rnd, index, when))
+            # Real automated mail carries the same Received/DKIM trail as any other.
+            lines = headers_of(rnd, "en", "us-ascii", index, when)
+            trail = "".join(f"{line}\r\n" for line in lines if line.startswith(("Received:", "DKIM-")))
+            messages.append(trail.encode() + automated(rnd, index, when))
             continue
         lang, charset, header_charset, _ = rnd.choice(languages)
         head = "\r\n".join(headers_of(rnd, lang, header_charset, index, when)).encode() + b"\r\n"
@@ -300,7 +309,7 @@ def generate(count: int, seed: int) -> list[bytes]:
                 rnd,
             )
         if shape >= 0.75:
-            target = rnd.randrange(2_000, 200_000) if rnd.random() < 0.5 else rnd.randrange(2_000, 40_000)
+            target = rnd.randrange(2_000, 195_000) if rnd.random() < 0.5 else rnd.randrange(2_000, 40_000)
             room = target - len(head) - len(body)  # base64 grows the attachment by about 4/3
             body = multipart("mixed", [body, attachment(rnd, max(200, room * 3 // 4 - 1000))], rnd)
         messages.append(head + body)
@@ -319,9 +328,13 @@ def timed(function: Callable[[bytes], object], messages: Sequence[bytes], repeat
     return best
 
 
+def stdlib_compat32(raw: bytes) -> object:
+    return BytesParser(policy=compat32).parsebytes(raw)
+
+
 def stdlib_baseline(raw: bytes) -> object:
     message = email.message_from_bytes(raw, policy=email.policy.default)
-    return message.get_body()  # type: ignore[attr-defined]
+    return message.get_body()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,31 +352,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parse_message": timed(parse_message, messages, args.repeat),
         "parse_message+classify": timed(lambda raw: classify(parse_message(raw)), messages, args.repeat),
         "stdlib default policy+get_body": timed(stdlib_baseline, messages, args.repeat),
+        "stdlib compat32 parse only": timed(stdlib_compat32, messages, args.repeat),
     }
-    result = {
-        "messages": len(messages),
-        "megabytes": round(total / 1e6, 1),
-        "median_kb": round(statistics.median(sizes) / 1000, 1),
-        "max_kb": round(sizes[-1] / 1000, 1),
-        "rates": {
-            name: {"msg_per_s": round(len(messages) / seconds), "mb_per_s": round(total / 1e6 / seconds, 1)}
-            for name, seconds in runs.items()
-        },
+    rates = {
+        name: {"msg_per_s": round(len(messages) / seconds), "mb_per_s": round(total / 1e6 / seconds, 1)}
+        for name, seconds in runs.items()
     }
     ratio = runs["stdlib default policy+get_body"] / runs["parse_message"]
-    result["speedup_vs_stdlib"] = round(ratio, 2)
     rate = len(messages) / runs["parse_message"]
+    shape = {
+        "messages": len(messages),
+        "megabytes": round(total / 1e6, 1),
+        "min_kb": round(sizes[0] / 1000, 1),
+        "median_kb": round(statistics.median(sizes) / 1000, 1),
+        "max_kb": round(sizes[-1] / 1000, 1),
+    }
     if args.json:
-        print(json.dumps(result))
-    else:
-        print(
-            f"{len(messages)} messages, {result['megabytes']} MB "
-            f"(median {result['median_kb']} KB, max {result['max_kb']} KB), best of {args.repeat}, one core"
-        )
-        for name, figures in result["rates"].items():  # type: ignore[attr-defined]
-            print(f"  {name:32} {figures['msg_per_s']:>7} msg/s {figures['mb_per_s']:>7} MB/s")
-        print(f"  parse_message vs stdlib baseline: {ratio:.2f}x")
-        print(f"  target {TARGET_RATE} msg/s: {'met' if rate >= TARGET_RATE else 'NOT met'}")
+        print(json.dumps({**shape, "rates": rates, "speedup_vs_stdlib": round(ratio, 2)}))
+        return 0
+    print(
+        f"{len(messages)} messages, {shape['megabytes']} MB "
+        f"({shape['min_kb']}-{shape['max_kb']} KB, median {shape['median_kb']} KB), "
+        f"best of {args.repeat}, one core"
+    )
+    for name, figures in rates.items():
+        print(f"  {name:32} {figures['msg_per_s']:>7} msg/s {figures['mb_per_s']:>7} MB/s")
+    print(f"  parse_message vs stdlib baseline: {ratio:.2f}x")
+    print(f"  target {TARGET_RATE} msg/s: {'met' if rate >= TARGET_RATE else 'NOT met'}")
     return 0
 
 

@@ -60,7 +60,14 @@ def test_noreply_addresses(address: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["reply@x.example", "john.noreply@x.example", "bouncer@x.example", "post@x.example", "daemon@x.example", "alice@x.example"],
+    [
+        "reply@x.example",
+        "john.noreply@x.example",
+        "bouncer@x.example",
+        "post@x.example",
+        "daemon@x.example",
+        "alice@x.example",
+    ],
 )
 def test_people_are_not_noreply(address: str) -> None:
     assert not is_noreply_address(address)
@@ -79,7 +86,9 @@ def test_people_are_not_noreply(address: str) -> None:
     ],
 )
 def test_auto_reply_headers(header: str, reason: str) -> None:
-    result = classify(_message(f"From: a@b.example\nSubject: Re: Quote\nIn-Reply-To: <q@team.example>\n{header}"))
+    result = classify(
+        _message(f"From: a@b.example\nSubject: Re: Quote\nIn-Reply-To: <q@team.example>\n{header}")
+    )
     assert result == Classification(MessageKind.AUTO_REPLY, reason, (), "<q@team.example>", False)
     assert not result.is_human
 
@@ -111,8 +120,15 @@ def test_human_subjects_that_mention_auto_replies(subject: str) -> None:
 
 @pytest.mark.parametrize(
     "subject",
-    ["[Out of Office] Quote", "AUTOMATIC REPLY: Quote", "Absence: back on Monday", "Absent - back Monday",
-     "John Smith is out of the office.", "自動回覆：報價", "Автоответ: Счёт"],
+    [
+        "[Out of Office] Quote",
+        "AUTOMATIC REPLY: Quote",
+        "Absence: back on Monday",
+        "Absent - back Monday",
+        "John Smith is out of the office.",
+        "自動回覆：報價",
+        "Автоответ: Счёт",
+    ],
 )
 def test_auto_reply_subjects(subject: str) -> None:
     result = classify(_message(f"From: a@b.example\nSubject: {subject}"))
@@ -183,8 +199,13 @@ def test_report_kinds_without_failures() -> None:
 
 
 def test_report_original_message_id_from_rfc822_headers() -> None:
-    original = "--r\nContent-Type: text/rfc822-headers\n\nFrom: alice@team.example\nMessage-ID:\n <orig@team.example>\n\n"
-    result = classify(_report("Final-Recipient: rfc822; x@c.example\nAction: failed\nStatus: 5.1.1\n", original=original))
+    original = (
+        "--r\nContent-Type: text/rfc822-headers\n\n"
+        "From: alice@team.example\nMessage-ID:\n <orig@team.example>\n\n"
+    )
+    result = classify(
+        _report("Final-Recipient: rfc822; x@c.example\nAction: failed\nStatus: 5.1.1\n", original=original)
+    )
     assert result.original_message_id == "<orig@team.example>"
 
 
@@ -199,16 +220,22 @@ def test_plain_bounce_ignores_own_addresses_and_postmaster_hints() -> None:
     )
     result = classify(message)
     assert result.kind is MessageKind.BOUNCE
-    assert [(b.address, b.hard, b.status) for b in result.bounced] == [("gone@customer.example", True, "5.1.1")]
+    assert [(b.address, b.hard, b.status) for b in result.bounced] == [
+        ("gone@customer.example", True, "5.1.1")
+    ]
 
 
 def test_mail_from_a_daemon_without_failure_evidence_is_not_a_bounce() -> None:
-    message = _message("From: postmaster@customer.example\nSubject: New spam filter", "We changed our spam filter.")
+    message = _message(
+        "From: postmaster@customer.example\nSubject: New spam filter", "We changed our spam filter."
+    )
     assert classify(message).kind is MessageKind.HUMAN
 
 
 def test_human_message_with_bounce_like_subject_needs_evidence() -> None:
-    message = _message("From: bob@customer.example\nSubject: failure notice for the Q3 project", "It went badly.")
+    message = _message(
+        "From: bob@customer.example\nSubject: failure notice for the Q3 project", "It went badly."
+    )
     assert classify(message).kind is MessageKind.HUMAN
 
 
@@ -234,7 +261,8 @@ PATHOLOGICAL = {
 def test_classification_is_fast_on_hostile_text(name: str, subject: str) -> None:
     body = PATHOLOGICAL[name]
     message = _message(
-        f"From: MAILER-DAEMON@mx.example\nTo: a@b.example\nSubject: {subject}\nX-Failed-Recipients: {body[:4000]}",
+        f"From: MAILER-DAEMON@mx.example\nTo: a@b.example\nSubject: {subject}\n"
+        f"X-Failed-Recipients: {body[:4000]}",
         body,
     )
     started = time.perf_counter()

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from mailcrm.domain.charsets import decode_text, decode_words, normalize_charset
 from mailcrm.domain.classify import classify
+from mailcrm.domain.html_text import html_to_text
 from mailcrm.domain.messages import (
     Attachment,
     Mailbox,
@@ -67,7 +69,9 @@ def test_corpus_message(name: str) -> None:
     if "from_name" in expect:
         assert message.from_[0].name == expect["from_name"]
     if "from_address" in expect:
-        assert message.from_ and all(m.address == expect["from_address"] for m in message.from_), message.from_
+        assert message.from_ and all(m.address == expect["from_address"] for m in message.from_), (
+            message.from_
+        )
     if "to" in expect:
         assert [[m.address, m.name] for m in message.to] == expect["to"]
     for fragment in expect.get("text_contains", ()):
@@ -108,7 +112,12 @@ def _stdlib_test_messages() -> list[Path]:
     """The stdlib's own email test messages: Debian's testsuite package or this interpreter's."""
     candidates = [
         Path("/usr/lib/python3.11/test/test_email/data"),
-        Path(sys.base_prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "test" / "test_email" / "data",
+        Path(sys.base_prefix)
+        / "lib"
+        / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        / "test"
+        / "test_email"
+        / "data",
     ]
     for folder in candidates:
         if folder.is_dir():
@@ -119,7 +128,9 @@ def _stdlib_test_messages() -> list[Path]:
 STDLIB_MESSAGES = _stdlib_test_messages()
 
 
-@pytest.mark.skipif(not STDLIB_MESSAGES, reason="stdlib email test data absent (apt-get install libpython3.11-testsuite)")
+@pytest.mark.skipif(
+    not STDLIB_MESSAGES, reason="stdlib email test data absent (apt-get install libpython3.11-testsuite)"
+)
 def test_stdlib_test_messages_never_raise() -> None:
     for path in STDLIB_MESSAGES:
         raw = path.read_bytes()
@@ -168,7 +179,10 @@ def test_normalize_message_id(value: str, expected: str | None) -> None:
         ("bob@b.example (Bob Smith)", [("bob@b.example", "Bob Smith")]),
         ('"Quote \\" inside" <q@b.example>', [("q@b.example", 'Quote " inside')]),
         ("Undisclosed recipients:;", []),
-        ("team: a@b.example, c@d.example;, e@f.example", [("a@b.example", ""), ("c@d.example", ""), ("e@f.example", "")]),
+        (
+            "team: a@b.example, c@d.example;, e@f.example",
+            [("a@b.example", ""), ("c@d.example", ""), ("e@f.example", "")],
+        ),
         ("<@relay.example:u@b.example>", [("u@b.example", "")]),
         ("=?utf-8?q?J=C3=BCrgen?= <j@b.example>", [("j@b.example", "Jürgen")]),
         ('"=?utf-8?q?J=C3=BCrgen?=" <j@b.example>', [("j@b.example", "Jürgen")]),
@@ -248,7 +262,7 @@ def test_repeated_to_headers_are_joined_and_conflicting_from_trusted_nowhere() -
         ("attachment; filename*=UTF-8''%E0%B8%81.pdf", {"filename": "ก.pdf"}),
         ("attachment; filename*=utf-8'th'%E0%B8%81.pdf", {"filename": "ก.pdf"}),
         ("attachment; filename*0*=gb2312''%B1%A8%BC%DB; filename*1=\".xls\"", {"filename": "报价.xls"}),
-        ('attachment; filename="x.txt"; filename*=UTF-8\'\'%C3%A9.txt', {"filename": "é.txt"}),
+        ("attachment; filename=\"x.txt\"; filename*=UTF-8''%C3%A9.txt", {"filename": "é.txt"}),
         ('text/plain; charset="utf-8"; format=flowed', {"charset": "utf-8", "format": "flowed"}),
         ('attachment; filename="unterminated', {"filename": "unterminated"}),
     ],
@@ -291,8 +305,9 @@ def test_long_reference_chains_keep_the_root_and_the_latest() -> None:
 
 
 def test_synthetic_message_id_is_stable_across_line_endings_and_refolding() -> None:
-    crlf = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: one two\r\nDate: Mon, 3 Jun 2024 10:00:00 +0000\r\n\r\nBody\r\n"
-    lf = b"From: a@b.example\nTo: c@d.example\nSubject: one\n two\nDate: Mon, 3 Jun 2024 10:00:00 +0000\n\nBody\n"
+    date = b"Date: Mon, 3 Jun 2024 10:00:00 +0000"
+    crlf = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: one two\r\n" + date + b"\r\n\r\nBody\r\n"
+    lf = b"From: a@b.example\nTo: c@d.example\nSubject: one\n two\n" + date + b"\n\nBody\n"
     first, second = parse_message(crlf), parse_message(lf)
     assert first.message_id_synthetic and second.message_id_synthetic
     assert first.message_id == second.message_id
@@ -320,7 +335,7 @@ def test_forwarded_message_is_an_attachment_and_its_id_is_kept() -> None:
     inner = "From: c@d.example\r\nSubject: inner\r\nMessage-ID: <inner@d.example>\r\n\r\nInner body\r\n"
     body = (
         "--fw\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n--fw\r\nContent-Type: message/rfc822\r\n"
-        f"Content-Disposition: attachment; filename=\"fwd.eml\"\r\n\r\n{inner}--fw--\r\n"
+        f'Content-Disposition: attachment; filename="fwd.eml"\r\n\r\n{inner}--fw--\r\n'
     )
     message = _message('From: a@b.example\nContent-Type: multipart/mixed; boundary="fw"', body)
     assert message.text == "See below."
@@ -343,8 +358,10 @@ def test_base64_encoded_forwarded_message_is_read() -> None:
 
 def test_inline_text_parts_are_joined_and_html_is_a_fallback_only() -> None:
     body = (
-        "--m\r\nContent-Type: text/plain\r\n\r\nFirst.\r\n--m\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n"
-        "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--m\r\nContent-Type: text/plain\r\n\r\nSecond.\r\n"
+        "--m\r\nContent-Type: text/plain\r\n\r\nFirst.\r\n"
+        "--m\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+        "--m\r\nContent-Type: text/plain\r\n\r\nSecond.\r\n"
         "--m\r\nContent-Type: text/html\r\n\r\n<p>HTML twin</p>\r\n--m--\r\n"
     )
     message = _message('From: a@b.example\nContent-Type: multipart/mixed; boundary="m"', body)
@@ -368,21 +385,30 @@ def test_header_without_blank_line_and_continuation_first() -> None:
 
 
 def test_mbox_from_line_is_skipped() -> None:
-    message = parse_message(b"From alice@b.example Mon Jun  3 10:00:00 2024\nFrom: a@b.example\nSubject: s\n\nbody\n")
+    message = parse_message(
+        b"From alice@b.example Mon Jun  3 10:00:00 2024\nFrom: a@b.example\nSubject: s\n\nbody\n"
+    )
     assert message.subject == "s"
     assert message.from_[0].address == "a@b.example"
 
 
 def test_arbitrary_junk_never_raises() -> None:
-    for raw in (b"", b"\n", b"\r\n\r\n", b":", b"\xff" * 100, b"From: \x00\x00", b"--\n--\n", b"Content-Type: multipart/x\n\n"):
+    for raw in (
+        b"",
+        b"\n",
+        b"\r\n\r\n",
+        b":",
+        b"\xff" * 100,
+        b"From: \x00\x00",
+        b"--\n--\n",
+        b"Content-Type: multipart/x\n\n",
+    ):
         message = parse_message(raw)
         assert message.size == len(raw)
         classify(message)
 
 
 # --- charsets -----------------------------------------------------------------------------
-
-from mailcrm.domain.charsets import decode_text, decode_words, normalize_charset  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -413,7 +439,10 @@ def test_normalize_charset(label: str | None, codec: str | None) -> None:
 
 def test_decode_text_fallbacks() -> None:
     assert decode_text("Grüße".encode(), "iso-8859-1") == ("Grüße", None)  # UTF-8 under a Latin-1 label
-    assert decode_text("Grüße".encode("latin-1"), "utf-8") == ("Grüße", "not utf-8 as declared; read as windows-1252")
+    assert decode_text("Grüße".encode("latin-1"), "utf-8") == (
+        "Grüße",
+        "not utf-8 as declared; read as windows-1252",
+    )
     assert decode_text("ก€".encode("cp874"), "tis-620") == ("ก€", None)
     assert decode_text(b"\x1b$B-!\x1b(B", "iso-2022-jp") == ("①", None)  # NEC row 13, as Windows writes it
     text, note = decode_text(b"caf\xc3\xa9 \xff", "utf-8")
@@ -434,8 +463,6 @@ def test_decode_words() -> None:
 
 # --- HTML ---------------------------------------------------------------------------------
 
-from mailcrm.domain.html_text import html_to_text  # noqa: E402
-
 
 def test_html_to_text() -> None:
     html = (
@@ -452,7 +479,15 @@ def test_html_to_text_unclosed_head_does_not_hide_the_body() -> None:
 
 @pytest.mark.parametrize(
     "markup",
-    ["<a " * 100_000, "</" * 100_000, "<!" * 100_000, "<?" * 100_000, "<!--" * 100_000, "<a" * 100_000, "<b><i>" * 50_000],
+    [
+        "<a " * 100_000,
+        "</" * 100_000,
+        "<!" * 100_000,
+        "<?" * 100_000,
+        "<!--" * 100_000,
+        "<a" * 100_000,
+        "<b><i>" * 50_000,
+    ],
 )
 def test_html_to_text_is_linear_on_hostile_markup(markup: str) -> None:
     started = time.perf_counter()
