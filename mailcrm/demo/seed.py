@@ -1,19 +1,42 @@
-"""Write the demo configuration and sample files, and load them through the real import path."""
+"""Write the demo configuration and sample files, and load them through the real import path:
+customers and purchases through the CSV importer, mail through IMAP sync."""
 
 from __future__ import annotations
 
 import csv
+import os
+import re
 import shutil
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from mailcrm.demo.data import SALESPEOPLE, DemoCustomer
+from mailcrm.demo.mailbox import DemoMail
 from mailcrm.domain.values import from_minor_units
 from mailcrm.errors import ConfigError
+from mailcrm.settings import Settings
 from mailcrm.store import companies, notes
 from mailcrm.store import customers as customer_store
 from mailcrm.store.db import Database
+from mailcrm.store.models import (
+    Company,
+    Customer,
+    CustomerStatus,
+    EmailAddress,
+    Purchase,
+    Suppression,
+    TimelineEvent,
+)
+from mailcrm.sync.engine import FolderResult
+from mailcrm.sync.supervisor import workers
+
+if TYPE_CHECKING:
+    from mailcrm.demo.imap_server import DemoImapServer
 
 MARKER = ".mailcrm-demo"
 
@@ -39,8 +62,40 @@ class DemoPaths:
         return self.root / "purchases.csv"
 
 
-def prepare(root: Path) -> DemoPaths:
-    """Create (or reset) the demo folder; refuses to touch a folder it did not create."""
+PASSWORD_ENV_PREFIX = "MAILCRM_DEMO_IMAP_PASSWORD_"
+MAIL_KINDS = ("email_out", "email_in", "reply", "auto_reply", "bounced")
+
+
+def password_env(email: str) -> str:
+    """The environment variable that carries a salesperson's demo IMAP password."""
+    return PASSWORD_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", email.partition("@")[0].upper())
+
+
+@dataclass(frozen=True)
+class ImapEndpoint:
+    """Where the demo's own IMAP server listens."""
+
+    host: str
+    port: int
+
+
+def _salesperson_yaml(name: str, email: str, language: str, zone: str, imap: ImapEndpoint | None) -> str:
+    text = f"  - name: {name}\n    email: {email}\n    language: {language}\n    timezone: {zone}\n"
+    if imap is not None:
+        text += (
+            f"    imap:\n      host: {imap.host}\n      port: {imap.port}\n      security: plain\n"
+            f"      username: {email}\n      password_env: {password_env(email)}\n"
+            "      timeout_seconds: 10\n"
+        )
+    return text
+
+
+def prepare(root: Path, imap: ImapEndpoint | None = None) -> DemoPaths:
+    """Create (or reset) the demo folder; refuses to touch a folder it did not create.
+
+    With `imap`, every salesperson gets an account on the demo's IMAP server; the
+    password is only in the environment variable `password_env` names, never in the file.
+    """
     paths = DemoPaths(root.resolve())
     if root.exists() and any(root.iterdir()):
         if not (root / MARKER).exists():
@@ -51,15 +106,19 @@ def prepare(root: Path) -> DemoPaths:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text("created by `mailcrm demo`; safe to delete\n", encoding="utf-8")
-    people = "\n".join(
-        f"  - name: {name}\n    email: {email}\n    language: {language}\n    timezone: {zone}"
-        for name, email, language, zone in SALESPEOPLE
+    people = "".join(_salesperson_yaml(*person, imap) for person in SALESPEOPLE)
+    note = (
+        "# The imap: accounts are on the IMAP server that `mailcrm demo` runs while it syncs;\n"
+        "# it stops when the demo ends, and its passwords are new on every run.\n"
+        if imap is not None
+        else ""
     )
     paths.config.write_text(
         "# Demo configuration written by `mailcrm demo`.\n"
+        f"{note}"
         "database:\n  url: sqlite:///mailcrm.db\n"
         "defaults:\n  timezone: Asia/Bangkok\n  language: en\n"
-        f"salespeople:\n{people}\n",
+        f"salespeople:\n{people}",
         encoding="utf-8",
     )
     return paths
@@ -106,3 +165,125 @@ def add_history(db: Database, people: Iterable[DemoCustomer]) -> None:
                 note = notes.add(session, customer.id, person.owner, text)
                 note.created_at = when
                 session.add(note)
+
+
+# -- mail ------------------------------------------------------------------------------------
+
+_COUNTS = ("fetched", "new_messages", "links", "leads", "new_addresses", "bounces", "malformed")
+
+
+@dataclass
+class MailboxReport:
+    """What syncing one demo mailbox did, folder by folder (all passes added up)."""
+
+    mailbox: str
+    folders: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, results: Iterable[FolderResult]) -> None:
+        for result in results:
+            counts = self.folders.setdefault(result.folder, dict.fromkeys(_COUNTS, 0))
+            counts["fetched"] += result.fetched
+            for name in _COUNTS[1:]:
+                counts[name] += getattr(result.stats, name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mailbox": self.mailbox,
+            "folders": [{"folder": folder, **counts} for folder, counts in self.folders.items()],
+        }
+
+
+async def sync_mail(
+    db: Database, settings: Settings, server: DemoImapServer, mail: Sequence[DemoMail]
+) -> list[MailboxReport]:
+    """Serve the history, sync every mailbox once, then deliver the late mail and sync again.
+
+    The second pass is how a reply from a customer's new address is recognised: the
+    thread it answers must already be stored, as it is for any mail that arrives after
+    a mailbox's first sync. The server is stopped and the passwords are removed from
+    the environment whatever happens.
+    """
+    chosen = workers(db, settings)
+    saved: dict[str, str | None] = {}
+    for worker in chosen:
+        account = worker.person.imap
+        if account is not None and account.password_env:
+            saved[account.password_env] = os.environ.get(account.password_env)
+            os.environ[account.password_env] = server.add_login(account.username)
+    reports = {worker.person.email: MailboxReport(worker.person.email) for worker in chosen}
+    try:
+        await server.start(m for m in mail if not m.late)
+        for worker in chosen:
+            reports[worker.person.email].add(await worker.sync_once())
+        late = [m for m in mail if m.late]
+        for message in late:
+            await server.deliver(message)
+        for worker in chosen:
+            if any(m.mailbox == worker.person.email for m in late):
+                reports[worker.person.email].add(await worker.sync_once())
+    finally:
+        await server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return list(reports.values())
+
+
+def mail_outcome(session: Session, people: Iterable[DemoCustomer]) -> dict[str, list[dict[str, Any]]]:
+    """What the sync changed beyond timelines: leads it created, addresses it learned for
+    known customers, and the addresses it suppressed."""
+    imported = {address for person in people for address in person.emails}
+    leads = [
+        {"id": customer.id, "name": customer.name, "email": address, "company": company,
+         "lead_source": customer.lead_source}
+        for customer, address, company in session.exec(
+            select(Customer, EmailAddress.address, Company.name)
+            .join(EmailAddress, col(EmailAddress.customer_id) == col(Customer.id))
+            .join(Company, col(Company.id) == col(Customer.company_id), isouter=True)
+            .where(Customer.status == CustomerStatus.LEAD.value, col(EmailAddress.is_primary))
+            .order_by(col(Customer.id))
+        )
+        if address not in imported
+    ]  # fmt: skip
+    lead_ids = {lead["id"] for lead in leads}
+    new_addresses = [
+        {"customer_id": customer.id, "name": customer.name, "address": address}
+        for customer, address in session.exec(
+            select(Customer, EmailAddress.address)
+            .join(EmailAddress, col(EmailAddress.customer_id) == col(Customer.id))
+            .order_by(col(EmailAddress.id))
+        )
+        if address not in imported and customer.id not in lead_ids
+    ]
+    owners = {
+        row.address: row.customer_id
+        for row in session.exec(
+            select(EmailAddress).join(Suppression, col(Suppression.address) == col(EmailAddress.address))
+        )
+    }
+    suppressed = [
+        {"address": row.address, "reason": row.reason, "customer_id": owners.get(row.address)}
+        for row in session.exec(select(Suppression).order_by(col(Suppression.id)))
+    ]
+    return {"leads": leads, "new_addresses": new_addresses, "suppressed": suppressed}
+
+
+def showcase_customer(session: Session) -> int | None:
+    """The customer with both purchases and mail whose timeline tells the most: most kinds
+    of mail events, then most mail, then most purchases."""
+    buyers = dict(
+        session.exec(select(Purchase.customer_id, func.count()).group_by(col(Purchase.customer_id))).all()
+    )
+    mail: dict[int, tuple[set[str], int]] = {}
+    for customer_id, kind in session.exec(
+        select(TimelineEvent.customer_id, TimelineEvent.kind).where(col(TimelineEvent.kind).in_(MAIL_KINDS))
+    ):
+        kinds, count = mail.get(customer_id, (set(), 0))
+        kinds.add(kind)
+        mail[customer_id] = (kinds, count + 1)
+    candidates = [c for c in mail if c in buyers]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (-len(mail[c][0]), -mail[c][1], -buyers[c], c))

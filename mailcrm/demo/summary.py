@@ -14,7 +14,7 @@ from mailcrm.store.models import Company, Customer, Note, Purchase
 
 def summarize(session: Session) -> dict[str, Any]:
     """Counts by language, lead source and status, and revenue per currency."""
-    languages = Counter(row for row in session.exec(select(Customer.language)))
+    languages = Counter(row or "unknown" for row in session.exec(select(Customer.language)))
     sources = Counter(row for row in session.exec(select(Customer.lead_source)))
     statuses = Counter(row for row in session.exec(select(Customer.status)))
     revenue = {

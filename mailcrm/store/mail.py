@@ -239,6 +239,8 @@ def ingest(
             )
             already.update(new_links)
             stats.links += len(new_links)
+        # Later messages of this batch may reply to this one.
+        by_message_id[parsed.message_id] = frozenset(c for c, _ in already)
         fresh_customers = sorted({c for c, _ in new_links} - linked_customers)
         if fresh_customers:
             session.execute(

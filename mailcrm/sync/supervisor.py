@@ -62,10 +62,9 @@ class MailboxWorker:
 
     async def _folders(self, client: ImapClient) -> list[str]:
         assert self.person.imap is not None
-        folders = ["INBOX"]
+        # Sent first: a reply in INBOX then finds the outbound email it answers.
         sent = await client.sent_folder()
-        if sent:
-            folders.append(sent)
+        folders = [sent, "INBOX"] if sent and sent != "INBOX" else ["INBOX"]
         for extra in self.person.imap.folders:
             if extra not in folders:
                 folders.append(extra)

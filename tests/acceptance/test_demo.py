@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 from pathlib import Path
+
+import pytest
 
 from .conftest import CLI
 
@@ -12,7 +17,8 @@ def test_demo_builds_a_working_installation(cli: CLI, tmp_path: Path) -> None:
     assert result.code == 0, result.stderr
     report = result.json()
     summary = report["summary"]
-    assert summary["customers"] == 20
+    leads = report["sync"]["leads"]
+    assert summary["customers"] == 20 + len(leads)
     assert summary["purchases"] > 0 and summary["notes"] > 0 and summary["companies"] == 5
     assert {"en", "th", "fa", "km"} <= set(summary["by_language"])
     assert any(language.startswith("zh") for language in summary["by_language"])
@@ -29,7 +35,74 @@ def test_demo_builds_a_working_installation(cli: CLI, tmp_path: Path) -> None:
     assert cli("--config", config, "timeline", str(customer_id), "--json").json()
 
     again = cli("demo", "--dir", "crm-demo", "--json")
-    assert again.code == 0 and again.json()["summary"]["customers"] == 20
+    assert again.code == 0 and again.json()["summary"]["customers"] == summary["customers"]
+
+
+def test_demo_syncs_mail_from_its_own_imap_server(cli: CLI, tmp_path: Path) -> None:
+    result = cli("demo", "--dir", "crm-demo", "--json")
+    assert result.code == 0, result.stderr
+    report = result.json()
+    sync = report["sync"]
+    config = str(tmp_path / "crm-demo" / "mailcrm.yaml")
+    text = Path(config).read_text(encoding="utf-8")
+    assert "password_env:" in text and "security: plain" in text and "password:" not in text
+
+    folders = {
+        (mailbox["mailbox"], folder["folder"]): folder
+        for mailbox in sync["mailboxes"]
+        for folder in mailbox["folders"]
+    }
+    assert {folder for _, folder in folders} == {"INBOX", "Sent"}
+    assert len({mailbox for mailbox, _ in folders}) == 2
+    assert all(folder["new_messages"] > 0 for folder in folders.values())
+    assert sync["totals"]["new_messages"] == sum(f["new_messages"] for f in folders.values()) >= 40
+    assert sync["totals"]["bounces"] == 1 and sync["totals"]["new_addresses"] == 1
+
+    # The customer on show has mail and purchases on one timeline.
+    entries = cli("--config", config, "timeline", str(report["timeline"]["customer_id"]), "--json").json()
+    kinds = {entry["kind"] for entry in entries}
+    assert {"email_out", "reply", "purchase"} <= kinds
+    assert all(entry["subject"] for entry in entries if entry["kind"] in ("email_out", "reply"))
+
+    # Unknown senders became leads; the newsletter did not.
+    leads = sync["leads"]
+    assert len(leads) == 2
+    people = {p["id"]: p for p in cli("--config", config, "customers", "list", "--json").json()}
+    for lead in leads:
+        assert people[lead["id"]]["status"] == "lead"
+        assert people[lead["id"]]["lead_source"] == "inbound-email"
+    assert not any("energy-expo" in (p["email"] or "") for p in people.values())
+
+    # A hard bounce suppressed the address it names.
+    [bounced] = sync["suppressed"]
+    shown = cli("--config", config, "customers", "show", bounced["address"], "--json").json()
+    flags = {e["address"]: e for e in shown["emails"]}
+    assert flags[bounced["address"]]["suppressed"] is True
+    assert flags[bounced["address"]]["suppression_reason"] == "hard_bounce"
+    bounced_timeline = cli("--config", config, "timeline", bounced["address"], "--json").json()
+    assert "bounced" in {entry["kind"] for entry in bounced_timeline}
+
+    # A reply from a private address inside a thread is recorded on the customer who owns the thread.
+    [found] = sync["new_addresses"]
+    owner = cli("--config", config, "customers", "show", found["address"], "--json").json()
+    assert owner["id"] == found["customer_id"] and owner["id"] not in {lead["id"] for lead in leads}
+    assert owner["email"] != found["address"], "the imported address stays the primary one"
+    assert found["address"] in {e["address"] for e in owner["emails"]}
+
+    status = cli("--config", config, "mailboxes", "status", "--json").json()
+    assert {(row["mailbox"], row["folder"]) for row in status} == set(folders)
+    assert all(row["errors"] == 0 for row in status)
+
+
+def test_demo_leaves_no_server_behind(cli: CLI, tmp_path: Path) -> None:
+    result = cli("demo", "--dir", "crm-demo", "--json")
+    assert result.code == 0, result.stderr
+    server = result.json()["sync"]["server"]
+    assert server["host"] == "127.0.0.1" and server["running"] is False
+    with pytest.raises(OSError), socket.create_connection((server["host"], server["port"]), timeout=2):
+        pass
+    if sys.platform.startswith("linux"):
+        assert _processes_in(tmp_path) == [], "a process started by the demo is still running"
 
 
 def test_demo_never_overwrites_a_foreign_folder(cli: CLI, tmp_path: Path) -> None:
@@ -39,3 +112,18 @@ def test_demo_never_overwrites_a_foreign_folder(cli: CLI, tmp_path: Path) -> Non
     assert result.code == 1
     assert "not a mailcrm demo folder" in result.stderr
     assert (tmp_path / "precious" / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes (other than this one) whose working directory is `folder`: the demo's children
+    would have inherited it."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == folder:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -202,7 +202,6 @@ def test_a_customer_writing_from_a_new_address_is_recognised_by_thread(mail_env:
         mailgen.make(sender=ALICE, to="sara@persepolis.example", msgid=ours, subject="Proposal"),
         "Sent",
     )
-    env.sync()
     env.dovecot.deliver(
         env.alice,
         mailgen.make(
@@ -474,3 +473,23 @@ def test_wrong_password_is_reported_clearly(mail_env: MailEnv, monkeypatch: pyte
             select(FolderCursor).where(FolderCursor.mailbox == ALICE, FolderCursor.folder == MAILBOX_LEVEL)
         ).scalar_one()
     assert row.errors == 1 and row.last_error
+
+
+def test_reply_and_original_in_one_batch_are_threaded(mail_env: MailEnv, tmp_path: Path) -> None:
+    import mailbox as mailboxes
+
+    from mailcrm.sync.backfill import backfill, open_source
+
+    env = mail_env
+    ours = mailgen.message_id("acme.example")
+    archive = mailboxes.mbox(tmp_path / "all.mbox")
+    archive.add(mailgen.make(sender=ALICE, to="wang@golden.example", msgid=ours, subject="Quote"))
+    archive.add(
+        mailgen.make(sender="fang.home@mail.example", to=ALICE, in_reply_to=ours, subject="Re: Quote")
+    )
+    archive.flush()
+    source, _ = open_source("mbox", tmp_path / "all.mbox")
+    identity = env.worker().identity
+    stats = backfill(env.db, source, identity, "import")
+    assert stats.leads == 0 and stats.new_addresses == 1
+    assert env.customer_id("fang.home@mail.example") == env.customer_id("wang@golden.example")
