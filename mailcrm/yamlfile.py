@@ -136,6 +136,8 @@ def load_text(text: str, path: str) -> YamlDocument:
     builder = _Builder(path)
     try:
         data = builder.build(node, ())
+    except (ValueError, OverflowError) as exc:  # e.g. an impossible date such as 2026-13-01
+        raise ConfigError(f"invalid value: {exc}", path=path) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise ConfigError(

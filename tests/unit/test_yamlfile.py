@@ -46,3 +46,8 @@ def test_syntax_error_names_line() -> None:
 
 def test_empty_document_is_none() -> None:
     assert load_text("", "empty.yaml").data is None
+
+
+def test_impossible_date_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="invalid value"):
+        load_text("start: 2026-13-01\n", "dates.yaml")

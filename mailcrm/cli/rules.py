@@ -1,0 +1,189 @@
+"""`mailcrm rules check` and `mailcrm rules list`: validate and show the automated-email rules.
+
+The rules folder is `rules_dir` of mailcrm.yaml (relative to that file) unless `--dir`
+is given. A template NAME exists when the folder `NAME/` exists in the templates folder
+(folders starting with `_` or `.` hold layouts, not templates). The templates folder is
+`--templates DIR`, else the one the settings name (`templates_dir`, as the renderer uses
+it), else `templates/` next to mailcrm.yaml or one level above it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from mailcrm.cli.context import app_context
+from mailcrm.cli.output import JSON_HELP, emit, err_console, info, print_json, table
+from mailcrm.domain.rules import Rule, format_clock
+from mailcrm.errors import ConfigError
+from mailcrm.rules_yaml import check_rules, load_rules
+from mailcrm.settings import Settings
+
+app = typer.Typer(help="Check and list the automated-email rules.", no_args_is_help=True)
+
+DirOption = Annotated[
+    Path | None, typer.Option("--dir", help="Rules folder (default: rules_dir of mailcrm.yaml).")
+]
+TemplatesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--templates",
+        help="Templates folder; a template NAME is a folder NAME/ in it "
+        "(default: the templates folder of the settings).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    directory: Path
+    templates: list[str]
+    salespeople: list[str] | None
+
+
+def template_names(folder: Path) -> list[str]:
+    """Names of the templates in `folder`: its subfolders, except `_layout`-style and hidden ones."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[:1] not in ("_", "."))
+
+
+def default_templates_dir(settings: Settings) -> Path:
+    """The folder the renderer reads, so `rules check` and sending agree on what exists."""
+    configured = getattr(settings, "templates_path", None)
+    if callable(configured):
+        found = configured()
+        if isinstance(found, Path):
+            return found
+    beside = settings.base_dir / "templates"
+    if beside.is_dir() or settings.source is None:
+        return beside
+    above = settings.base_dir.parent / "templates"
+    return above if above.is_dir() else beside
+
+
+def _shown(path: Path) -> Path:
+    """Relative to the working folder when inside it, so messages read `config/rules/a.yaml:7:15`."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def _inputs(ctx: typer.Context, directory: Path | None, templates: Path | None) -> _Inputs:
+    settings = app_context(ctx).settings
+    folder = templates if templates is not None else default_templates_dir(settings)
+    if not folder.is_dir():
+        info(f"note: templates folder {folder} not found; pass --templates DIR")
+    salespeople: list[str] | None = [p.email for p in settings.salespeople]
+    if settings.source is None:
+        salespeople = None
+        info("note: no configuration file, so owner and sender addresses are not checked")
+    return _Inputs(
+        directory=directory if directory is not None else _shown(settings.base_dir / settings.rules_dir),
+        templates=template_names(folder),
+        salespeople=salespeople,
+    )
+
+
+def _row(rule: Rule) -> dict[str, Any]:
+    file, _, line = rule.source.rpartition(":")
+    return {
+        "name": rule.name,
+        "file": file,
+        "line": int(line) if line.isdigit() else None,
+        "kind": rule.trigger.key,
+        "trigger": rule.trigger.describe(),
+        "template": rule.template,
+        "enabled": rule.enabled,
+        "send_window": rule.send_window.describe() if rule.send_window else None,
+        "send_time": format_clock(rule.send_time),
+        "sender": rule.sender,
+        "owner": rule.owner,
+        "start": rule.start.isoformat() if rule.start else None,
+        "end": rule.end.isoformat() if rule.end else None,
+    }
+
+
+def _problem(problem: ConfigError) -> dict[str, Any]:
+    return {
+        "file": problem.path,
+        "line": problem.line,
+        "column": problem.column,
+        "field": problem.field,
+        "message": str(problem),
+    }
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    templates: TemplatesOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate every rule file; exit 1 and list every problem when any file is wrong.
+
+    Example: mailcrm --config config/mailcrm.yaml rules check
+    """
+    inputs = _inputs(ctx, directory, templates)
+    rules, problems = check_rules(
+        inputs.directory, known_templates=inputs.templates, salespeople=inputs.salespeople
+    )
+    if as_json:
+        print_json(
+            {
+                "files": list(rules.files),
+                "rules": [_row(rule) for rule in rules.rules],
+                "errors": [_problem(problem) for problem in problems],
+            }
+        )
+    else:
+        for problem in problems:
+            err_console.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        if problems:
+            info(f"{len(problems)} problem(s) in {inputs.directory}")
+        else:
+            info(f"{len(rules.rules)} rule(s) in {len(rules.files)} file(s): all valid")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_rules(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    templates: TemplatesOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the rules (refuses to when any rule file has a problem; see `rules check`).
+
+    Example: mailcrm rules list --json
+    """
+    inputs = _inputs(ctx, directory, templates)
+    rules = load_rules(inputs.directory, known_templates=inputs.templates, salespeople=inputs.salespeople)
+    rows = [_row(rule) for rule in rules.rules]
+    emit(
+        as_json,
+        rows,
+        lambda: table(
+            None,
+            ["name", "when", "template", "window", "enabled", "source"],
+            [
+                [
+                    row["name"],
+                    row["trigger"],
+                    row["template"],
+                    row["send_window"] or "any time",
+                    "yes" if row["enabled"] else "no",
+                    f"{row['file']}:{row['line']}",
+                ]
+                for row in rows
+            ],
+        ),
+    )
