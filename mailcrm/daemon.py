@@ -1,7 +1,9 @@
-"""The composition root of `mailcrm run`: settings → database → mailbox workers; signals.
+"""The composition root of `mailcrm run`: settings → database → mailbox workers, the
+planner (APScheduler ticks) and the sender; signals.
 
-SIGTERM and Ctrl-C set one stop event; every worker finishes the batch it is storing
-(the cursor only moves with committed data) and closes its connection.
+SIGTERM and Ctrl-C set one stop event: every mailbox worker finishes the batch it is
+storing (the cursor only moves with committed data), the sender finishes the SMTP
+transactions in flight and gives every other claim back, and connections are closed.
 """
 
 from __future__ import annotations
@@ -9,8 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from mailcrm import planner
+from mailcrm.render import TemplateRenderer
+from mailcrm.rules_yaml import RuleWatcher
+from mailcrm.schedule import PlanningSchedule
+from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
 from mailcrm.sync.supervisor import MailboxWorker, workers
@@ -26,6 +33,7 @@ async def run(
     *,
     only: Sequence[str] = (),
     stop: asyncio.Event | None = None,
+    plan_and_send: bool = True,
 ) -> list[MailboxWorker]:
     """Run until SIGTERM/SIGINT (or `stop` is set); returns the workers for a final report."""
     stop = stop or asyncio.Event()
@@ -45,16 +53,46 @@ async def run(
         extra={"action": "daemon_started", "mailboxes": [w.person.email for w in mailbox_workers]},
     )
     tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.person.email}") for w in mailbox_workers]
+    schedule = None
+    if plan_and_send:
+        schedule = PlanningSchedule(_planning_job(db, settings), settings.planning.interval_seconds)
+        schedule.start()
+        sender = Sender(db, settings, TemplateRenderer(settings.templates_path()))
+        tasks.append(asyncio.create_task(sender.run(stop), name="sender"))
     try:
         await stop.wait()
         log.info("stopping", extra={"action": "daemon_stopping"})
+        if schedule is not None:
+            schedule.shutdown()
+            schedule = None
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        if schedule is not None:
+            schedule.shutdown()
         for signum in installed:
             loop.remove_signal_handler(signum)
     log.info("daemon stopped", extra={"action": "daemon_stopped"})
     return mailbox_workers
+
+
+def _planning_job(db: Database, settings: Settings) -> Callable[[], None]:
+    """A planning pass on the current rules; a broken rule edit keeps the last good set."""
+    watcher = RuleWatcher(settings.rules_path(), lambda _directory: planner.configured_rules(settings))
+    reported: list[object] = []
+
+    def job() -> None:
+        rules, error = watcher.reload_if_changed()
+        if error is not None and error not in reported:
+            reported[:] = [error]
+            log.error(
+                "rule files have errors; keeping the last good rules: %s",
+                error,
+                extra={"action": "rules_invalid"},
+            )
+        planner.plan(db, settings, rules)
+
+    return job

@@ -57,7 +57,7 @@ from mailcrm.domain.rules import (
 )
 from mailcrm.domain.values import normalize_currency, normalize_language, normalize_tag, to_minor_units
 from mailcrm.errors import ConfigError, MailcrmError, ValidationError
-from mailcrm.yamlfile import PathKey, Position, YamlDocument, load_text
+from mailcrm.yamlfile import PathKey, Position, YamlDocument, YamlValueError, load_text
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -898,10 +898,10 @@ def _parse_file(
         return _FileResult(shown, [], [ConfigError(f"cannot read file: {exc}", path=shown)], [], [])
     try:
         load_text(text, shown)  # the safety checks: tags, duplicate keys, alias bombs, syntax
+    except YamlValueError:
+        pass  # an impossible date such as 2026-13-01: reported below with its field
     except ConfigError as exc:
         return _FileResult(shown, [], [exc], [], [])
-    except (ValueError, OverflowError):
-        pass  # an impossible date such as 2026-13-01: reported below with its field
     try:
         tree = _walk(text, shown)
     except ConfigError as exc:

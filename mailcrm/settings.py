@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 from mailcrm.domain.addresses import normalize_address
+from mailcrm.domain.rules import parse_duration
 from mailcrm.domain.values import normalize_language, normalize_timezone
 from mailcrm.errors import ConfigError, MailcrmError, SecretError
 from mailcrm.yamlfile import YamlDocument, load_file
@@ -182,6 +184,53 @@ class SyncSettings(_Strict):
     auth_retry_seconds: float = Field(default=900.0, gt=0)
 
 
+class PlanningSettings(_Strict):
+    """When the planner runs and how it treats occurrences the daemon was down for."""
+
+    interval_seconds: float = Field(default=300.0, gt=0)
+    lookahead_hours: float = Field(default=24.0, gt=0)
+    grace_hours: float = Field(default=6.0, ge=0)
+    catch_up_days: float = Field(default=7.0, ge=0)
+    leap_day: Literal["feb28", "mar1"] = "feb28"
+
+
+class SendingSettings(_Strict):
+    """How the outbox is sent: limits per customer, retries, leases and the crash policy.
+
+    Nothing is sent unless a rule asks for it; `enabled: false` stops all sending
+    (planning still fills the outbox).
+    """
+
+    enabled: bool = True
+    message_id_domain: str | None = None  # None: the sending salesperson's domain
+    frequency_cap: int | None = Field(default=3, ge=1)  # automated emails per customer per window
+    frequency_window: timedelta = timedelta(days=7)
+    retry_deadline: timedelta = timedelta(days=3)
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    lease_seconds: float = Field(default=300.0, ge=1)
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    copy_to_sent: bool = False
+    ambiguous: Literal["resend", "hold"] = "resend"
+
+    @field_validator("frequency_window", "retry_deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _wrap(lambda text: parse_duration(text, allow_zero=False), value)
+        return value
+
+    @field_validator("message_id_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        domain = value.strip().lower()
+        if not domain or any(c in domain for c in "<>@ \t\r\n\x00"):
+            raise ValueError(f"invalid domain {value!r}: write a bare domain such as acme.example")
+        return domain
+
+
 class WebSettings(_Strict):
     """The tracking and unsubscribe endpoint."""
 
@@ -199,8 +248,11 @@ class Settings(_Strict):
     defaults: DefaultsSettings = Field(default_factory=DefaultsSettings)
     salespeople: list[SalespersonSettings] = Field(default_factory=list)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    planning: PlanningSettings = Field(default_factory=PlanningSettings)
+    sending: SendingSettings = Field(default_factory=SendingSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     rules_dir: Path = Path("rules")
+    templates_dir: Path | None = None
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -216,6 +268,16 @@ class Settings(_Strict):
     def base_dir(self) -> Path:
         """Relative paths in the file are relative to the file's folder."""
         return self.source.parent if self.source else Path.cwd()
+
+    def rules_path(self) -> Path:
+        """The rules folder (relative paths are relative to the config file)."""
+        return self.base_dir / self.rules_dir
+
+    def templates_path(self) -> Path:
+        """The templates folder: as configured, else the one shipped with mailcrm."""
+        if self.templates_dir is not None:
+            return self.base_dir / self.templates_dir
+        return Path(__file__).resolve().parent.parent / "templates"
 
     def database_url(self) -> str:
         """`MAILCRM_DATABASE_URL` wins over the file."""

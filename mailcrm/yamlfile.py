@@ -57,6 +57,10 @@ class YamlDocument:
         )
 
 
+class YamlValueError(ConfigError):
+    """A scalar YAML itself cannot represent (an impossible date, a huge number)."""
+
+
 def _mark(node: yaml.Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -114,7 +118,13 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. an impossible date such as 2026-13-01
+            line, column = _mark(node)
+            raise YamlValueError(
+                f"invalid value {node.value!r}: {exc}", path=self.path, line=line, column=column
+            ) from None
 
 
 def load_text(text: str, path: str) -> YamlDocument:
@@ -136,8 +146,6 @@ def load_text(text: str, path: str) -> YamlDocument:
     builder = _Builder(path)
     try:
         data = builder.build(node, ())
-    except (ValueError, OverflowError) as exc:  # e.g. an impossible date such as 2026-13-01
-        raise ConfigError(f"invalid value: {exc}", path=path) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         raise ConfigError(

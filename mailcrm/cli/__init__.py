@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from mailcrm import __version__
 from mailcrm import log as logsetup
-from mailcrm.cli import customers, db, mail, notes, purchases, setup
+from mailcrm.cli import customers, db, mail, notes, outbox, plan, purchases, rules, setup, templates
 from mailcrm.cli.context import AppContext
 from mailcrm.cli.demo import demo
 from mailcrm.cli.output import err_console
@@ -76,6 +76,12 @@ app.add_typer(db.app, name="db")
 app.add_typer(setup.config_app, name="config")
 app.add_typer(mail.mailboxes_app, name="mailboxes")
 app.add_typer(mail.import_app, name="import")
+app.add_typer(rules.app, name="rules")
+app.add_typer(templates.app, name="templates")
+app.add_typer(outbox.app, name="outbox")
+app.command("plan")(plan.plan)
+app.command("suppress")(outbox.suppress)
+app.command("unsuppress")(outbox.unsuppress)
 app.command("sync")(mail.sync)
 app.command("run")(mail.run)
 app.command("timeline")(timeline)

@@ -54,7 +54,7 @@ def sync(
     context = app_context(ctx)
     db = context.database()
     if not once:
-        asyncio.run(daemon.run(db, context.settings, only=mailbox or ()))
+        asyncio.run(daemon.run(db, context.settings, only=mailbox or (), plan_and_send=False))
         return
     chosen = workers(db, context.settings, mailbox or ())
     if not chosen:
@@ -120,8 +120,8 @@ def sync(
 
 
 def run(ctx: typer.Context, mailbox: MailboxOption = None, as_json: JsonOption = False) -> None:
-    """Start the daemon: keep mailboxes in sync (IDLE push, polling otherwise) until
-    SIGTERM or Ctrl-C, then stop cleanly.
+    """Start the daemon: sync mailboxes (IDLE push, polling otherwise), plan the rules'
+    emails and send them, until SIGTERM or Ctrl-C; then stop cleanly.
 
     Example: MAILCRM_LOG_LEVEL=info mailcrm run
     """

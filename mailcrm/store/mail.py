@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from mailcrm.domain.classify import Classification, MessageKind
@@ -27,6 +27,8 @@ from mailcrm.store.models import (
     EmailAddress,
     Message,
     MessageLink,
+    OutboxItem,
+    OutboxState,
     Suppression,
     TimelineEvent,
     table_of,
@@ -40,6 +42,7 @@ _ADDRESS = table_of(EmailAddress)
 _CUSTOMER = table_of(Customer)
 _SUPPRESSION = table_of(Suppression)
 _DOMAIN = table_of(CompanyDomain)
+_OUTBOX = table_of(OutboxItem)
 
 _CHUNK = 500
 
@@ -65,6 +68,7 @@ class IngestStats:
     bounces: int = 0
     malformed: int = 0
     unmatched: int = 0
+    cancelled_followups: int = 0
     message_ids: list[str] = field(default_factory=list)
 
     def add(self, other: IngestStats) -> None:
@@ -72,6 +76,7 @@ class IngestStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.malformed += other.malformed
         self.unmatched += other.unmatched
+        self.cancelled_followups += other.cancelled_followups
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -256,10 +261,28 @@ def ingest(
                     for customer in fresh_customers
                 ],
             )
+        if result.replied:
+            stats.cancelled_followups += _cancel_followups(session, result.replied, now)
         if not result.links and result.lead is None:
             stats.unmatched += 1
         stats.bounces += _record_bounces(session, item, by_address, message_pk, now)
     return stats
+
+
+def _cancel_followups(session: Session, customers: Sequence[int], now: datetime) -> int:
+    """A human reply stops the follow-ups still waiting for that customer."""
+    result = session.execute(
+        update(_OUTBOX)
+        .where(
+            _OUTBOX.c.customer_id.in_(list(customers)),
+            _OUTBOX.c.state == OutboxState.DUE.value,
+            _OUTBOX.c.occurrence.like("followup:%"),
+        )
+        .values(
+            state=OutboxState.CANCELLED.value, skip_reason="replied: the customer answered", updated_at=now
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _create_lead(

@@ -240,12 +240,18 @@ class Suppression(SQLModel, table=True):
 
 
 class OutboxItem(SQLModel, table=True):
-    """One planned email. The unique key makes planning idempotent across crashes and hosts."""
+    """One planned email. The unique key makes planning idempotent across crashes and hosts.
+
+    `attempt_started_at` is set just before the final "." of DATA is sent: a row left
+    `claimed` with it set was inside the SMTP transaction when its sender died, so its
+    delivery is unknown (see `store.outbox` for what happens to it).
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("rule", "customer_id", "occurrence", name="uq_outbox_occurrence"),
         Index("ix_outbox_state_due", "state", "due_at"),
+        Index("ix_outbox_sender_sent", "sender", "sent_at"),
     )
 
     id: int | None = _id()
@@ -263,6 +269,10 @@ class OutboxItem(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, sa_type=String(200))
     claimed_until: datetime | None = _when(nullable=True)
     sent_at: datetime | None = _when(nullable=True)
+    deadline_at: datetime | None = _when(nullable=True)
+    attempt_started_at: datetime | None = _when(nullable=True)
+    ambiguous_attempts: int = Field(default=0)
+    skip_reason: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _when()
     updated_at: datetime = _when()
 

@@ -49,5 +49,5 @@ def test_empty_document_is_none() -> None:
 
 
 def test_impossible_date_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="invalid value"):
+    with pytest.raises(ConfigError, match=r"dates.yaml:1:8: invalid value '2026-13-01'"):
         load_text("start: 2026-13-01\n", "dates.yaml")

@@ -1,0 +1,172 @@
+"""`mailcrm outbox ...` (see, retry and cancel planned emails) and `mailcrm suppress/unsuppress`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from mailcrm.cli.context import app_context
+from mailcrm.cli.output import JSON_HELP, console, emit, info, table
+from mailcrm.domain.addresses import normalize_address
+from mailcrm.errors import ValidationError
+from mailcrm.store import customers as customer_store
+from mailcrm.store import outbox as store
+from mailcrm.store.models import OutboxState
+from mailcrm.store.outbox import OutboxDetail, OutboxView
+
+app = typer.Typer(
+    help="See what is planned, sent and failed; retry or cancel an email.", no_args_is_help=True
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+RowId = Annotated[int, typer.Argument(help="Outbox row id (see `mailcrm outbox list`).")]
+STATES = tuple(state.value for state in OutboxState)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _print_rows(rows: list[OutboxView]) -> None:
+    if not rows:
+        info("no outbox rows match")
+        return
+    table(
+        None,
+        ["id", "due", "state", "rule", "customer", "template", "tries", "last error"],
+        [
+            [
+                r.id,
+                _when(r.due_at),
+                r.state,
+                r.rule,
+                r.customer or r.customer_id,
+                r.template,
+                r.attempts,
+                escape((r.last_error or "")[:80]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _print_detail(row: OutboxDetail) -> None:
+    lines = [
+        ("id", row.id),
+        ("state", row.state),
+        ("rule", row.rule),
+        ("occurrence", row.occurrence),
+        ("customer", f"{row.customer or '-'} (id {row.customer_id})"),
+        ("template", row.template),
+        ("sender", row.sender or "(the customer's owner)"),
+        ("due", _when(row.due_at)),
+        ("attempts", row.attempts),
+        ("last error", row.last_error),
+        ("why not sent", row.skip_reason),
+        ("give up after", _when(row.deadline_at)),
+        ("message id", row.message_id),
+        ("in reply to", row.in_reply_to),
+        ("claimed by", row.claimed_by),
+        ("sent", _when(row.sent_at)),
+    ]
+    for label, value in lines:
+        if value not in (None, ""):
+            console.print(f"[bold]{label:>14}[/bold]  {escape(str(value))}", highlight=False)
+
+
+@app.command("list")
+def list_rows(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help=f"Only rows in this state: {', '.join(STATES)}.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer (id or email address).")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only rows of this rule.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows (latest due first).")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List outbox rows, latest due first.
+
+    Example: mailcrm outbox list --state failed
+    """
+    if state is not None and state not in STATES:
+        raise ValidationError(f"unknown state {state!r}", hint=f"use one of: {', '.join(STATES)}")
+    db = app_context(ctx).database()
+    with db.read() as session:
+        customer_id = customer_store.resolve(session, customer).id if customer else None
+        rows = store.list_rows(session, state=state, customer_id=customer_id, rule=rule, limit=limit)
+    emit(as_json, rows, lambda: _print_rows(rows))
+
+
+@app.command("show")
+def show(ctx: typer.Context, row_id: RowId, as_json: JsonOption = False) -> None:
+    """Show one outbox row: why it is in its state, its Message-ID and its attempts.
+
+    Example: mailcrm outbox show 42
+    """
+    db = app_context(ctx).database()
+    with db.read() as session:
+        row = store.get(session, row_id)
+    emit(as_json, row, lambda: _print_detail(row))
+
+
+@app.command("retry")
+def retry(ctx: typer.Context, row_id: RowId, as_json: JsonOption = False) -> None:
+    """Queue a failed (or delivery_unknown) email again, due now, with the same Message-ID.
+
+    Example: mailcrm outbox retry 42
+    """
+    row = store.retry(app_context(ctx).database(), row_id)
+    emit(as_json, row, lambda: info(f"outbox row {row.id} is due again"))
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, row_id: RowId, as_json: JsonOption = False) -> None:
+    """Never send this email (refused once it is sent or while it is being sent).
+
+    Example: mailcrm outbox cancel 42
+    """
+    row = store.cancel(app_context(ctx).database(), row_id)
+    emit(as_json, row, lambda: info(f"outbox row {row.id} cancelled"))
+
+
+def suppress(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The email address never to write to again.")],
+    reason: Annotated[str, typer.Option(help="Why (kept with the address).")] = "manual",
+    as_json: JsonOption = False,
+) -> None:
+    """Stop all automated email to an address (checked again just before each send).
+
+    Example: mailcrm suppress ann@example.org --reason "asked by phone"
+    """
+    normalized = normalize_address(address)
+    with app_context(ctx).database().write() as session:
+        added = store.suppress(session, normalized, reason)
+    result = {"address": normalized, "suppressed": True, "added": added}
+    emit(
+        as_json,
+        result,
+        lambda: info(f"{result['address']} " + ("suppressed" if added else "was already suppressed")),
+    )
+
+
+def unsuppress(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The email address to allow again.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Allow automated email to an address again.
+
+    Example: mailcrm unsuppress ann@example.org
+    """
+    normalized = normalize_address(address)
+    with app_context(ctx).database().write() as session:
+        removed = store.unsuppress(session, normalized)
+    result = {"address": normalized, "suppressed": False, "removed": removed}
+    emit(
+        as_json,
+        result,
+        lambda: info(f"{result['address']} " + ("allowed again" if removed else "was not suppressed")),
+    )

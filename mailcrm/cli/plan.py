@@ -1,0 +1,90 @@
+"""`mailcrm plan`: who gets which email when (a forecast), or one planning pass."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from mailcrm import planner
+from mailcrm.cli.context import app_context
+from mailcrm.cli.output import JSON_HELP, emit, info, table
+from mailcrm.errors import ValidationError
+from mailcrm.store.outbox import primary_addresses
+
+
+def _moment(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"--at {text!r} is not a date-time", hint="write e.g. 2026-12-01T09:00 or 2026-12-01T09:00+07:00"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def plan(
+    ctx: typer.Context,
+    days: Annotated[float, typer.Option(min=0.01, max=366, help="How many days ahead.")] = 7,
+    at: Annotated[
+        str | None, typer.Option(help="Start of the forecast (ISO date-time, UTC unless an offset is given).")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Run one planning pass now and write the outbox instead.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Forecast the automated emails of the next N days (writes nothing).
+
+    Each line: rule, customer, template, due time (UTC) and the occurrence key that
+    makes it unique. With --apply, plan now and write the outbox (as the daemon does).
+
+    Example: mailcrm plan --days 7 --json
+    """
+    context = app_context(ctx)
+    settings = context.settings
+    db = context.database()
+    rules = planner.configured_rules(settings)
+    if apply:
+        report = planner.plan(db, settings, rules, _moment(at))
+        result: Any = {
+            "planned": report.planned,
+            "inserted": report.inserted,
+            "skipped_late": report.skipped_late,
+            "per_rule": report.per_rule,
+        }
+        emit(as_json, result, lambda: info(f"planned {report.planned} emails, {report.inserted} new"))
+        return
+    start = _moment(at)
+    emails = planner.forecast(db, settings, rules, start, days)
+    with db.read() as session:
+        addresses = primary_addresses(session, {e.customer_id for e in emails})
+    rows: list[dict[str, Any]] = [
+        {
+            "rule": e.rule,
+            "customer_id": e.customer_id,
+            "customer": addresses.get(e.customer_id),
+            "template": e.template,
+            "due_at": e.due_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "occurrence": e.occurrence,
+            "sender": e.sender,
+            "in_reply_to": e.in_reply_to,
+        }
+        for e in emails
+    ]
+
+    def human() -> None:
+        if not rows:
+            info(f"no automated email due in the {days:g} days from {start:%Y-%m-%d %H:%M} UTC")
+            return
+        table(
+            None,
+            ["due (UTC)", "rule", "customer", "template", "occurrence"],
+            [[r["due_at"][:16].replace("T", " "), r["rule"], r["customer"], r["template"], r["occurrence"]]
+             for r in rows],
+        )  # fmt: skip
+
+    emit(as_json, rows, human)

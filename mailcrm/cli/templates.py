@@ -1,0 +1,157 @@
+"""`mailcrm templates ...`: list the email templates and preview one for a real customer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mailcrm.cli.context import app_context
+from mailcrm.cli.output import JSON_HELP, emit, info, table
+from mailcrm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mailcrm.settings import Settings
+
+app = typer.Typer(help="Email templates: list them, preview one for a customer.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+TemplatesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--templates",
+        help="Templates folder (default: templates_dir from the config, else the shipped templates).",
+        envvar="MAILCRM_TEMPLATES",
+    ),
+]
+
+PREVIEW_BASE_URL = "https://mailcrm.invalid"  # links in a preview lead nowhere
+
+
+def templates_dir(settings: Settings, explicit: Path | None) -> Path:
+    """The folder given with --templates, else the configured one (`templates_dir`, or the shipped set)."""
+    folder = explicit if explicit is not None else settings.templates_path()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"templates folder {folder} does not exist",
+            hint="set templates_dir in the config file, or pass --templates PATH",
+        )
+    return folder
+
+
+@app.command("list")
+def list_(ctx: typer.Context, templates: TemplatesOption = None, as_json: JsonOption = False) -> None:
+    """List the templates and the languages each exists in.
+
+    Example: mailcrm templates list
+    """
+    from mailcrm.render import TemplateRenderer
+
+    renderer = TemplateRenderer(templates_dir(app_context(ctx).settings, templates))
+    rows = [
+        {"name": name, "languages": sorted(renderer.languages(name))} for name in sorted(renderer.names())
+    ]
+
+    def human() -> None:
+        if not rows:
+            info(f"no templates in {renderer.templates_dir}")
+            return
+        table(
+            str(renderer.templates_dir),
+            ["template", "languages"],
+            [[r["name"], ", ".join(r["languages"])] for r in rows],
+        )
+
+    emit(as_json, rows, human)
+
+
+def _salesperson(settings: Settings, owner: str | None) -> dict[str, Any]:
+    """The customer's owner from the settings; else the only (or first) salesperson."""
+    person = settings.salesperson(owner) if owner else None
+    if person is None and settings.salespeople:
+        person = settings.salespeople[0]
+        info(f"preview: the customer has no owner; writing as {person.email}")
+    if person is None:
+        return {"name": "", "email": ""}
+    return {
+        "name": person.name,
+        "email": person.email,
+        "language": person.language,
+        "timezone": person.timezone,
+    }
+
+
+@app.command("preview")
+def preview(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Template name, e.g. thank_you.")],
+    customer: Annotated[str, typer.Option("--customer", help="Customer id or any of its email addresses.")],
+    language: Annotated[
+        str | None, typer.Option("--language", help="Render in this language (default: the customer's).")
+    ] = None,
+    templates: TemplatesOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Render a template for a real customer (newest purchase, owner as sender) without sending it.
+
+    Links to unsubscribe and feedback point to a placeholder address.
+    Example: mailcrm templates preview thank_you --customer somchai@example.co.th --language th
+    """
+    from mailcrm.render import TemplateRenderer, template_context
+    from mailcrm.store import customers as customer_store
+    from mailcrm.store import purchases as purchase_store
+
+    context = app_context(ctx)
+    settings = context.settings
+    renderer = TemplateRenderer(templates_dir(settings, templates))
+    with context.database().read() as session:
+        record = customer_store.resolve(session, customer)
+        assert record.id is not None
+        view = customer_store.views(session, [record])[0]
+        newest = purchase_store.for_customer(session, record.id, limit=1)
+        purchase = (
+            {
+                "product": newest[0].product,
+                "quantity": newest[0].quantity,
+                "amount_minor": newest[0].amount_minor,
+                "currency": newest[0].currency,
+                "purchased_at": newest[0].purchased_at,
+                "order_ref": newest[0].order_ref,
+            }
+            if newest
+            else None
+        )
+    seller = _salesperson(settings, view.owner)
+    base = (settings.web.base_url or PREVIEW_BASE_URL).rstrip("/")
+    variables = template_context(
+        customer=view.model_dump(),
+        salesperson=seller,
+        purchase=purchase,
+        unsubscribe_url=f"{base}/u/preview",
+        extra={"feedback_url": lambda score: f"{base}/f/preview/{int(score)}"},
+    )
+    languages = (
+        [language] if language else [view.language, seller.get("language"), settings.defaults.language]
+    )
+    timezone = view.timezone or seller.get("timezone") or settings.defaults.timezone
+    rendered = renderer.render(
+        name, languages=[tag for tag in languages if tag], context=variables, timezone=timezone
+    )
+    result = {
+        "template": rendered.template,
+        "language": rendered.language,
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "html": rendered.html,
+    }
+
+    def human() -> None:
+        typer.echo(f"Template: {rendered.template} ({rendered.language})")
+        typer.echo(f"Subject: {rendered.subject}\n")
+        typer.echo(rendered.text)
+        if rendered.html is not None:
+            typer.echo("----- HTML -----")
+            typer.echo(rendered.html)
+
+    emit(as_json, result, human)

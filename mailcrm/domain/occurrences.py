@@ -1,0 +1,141 @@
+"""Occurrences: when a rule falls due for one customer, as UTC instants inside the send window.
+
+Pure: the store finds the candidates with SQL, this module computes their local send
+times (DST gaps and folds, Feb 29, send windows) and the occurrence keys, and marks
+occurrences found too late (the daemon was down longer than the grace period) as
+skipped instead of sending them late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from mailcrm.domain.calendar import (
+    anniversaries,
+    catch_up,
+    local_send_instant,
+    next_in_window,
+    occurrence_key,
+)
+from mailcrm.domain.planning import PlannedEmail
+from mailcrm.domain.rules import (
+    AfterPurchase,
+    AnniversaryOf,
+    NoPurchaseFor,
+    NoReplyTo,
+    OnDate,
+    OnEvent,
+    Rule,
+)
+
+LeapDay = Literal["feb28", "mar1"]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A customer and the fact that may make a rule due (found by the store's SQL)."""
+
+    customer_id: int
+    timezone: str | None
+    language: str | None
+    owner: str | None
+    anchor: datetime | date | str | None  # purchase time, anniversary base, last purchase, ...
+    ref: str | None = None  # purchase id, message id, event id: part of the occurrence key
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """The planning pass: which due times it covers and how it treats lateness."""
+
+    start: datetime  # UTC: occurrences due at or after this are considered
+    end: datetime  # UTC: ... and before this
+    now: datetime
+    grace: timedelta  # overdue by less than this: still sent; older: recorded as skipped
+    default_timezone: str
+    leap_day: LeapDay = "feb28"
+
+
+def _zone(candidate: Candidate, context: PlanContext) -> str:
+    return candidate.timezone or context.default_timezone
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _base_date(anchor: datetime | date | str, zone: str) -> date | None:
+    if isinstance(anchor, datetime):
+        return _aware(anchor).astimezone(ZoneInfo(zone)).date()
+    if isinstance(anchor, date):
+        return anchor
+    try:
+        return date.fromisoformat(str(anchor)[:10])
+    except ValueError:
+        return None
+
+
+def _due_times(
+    rule: Rule, candidate: Candidate, context: PlanContext
+) -> Iterator[tuple[str, datetime, str | None]]:
+    """(occurrence key, due instant UTC before the send window, in_reply_to) for one candidate."""
+    trigger = rule.trigger
+    zone = _zone(candidate, context)
+    anchor = candidate.anchor
+    if isinstance(trigger, AfterPurchase | OnEvent) and isinstance(anchor, datetime):
+        yield occurrence_key(trigger, ref=candidate.ref), _aware(anchor) + trigger.wait, None
+    elif isinstance(trigger, NoPurchaseFor) and isinstance(anchor, datetime):
+        last = _aware(anchor)
+        yield occurrence_key(trigger, ref=last.date().isoformat()), last + trigger.period, None
+    elif isinstance(trigger, NoReplyTo) and isinstance(anchor, datetime) and candidate.ref:
+        sent = _aware(anchor)
+        for step in range(1, trigger.steps + 1):
+            key = occurrence_key(trigger, ref=candidate.ref, step=step)
+            yield key, sent + trigger.delay(step), candidate.ref
+    elif isinstance(trigger, OnDate):
+        at = trigger.at
+        due = local_send_instant(at.date(), at.time(), zone) if at.tzinfo is None else at.astimezone(UTC)
+        yield occurrence_key(trigger), due, None
+    elif isinstance(trigger, AnniversaryOf) and anchor is not None:
+        base = _base_date(anchor, zone)
+        if base is None:
+            return
+        local_start = context.start.astimezone(ZoneInfo(zone)).date() - timedelta(days=1)
+        local_end = context.end.astimezone(ZoneInfo(zone)).date() + timedelta(days=1)
+        leap_day = trigger.leap_day or context.leap_day
+        for day in anniversaries(base, local_start, local_end, leap_day=leap_day, years=trigger.years):
+            yield occurrence_key(trigger, day=day), local_send_instant(day, rule.send_time, zone), None
+
+
+def plan_rule(rule: Rule, candidates: Iterable[Candidate], context: PlanContext) -> list[PlannedEmail]:
+    """The emails `rule` asks for among `candidates`, due in [context.start, context.end)."""
+    if not rule.enabled:
+        return []
+    planned = []
+    for candidate in candidates:
+        zone = _zone(candidate, context)
+        for occurrence, due, in_reply_to in _due_times(rule, candidate, context):
+            due = next_in_window(due, zone, rule.send_window)
+            if not context.start <= due < context.end:
+                continue
+            local_day = due.astimezone(ZoneInfo(zone)).date()
+            if (rule.start and local_day < rule.start) or (rule.end and local_day > rule.end):
+                continue
+            verdict = catch_up(due, context.now, context.grace)
+            planned.append(
+                PlannedEmail(
+                    rule=rule.name,
+                    customer_id=candidate.customer_id,
+                    occurrence=occurrence,
+                    template=rule.template,
+                    due_at=due,
+                    sender=rule.sender,
+                    in_reply_to=in_reply_to,
+                    state="skipped" if verdict == "late" else "due",
+                    note="late: due more than the grace period ago" if verdict == "late" else None,
+                )
+            )
+    return planned

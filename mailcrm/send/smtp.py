@@ -1,0 +1,372 @@
+"""SMTP connections per account: a small pool of reused aiosmtplib clients.
+
+* TLS is verified (the system CAs, or `ca_file`): `security: tls` is implicit TLS,
+  `starttls` refuses a server that does not offer STARTTLS, and AUTH is never sent
+  over an unencrypted connection except to a loopback relay.
+* Each send records how far it got (`domain.retry.Phase`): DATA's final "." is
+  written only after the caller's `before_dot` hook has recorded the attempt, so
+  the caller can tell a safe retry (nothing delivered) from an unknown outcome.
+* A pooled connection found dead (closed, or idle too long) before MAIL FROM is
+  replaced: nothing was sent on it, so that is always safe.
+* `per_minute` is enforced as an even spacing between transactions of the account
+  in this process (`RateLimiter`); `per_day` is counted by the caller from the outbox.
+
+aiosmtplib exceptions never leave this module: every failure becomes an
+`SmtpSendError` carrying an `SmtpOutcome` the pure core can classify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import lru_cache
+
+from aiosmtplib import (
+    SMTP,
+    SMTPException,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+
+from mailcrm.domain.retry import Phase, SmtpOutcome
+from mailcrm.errors import MailcrmError
+from mailcrm.settings import SmtpAccount
+
+log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 30.0
+QUIT_TIMEOUT = 1.0
+
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+class SmtpSendError(Exception):
+    """A send did not end with 250; `outcome` says where and why."""
+
+    def __init__(self, outcome: SmtpOutcome) -> None:
+        super().__init__(outcome.describe())
+        self.outcome = outcome
+
+
+class SendAborted(Exception):
+    """`before_dot` declined (the row is no longer ours): the transaction was dropped unsent."""
+
+
+def data_block(payload: bytes) -> bytes:
+    """The DATA payload as sent: CRLF line endings, dot-stuffed, with the final "."."""
+    text = _LINE_ENDINGS.sub(b"\r\n", payload)
+    if not text.endswith(b"\r\n"):
+        text += b"\r\n"
+    return _LEADING_DOT.sub(b"..", text) + b".\r\n"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=1)
+def _local_hostname() -> str:
+    """The EHLO name: this host's FQDN when it is a plain host name, else `localhost`."""
+    name = socket.getfqdn()
+    if name and name.isascii() and re.fullmatch(r"[A-Za-z0-9.-]{1,253}", name):
+        return name
+    return "localhost"
+
+
+class RateLimiter:
+    """At most `per_minute` transaction starts in any minute, spread evenly (60/N apart)."""
+
+    def __init__(self, per_minute: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._clock = clock
+        self._next = 0.0
+
+    def reserve(self) -> float:
+        """Take the next free slot; returns how many seconds to wait for it."""
+        if not self.interval:
+            return 0.0
+        now = self._clock()
+        start = max(now, self._next)
+        self._next = start + self.interval
+        return start - now
+
+
+class SmtpConnection:
+    """One client of a pool; runs one transaction at a time."""
+
+    def __init__(self, pool: SmtpPool) -> None:
+        self._pool = pool
+        self._client: SMTP | None = None
+        self._last_used = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def _ready(self) -> tuple[SMTP, bool]:
+        """A usable client and whether it is a reused one (it may turn out to be dead)."""
+        client = self._client
+        idle = time.monotonic() - self._last_used
+        if client is not None and client.is_connected and idle < self._pool.idle_seconds:
+            return client, True
+        self.close()
+        self._client = await self._pool.open_client()
+        return self._client, False
+
+    async def send(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        payload: bytes,
+        *,
+        before_dot: Callable[[], Awaitable[bool]],
+    ) -> str:
+        """Run one transaction; returns the server's final reply text.
+
+        Raises `SmtpSendError` (with the phase reached) or `SendAborted`.
+        """
+        pool = self._pool
+        phase = Phase.CONNECT
+        try:
+            client, reused = await self._ready()
+            phase = Phase.MAIL
+            options, encoding = _mail_options(client, sender, recipients, payload)
+            try:
+                await client.mail(sender, options=options, encoding=encoding)
+            except SMTPServerDisconnected:
+                if not reused:
+                    raise
+                # The pooled connection had died: replace it (nothing was sent on it).
+                phase = Phase.CONNECT
+                self.close()
+                client, _ = await self._ready()
+                phase = Phase.MAIL
+                options, encoding = _mail_options(client, sender, recipients, payload)
+                await client.mail(sender, options=options, encoding=encoding)
+            phase = Phase.RCPT
+            for recipient in recipients:
+                await client.rcpt(recipient, encoding=encoding)
+            phase = Phase.DATA
+            start = await client.execute_command(b"DATA")
+            if start.code != 354:
+                raise SMTPResponseException(start.code, start.message)
+            if not await before_dot():
+                self.close()  # leaving DATA unfinished makes the server discard the message
+                raise SendAborted("the outbox row is no longer held by this sender")
+            protocol = client.protocol
+            if protocol is None:
+                raise SMTPServerDisconnected("Connection lost")
+            phase = Phase.DOT
+            protocol.write(data_block(payload))
+            reply = await protocol.read_response(timeout=pool.account.timeout_seconds)
+            if reply.code != 250:
+                raise SMTPResponseException(reply.code, reply.message)
+            self._last_used = time.monotonic()
+            return reply.message
+        except SendAborted:
+            raise
+        except SmtpSendError:
+            self.close()
+            raise
+        except SMTPResponseException as exc:
+            await self._reset_after_refusal(phase)
+            raise SmtpSendError(SmtpOutcome(phase, exc.code, exc.message, pool.where)) from None
+        except ssl.SSLError as exc:
+            self.close()
+            reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            raise SmtpSendError(
+                SmtpOutcome(phase, None, f"TLS with {pool.where} failed: {reason}", pool.where)
+            ) from None
+        except (SMTPServerDisconnected, SMTPTimeoutError, SMTPException, OSError, TimeoutError) as exc:
+            self.close()
+            raise SmtpSendError(SmtpOutcome(phase, None, _describe(exc), pool.where)) from None
+        except BaseException:
+            self.close()  # cancelled: the protocol state is unknown
+            raise
+
+    async def _reset_after_refusal(self, phase: Phase) -> None:
+        """A refused command leaves the connection usable once the transaction is reset."""
+        client = self._client
+        if phase is Phase.CONNECT or client is None or not client.is_connected:
+            self.close()
+            return
+        if phase is not Phase.DOT:  # after the final reply the transaction is already over
+            try:
+                await client.rset()
+            except (SMTPException, OSError, TimeoutError):
+                self.close()
+                return
+        self._last_used = time.monotonic()
+
+    async def quit(self) -> None:
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        with contextlib.suppress(SMTPException, OSError, TimeoutError):
+            await client.quit(timeout=QUIT_TIMEOUT)
+        client.close()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _needs_utf8(values: Sequence[str]) -> bool:
+    return not all(value.isascii() for value in values)
+
+
+def _mail_options(
+    client: SMTP, sender: str, recipients: Sequence[str], payload: bytes
+) -> tuple[list[str], str]:
+    options: list[str] = []
+    encoding = "ascii"
+    if _needs_utf8([sender, *recipients]):
+        if not client.supports_extension("smtputf8"):
+            raise SMTPResponseException(
+                553, "5.6.7 the server does not accept non-ASCII addresses (no SMTPUTF8)"
+            )
+        options.append("SMTPUTF8")
+        encoding = "utf-8"
+    if not payload.isascii() and client.supports_extension("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return options, encoding
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, SMTPTimeoutError | TimeoutError):
+        return f"timed out: {text}"
+    if isinstance(exc, SMTPServerDisconnected):
+        return f"connection lost: {text}"
+    return text
+
+
+class SmtpPool:
+    """Up to `max_connections` reused connections to one SMTP account."""
+
+    def __init__(
+        self,
+        name: str,
+        account: SmtpAccount,
+        *,
+        idle_seconds: float = IDLE_SECONDS,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.name = name
+        self.account = account
+        self.idle_seconds = idle_seconds
+        self.where = f"{account.host}:{account.effective_port}"
+        self.limiter = RateLimiter(account.per_minute)
+        self.in_flight = 0
+        self.paused_until = 0.0  # time.monotonic(): the server refused the account or the connection
+        self.pause_reason = ""
+        self._local_hostname = local_hostname
+        self._slots = asyncio.Semaphore(account.max_connections)
+        self._idle: list[SmtpConnection] = []
+        self._closed = False
+
+    @property
+    def max_connections(self) -> int:
+        return self.account.max_connections
+
+    def pause(self, seconds: float, reason: str) -> None:
+        """Stop starting transactions for a while (cannot connect, log in, or a 421)."""
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+        self.pause_reason = reason
+
+    def paused_for(self) -> float:
+        """Seconds left in the current pause (0: not paused)."""
+        return max(0.0, self.paused_until - time.monotonic())
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[SmtpConnection]:
+        """Borrow a connection (waits while all are busy); it goes back to the pool after."""
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else SmtpConnection(self)
+            try:
+                yield conn
+            finally:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca_file = self.account.ca_file
+        try:
+            return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise self._refuse(f"cannot load ca_file {ca_file} for {self.where}: {reason}") from None
+
+    def _refuse(self, reason: str) -> SmtpSendError:
+        return SmtpSendError(SmtpOutcome(Phase.CONNECT, None, reason, self.where))
+
+    async def open_client(self) -> SMTP:
+        """Connect, secure and log in as the account says; raises `SmtpSendError` (phase CONNECT)."""
+        account = self.account
+        security = account.security
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(_local_hostname)
+        context = self._tls_context() if security != "plain" else None
+        client = SMTP(
+            hostname=account.host,
+            port=account.effective_port,
+            timeout=account.timeout_seconds,
+            use_tls=security == "tls",
+            start_tls=False,
+            tls_context=context,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+            if security == "starttls":
+                await client.ehlo()
+                if not client.supports_extension("starttls"):
+                    raise self._refuse(
+                        f"{self.where} does not offer STARTTLS, which `security: starttls` requires; "
+                        "mailcrm never logs in or sends in the clear"
+                    )
+                await client.starttls()
+            if account.username:
+                if security == "plain" and not _is_loopback(account.host):
+                    raise self._refuse(
+                        f"refusing to log in to {self.where} over an unencrypted connection; "
+                        "set `security: tls` or `starttls`"
+                    )
+                try:
+                    secret = account.resolve(f"{self.name} smtp")
+                except MailcrmError as exc:
+                    raise self._refuse(exc.message) from None
+                await client.login(account.username, secret)
+        except BaseException:
+            client.close()
+            raise
+        log.debug(
+            "SMTP connected to %s",
+            self.where,
+            extra={"action": "smtp_connected", "host": self.where, "account": self.name},
+        )
+        return client
+
+    async def close(self) -> None:
+        """Close every idle connection (politely, with a short QUIT)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(conn.quit() for conn in idle), return_exceptions=True)

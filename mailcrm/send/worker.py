@@ -1,0 +1,658 @@
+"""The sender: claim due outbox rows, check them again, render, send, record the outcome.
+
+Per batch: `claim` a lease on up to `sending.batch_size` due rows, then run one
+lane per pooled SMTP connection of each sending account. A lane takes the next row
+and
+
+1. re-reads what may have changed since planning (send time, not plan time):
+   archived customer, suppressed address, a reply that makes a follow-up moot, the
+   per-customer frequency cap;
+2. renders the template (customer language → owner language → default → en); a
+   template error fails that row only;
+3. builds the message with the Message-ID fixed at planning, threading headers for
+   follow-ups and List-Unsubscribe when `web.base_url` is set;
+4. sends it, with `mark_sending` committed just before the final "." and the
+   outcome committed before the connection takes the next row (so a crash leaves at
+   most one row of unknown outcome per connection);
+5. records it: `sent` plus the message on the customer's timeline, or a retry with
+   backoff, a failure, a suppression, or an unknown delivery (`domain.retry`).
+
+The lease is renewed while the batch runs. On stop, lanes take no new row, in-flight
+transactions get `STOP_GRACE` seconds to finish, and every claim still held goes back
+to `due` (or, if it was inside a transaction, follows `sending.ambiguous`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from mailcrm.domain.backoff import Backoff
+from mailcrm.domain.messages import make_snippet
+from mailcrm.domain.mime import Address, build_message
+from mailcrm.domain.retry import (
+    Phase,
+    RetryPolicy,
+    SmtpOutcome,
+    Verdict,
+    after_ambiguous,
+    classify,
+    deadline_for,
+    enhanced_status,
+    next_attempt,
+)
+from mailcrm.domain.rules import format_duration
+from mailcrm.errors import DatabaseError, ValidationError
+from mailcrm.render import RenderedEmail, TemplateError, TemplateRenderer, template_context
+from mailcrm.send.sentcopy import SentCopier
+from mailcrm.send.smtp import SendAborted, SmtpPool, SmtpSendError
+from mailcrm.settings import SalespersonSettings, Settings
+from mailcrm.store import outbox
+from mailcrm.store.db import Database
+from mailcrm.store.models import CustomerStatus
+from mailcrm.store.outbox import ClaimedEmail, Prepared, SendCheck
+from mailcrm.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 6.0
+"""Seconds in-flight transactions get to finish after stop (D5: the process exits within 10 s)."""
+
+DAILY_WINDOW = timedelta(hours=24)
+MARK_TRIES = 3
+AUTO_SUBMITTED = {"Auto-Submitted": "auto-generated"}  # RFC 3834 §5: spares us out-of-office replies
+
+UnsubscribeUrl = Callable[[ClaimedEmail], "str | None"]
+_WEB = ("https://", "http://")
+
+
+@dataclass
+class SendStats:
+    """What one batch did (`claimed` = the sum of the others plus rows given back)."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    unknown: int = 0
+    deferred: int = 0
+    released: int = 0
+
+    def add(self, other: SendStats) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    payload: bytes
+    rendered: RenderedEmail
+    sender: SalespersonSettings
+    recipient: str
+
+
+class _Stopped(Exception):
+    """Stop was requested before the row's SMTP transaction began."""
+
+
+def default_worker_id() -> str:
+    """host:pid:random: unique per process, readable in `outbox show`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def placeholder_unsubscribe_url(base_url: str | None) -> UnsubscribeUrl:
+    """`<base_url>/u/<token>` (the web endpoint replaces this hook with signed tokens), or
+    without `web.base_url` a mailto: to the sender asking to unsubscribe, so no email goes
+    out without a way to stop the next one."""
+    base = base_url.rstrip("/") if base_url else None
+
+    def url(row: ClaimedEmail) -> str | None:
+        if base is None:
+            return mailto_unsubscribe(row.sender) if row.sender else None
+        token = hashlib.sha256(row.message_id.encode()).hexdigest()[:32]
+        return f"{base}/u/{token}"
+
+    return url
+
+
+def mailto_unsubscribe(sender: str) -> str:
+    """The RFC 2369 mailto: form: a reply the salesperson sees in their own mailbox."""
+    return f"mailto:{sender}?subject=unsubscribe"
+
+
+class Sender:
+    """Sends due outbox rows through each salesperson's SMTP account."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        renderer: TemplateRenderer,
+        *,
+        worker_id: str | None = None,
+        unsubscribe_url: UnsubscribeUrl | None = None,
+        rng: random.Random | None = None,
+        stop_grace: float = STOP_GRACE,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.renderer = renderer
+        self.worker_id = worker_id or default_worker_id()
+        self.stop_grace = stop_grace
+        sending = settings.sending
+        self.policy = RetryPolicy(
+            base_seconds=sending.retry_base_seconds,
+            max_seconds=sending.retry_max_seconds,
+            deadline=sending.retry_deadline,
+        )
+        self._unsubscribe_url = unsubscribe_url or placeholder_unsubscribe_url(settings.web.base_url)
+        self._rng = rng or random.Random()
+        self._pools: dict[str, SmtpPool] = {}
+        self._copier = SentCopier() if sending.copy_to_sent else None
+        self._stop = asyncio.Event()
+        self._offset = timedelta()
+        self._customer_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._prepared: dict[int, Prepared] = {}
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def unsubscribe_url(self, row: ClaimedEmail) -> str | None:
+        """The unsubscribe link of this email (templates show it; List-Unsubscribe carries it)."""
+        return self._unsubscribe_url(row)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Send batches until `stop` is set; then finish in-flight work and give back every claim."""
+        self._stop = stop
+        failures = 0
+        log.info("sender started", extra={"action": "sender_started", "worker": self.worker_id})
+        try:
+            while not stop.is_set():
+                try:
+                    stats = await self.send_due()
+                    failures = 0
+                except Exception as exc:  # the database is away, or a bug: pause, then try again
+                    failures += 1
+                    delay = Backoff(base=1.0, cap=60.0).delay(failures, self._rng)
+                    log.warning(
+                        "sending paused for %.0f s: %s",
+                        delay,
+                        exc,
+                        exc_info=not isinstance(exc, DatabaseError),
+                        extra={"action": "send_paused", "worker": self.worker_id},
+                    )
+                    await _wait(stop, delay)
+                    continue
+                if stats.claimed >= self.settings.sending.batch_size:
+                    continue  # more may be due right now
+                await _wait(stop, interval)
+        finally:
+            with contextlib.suppress(DatabaseError):
+                await asyncio.to_thread(self._release)
+            await self.close()
+            log.info("sender stopped", extra={"action": "sender_stopped", "worker": self.worker_id})
+
+    async def close(self) -> None:
+        """Close SMTP and IMAP connections."""
+        pools, self._pools = list(self._pools.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools), return_exceptions=True)
+        if self._copier is not None:
+            await self._copier.close()
+
+    def _now(self) -> datetime:
+        return utcnow() + self._offset
+
+    def _release(self) -> int:
+        return outbox.release(self.db, self.worker_id, self._now(), ambiguous=self.settings.sending.ambiguous)
+
+    async def send_due(self, now: datetime | None = None) -> SendStats:
+        """Claim one batch of due rows and send it; `now` shifts the clock (tests, replays)."""
+        sending = self.settings.sending
+        if not sending.enabled:
+            return SendStats()
+        self._offset = (now - utcnow()) if now is not None else timedelta()
+        lease = timedelta(seconds=sending.lease_seconds)
+        rows = await asyncio.to_thread(
+            outbox.claim,
+            self.db,
+            self.worker_id,
+            sending.batch_size,
+            lease,
+            self._now(),
+            ambiguous=sending.ambiguous,
+        )
+        stats = SendStats(claimed=len(rows))
+        if not rows:
+            return stats
+        try:
+            self._prepared = await asyncio.to_thread(self._prepare, rows)
+        except BaseException:
+            await asyncio.to_thread(self._release)
+            raise
+        queues: dict[str | None, deque[ClaimedEmail]] = defaultdict(deque)
+        for row in rows:
+            queues[row.sender].append(row)
+        lanes = []
+        for sender, queue in queues.items():
+            pool = self._pool(sender)
+            count = min(pool.max_connections if pool else 1, len(queue))
+            lanes += [asyncio.create_task(self._lane(queue, pool, stats)) for _ in range(count)]
+        heartbeat = asyncio.create_task(self._heartbeat(lease))
+        try:
+            await self._join(lanes)
+        finally:
+            self._customer_locks.clear()
+            self._prepared = {}
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            stats.released += await asyncio.to_thread(self._release)
+        log.info(
+            "batch: %s claimed, %s sent, %s retried, %s failed, %s skipped",
+            stats.claimed,
+            stats.sent,
+            stats.retried,
+            stats.failed,
+            stats.skipped + stats.cancelled,
+            extra={"action": "send_batch", "worker": self.worker_id, **vars(stats)},
+        )
+        return stats
+
+    async def _join(self, lanes: list[asyncio.Task[None]]) -> None:
+        """Wait for the lanes; after stop, give in-flight transactions `stop_grace` seconds."""
+        everything: asyncio.Future[list[Any]] = asyncio.gather(*lanes, return_exceptions=True)
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait([everything, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if not everything.done():
+                _done, pending = await asyncio.wait(lanes, timeout=self.stop_grace)
+                for lane in pending:
+                    lane.cancel()
+            for result in await everything:
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    log.error(
+                        "send lane failed: %r",
+                        result,
+                        exc_info=result,
+                        extra={"action": "send_lane_failed", "worker": self.worker_id},
+                    )
+        finally:
+            stopper.cancel()
+
+    async def _heartbeat(self, lease: timedelta) -> None:
+        """Renew the claims while the batch runs, so nobody takes over live work."""
+        period = max(lease.total_seconds() / 3, 0.2)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(outbox.extend_lease, self.db, self.worker_id, self._now() + lease)
+            except DatabaseError as exc:
+                log.warning("could not renew claims: %s", exc, extra={"action": "lease_renew_failed"})
+
+    def _pool(self, sender: str | None) -> SmtpPool | None:
+        if sender is None:
+            return None
+        pool = self._pools.get(sender)
+        if pool is None:
+            person = self.settings.salesperson(sender)
+            if person is None or person.smtp is None:
+                return None
+            pool = self._pools[sender] = SmtpPool(person.email, person.smtp)
+        return pool
+
+    # -- one row -----------------------------------------------------------------------------
+
+    async def _lane(self, queue: deque[ClaimedEmail], pool: SmtpPool | None, stats: SendStats) -> None:
+        while queue and not self._stop.is_set():
+            row = queue.popleft()
+            try:
+                async with self._customer_locks[row.customer_id]:
+                    result = await self._process(row, pool)
+            except _Stopped:
+                return  # the row is still claimed: given back with the others
+            except DatabaseError as exc:
+                log.warning(
+                    "outbox row %s: %s",
+                    row.id,
+                    exc,
+                    extra={"action": "send_db_error", "outbox_id": row.id},
+                )
+                continue  # still claimed: given back at the end of the batch
+            except Exception as exc:  # a bug must neither stop the batch nor spin on one row
+                log.exception(
+                    "outbox row %s: internal error", row.id, extra={"action": "send_bug", "outbox_id": row.id}
+                )
+                later = self._now() + timedelta(seconds=self.policy.base_seconds)
+                with contextlib.suppress(DatabaseError):
+                    await asyncio.to_thread(
+                        outbox.defer, self.db, row, later, note=f"internal error: {exc!r}"
+                    )
+                result = "deferred"
+            setattr(stats, result, getattr(stats, result) + 1)
+
+    async def _process(self, row: ClaimedEmail, pool: SmtpPool | None) -> str:
+        """Check, render, send and record one row; returns the SendStats field to count it in."""
+        now = self._now()
+        facts = self._prepared[row.id]
+        check = await asyncio.to_thread(self._check, row, facts, now)
+        refusal = self._refusal(row, facts, check)
+        if refusal is not None:
+            kind, reason = refusal
+            return await self._not_sent(row, kind, reason)
+        person = self.settings.salesperson(row.sender or "")
+        if pool is None or person is None:
+            return await self._retry(
+                row,
+                SmtpOutcome(phase=Phase.CONNECT, text=f"no SMTP account is configured for {row.sender}"),
+                attempted=False,
+            )
+        try:
+            built = await asyncio.to_thread(self._build, row, facts, person, now)
+        except TemplateError as exc:
+            return await self._fail(row, f"template {row.template}: {exc}", attempted=False)
+        except ValidationError as exc:  # HeaderInjectionError included
+            return await self._fail(row, f"message not built: {exc}", attempted=False)
+        if await self._daily_cap(row, pool, now):
+            return "deferred"
+        async with pool.connection() as connection:
+            await self._rate_slot(pool)
+            paused = pool.paused_for()
+            if paused > 0:  # the server refused this account a moment ago: do not hammer it
+                until = self._now() + timedelta(seconds=paused)
+                await asyncio.to_thread(outbox.defer, self.db, row, until, note=pool.pause_reason)
+                return "deferred"
+            pool.in_flight += 1
+            try:
+                try:
+                    reply = await connection.send(
+                        person.email,
+                        [built.recipient],
+                        built.payload,
+                        before_dot=partial(self._mark_sending, row),
+                    )
+                except SendAborted:
+                    log.warning(
+                        "outbox row %s was taken away before sending; not sent",
+                        row.id,
+                        extra={"action": "send_aborted", "outbox_id": row.id},
+                    )
+                    return "released"
+                except SmtpSendError as exc:
+                    if exc.outcome.phase is Phase.CONNECT or exc.outcome.code == 421:
+                        pool.pause(self.policy.base_seconds, exc.outcome.describe())
+                    return await self._failed_attempt(row, exc.outcome, built.recipient)
+                await self._record_sent(row, built, facts, reply)
+            finally:
+                pool.in_flight -= 1
+        if self._copier is not None:
+            self._copier.schedule(person, built.payload, row.message_id)
+        return "sent"
+
+    def _prepare(self, rows: list[ClaimedEmail]) -> dict[int, Prepared]:
+        with self.db.read() as session:
+            return outbox.prepare(session, rows)
+
+    def _check(self, row: ClaimedEmail, facts: Prepared, now: datetime) -> SendCheck:
+        window = self.settings.sending.frequency_window
+        with self.db.read() as session:
+            return outbox.send_check(session, row, facts.recipient, facts.reply_since, now, window)
+
+    def _refusal(self, row: ClaimedEmail, facts: Prepared, check: SendCheck) -> tuple[str, str] | None:
+        """Why this row must not be sent now: (stats field, reason), or None."""
+        if facts.customer is None or check.status is None:
+            return "failed", "the customer no longer exists"
+        if check.status == CustomerStatus.ARCHIVED.value:
+            return "skipped", "archived: the customer is archived"
+        if row.is_followup and check.replied:
+            return "cancelled", "replied: the customer answered the email this follows up"
+        if facts.recipient is None:
+            return "failed", "the customer has no email address"
+        if check.suppressed is not None:
+            return "skipped", f"suppressed: {facts.recipient} ({check.suppressed})"
+        cap = self.settings.sending.frequency_cap
+        if cap is not None and check.recent_sends >= cap:
+            window = format_duration(self.settings.sending.frequency_window)
+            return "skipped", f"frequency_cap: {check.recent_sends} automated emails in the last {window}"
+        if row.sender is None:
+            return "failed", "no sender: the rule names none and the customer has no owner"
+        return None
+
+    def _languages(self, facts: Prepared, person: SalespersonSettings) -> list[str]:
+        chain = [
+            facts.customer.language if facts.customer else None,
+            person.language,
+            self.settings.defaults.language,
+            "en",
+        ]
+        return list(dict.fromkeys(lang for lang in chain if lang))
+
+    def _build(
+        self, row: ClaimedEmail, facts: Prepared, person: SalespersonSettings, now: datetime
+    ) -> _Built:
+        """Render and build the message (runs in a worker thread: both are CPU work)."""
+        customer = facts.customer
+        assert customer is not None and facts.recipient is not None
+        unsubscribe = self.unsubscribe_url(row)
+        extra = {"previous_subject": facts.previous_subject} if row.in_reply_to else None
+        context = template_context(
+            customer=customer.model_dump(),
+            salesperson=person.model_dump(include={"name", "email", "language", "timezone"}),
+            purchase=facts.purchase,
+            extra=extra,
+            unsubscribe_url=unsubscribe,
+        )
+        rendered = self.renderer.render(
+            row.template,
+            languages=self._languages(facts, person),
+            context=context,
+            timezone=customer.timezone or self.settings.defaults.timezone,
+        )
+        payload = build_message(
+            sender=Address(person.email, person.name),
+            to=Address(facts.recipient, customer.name),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=row.message_id,
+            date=now,
+            in_reply_to=row.in_reply_to,
+            references=facts.references,
+            list_unsubscribe_url=unsubscribe if unsubscribe and unsubscribe.startswith(_WEB) else None,
+            list_unsubscribe_mailto=mailto_unsubscribe(person.email),
+            extra_headers=AUTO_SUBMITTED,
+        )
+        return _Built(payload=payload, rendered=rendered, sender=person, recipient=facts.recipient)
+
+    async def _daily_cap(self, row: ClaimedEmail, pool: SmtpPool, now: datetime) -> bool:
+        """Defer the row when the account sent `per_day` emails in the last 24 h (rolling)."""
+        per_day = pool.account.per_day
+        if per_day is None or row.sender is None:
+            return False
+        count, oldest = await asyncio.to_thread(outbox.sent_since, self.db, row.sender, now - DAILY_WINDOW)
+        if count + pool.in_flight < per_day:
+            return False
+        until = (oldest or now) + DAILY_WINDOW
+        await asyncio.to_thread(outbox.defer, self.db, row, until, now=self._now())
+        log.info(
+            "daily cap of %s reached for %s; outbox row %s waits until %s",
+            per_day,
+            row.sender,
+            row.id,
+            until.isoformat(),
+            extra={"action": "send_deferred", "outbox_id": row.id, "sender": row.sender},
+        )
+        return True
+
+    async def _rate_slot(self, pool: SmtpPool) -> None:
+        delay = pool.limiter.reserve()
+        if delay > 0 and await _wait(self._stop, delay):
+            raise _Stopped
+        if self._stop.is_set():
+            raise _Stopped
+
+    async def _mark_sending(self, row: ClaimedEmail) -> bool:
+        return await asyncio.to_thread(outbox.mark_sending, self.db, row, self._now())
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    async def _record_sent(self, row: ClaimedEmail, built: _Built, facts: Prepared, reply: str) -> None:
+        """Commit `sent`; retried briefly, since a lost commit here means a duplicate later."""
+        record = partial(
+            outbox.mark_sent,
+            self.db,
+            row,
+            sender=built.sender.email,
+            recipient=built.recipient,
+            subject=built.rendered.subject,
+            snippet=make_snippet(built.rendered.text),
+            thread_key=facts.thread_key or row.message_id,
+            now=self._now(),
+        )
+        for attempt in range(1, MARK_TRIES + 1):
+            try:
+                first = await asyncio.to_thread(record)
+                break
+            except DatabaseError:
+                if attempt == MARK_TRIES:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+        if not first:
+            log.warning(
+                "outbox row %s was already sent: this was a second copy",
+                row.id,
+                extra={"action": "send_duplicate", "outbox_id": row.id, "message_id": row.message_id},
+            )
+        log.info(
+            "sent outbox row %s (%s) to customer %s",
+            row.id,
+            row.rule,
+            row.customer_id,
+            extra={
+                "action": "email_sent",
+                "outbox_id": row.id,
+                "rule": row.rule,
+                "customer_id": row.customer_id,
+                "message_id": row.message_id,
+                "reply": reply,
+            },
+        )
+
+    async def _not_sent(self, row: ClaimedEmail, kind: str, reason: str) -> str:
+        if kind == "failed":
+            return await self._fail(row, reason, attempted=False)
+        await asyncio.to_thread(
+            outbox.mark_skipped, self.db, row, reason, cancelled=kind == "cancelled", now=self._now()
+        )
+        log.info(
+            "outbox row %s %s: %s",
+            row.id,
+            kind,
+            reason,
+            extra={"action": f"send_{kind}", "outbox_id": row.id, "rule": row.rule},
+        )
+        return kind
+
+    async def _fail(self, row: ClaimedEmail, error: str, *, attempted: bool = True) -> str:
+        await asyncio.to_thread(outbox.mark_failed, self.db, row, error, attempted=attempted, now=self._now())
+        log.warning(
+            "outbox row %s failed: %s",
+            row.id,
+            error,
+            extra={"action": "send_failed", "outbox_id": row.id, "rule": row.rule},
+        )
+        return "failed"
+
+    async def _retry(
+        self, row: ClaimedEmail, outcome: SmtpOutcome, *, attempted: bool = True, ambiguous: bool = False
+    ) -> str:
+        """Back to `due` after a backoff, or `failed(expired)` once past the row's deadline."""
+        now = self._now()
+        reason = outcome.describe()
+        deadline = deadline_for(self.policy, now, row.deadline_at)
+        at = next_attempt(self.policy, row.attempts + 1, now, deadline, self._rng)
+        if at is None:
+            return await self._fail(
+                row, f"expired: no delivery before {deadline.isoformat()}; last: {reason}"
+            )
+        await asyncio.to_thread(
+            outbox.mark_retry,
+            self.db,
+            row,
+            reason,
+            at,
+            deadline=deadline,
+            attempted=attempted,
+            ambiguous=ambiguous,
+            now=now,
+        )
+        log.warning(
+            "outbox row %s will be retried at %s: %s",
+            row.id,
+            at.isoformat(),
+            reason,
+            extra={"action": "send_retry", "outbox_id": row.id, "code": outcome.code},
+        )
+        return "retried"
+
+    async def _failed_attempt(self, row: ClaimedEmail, outcome: SmtpOutcome, recipient: str) -> str:
+        """Act on the classification of a failed attempt (see `domain.retry`)."""
+        decision = classify(outcome)
+        if decision.verdict is Verdict.RETRY:
+            return await self._retry(row, outcome)
+        if decision.verdict is Verdict.AMBIGUOUS:
+            if after_ambiguous(self.settings.sending.ambiguous, row.ambiguous_attempts) is Verdict.RETRY:
+                return await self._retry(row, outcome, ambiguous=True)
+            await asyncio.to_thread(outbox.mark_unknown, self.db, row, decision.reason, now=self._now())
+            log.warning(
+                "outbox row %s: delivery unknown: %s",
+                row.id,
+                decision.reason,
+                extra={"action": "send_unknown", "outbox_id": row.id},
+            )
+            return "unknown"
+        if decision.verdict is Verdict.SUPPRESS:
+            await asyncio.to_thread(self._suppress, row, recipient, outcome)
+        return await self._fail(row, decision.reason)
+
+    def _suppress(self, row: ClaimedEmail, recipient: str, outcome: SmtpOutcome) -> None:
+        with self.db.write() as session:
+            added = outbox.suppress(
+                session,
+                recipient,
+                "hard_bounce",
+                detail=outcome.describe(),
+                customer_id=row.customer_id,
+                status=enhanced_status(outcome.text),
+                message_id=row.message_id,
+            )
+        if added:
+            log.warning(
+                "%s suppressed: the server says it does not exist (%s)",
+                recipient,
+                enhanced_status(outcome.text),
+                extra={"action": "address_suppressed", "reason": "hard_bounce"},
+            )
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when `stop` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0))
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,239 @@
+"""Set-based SQL: which customers a rule may concern in a time range.
+
+Each query returns only the few rows whose trigger date falls near the planning
+range (one day of slack either side covers every timezone), never every customer;
+the exact local send time is computed afterwards, in the pure core, for those rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, func, literal, not_, select
+from sqlalchemy.engine import Connection
+
+from mailcrm.domain.occurrences import Candidate
+from mailcrm.domain.rules import (
+    AfterPurchase,
+    AnniversaryOf,
+    Filters,
+    NoPurchaseFor,
+    NoReplyTo,
+    OnDate,
+    OnEvent,
+    Rule,
+)
+from mailcrm.store.models import (
+    Customer,
+    CustomerStatus,
+    CustomerTag,
+    Message,
+    MessageLink,
+    OutboxItem,
+    Purchase,
+    Salesperson,
+    TimelineEvent,
+    table_of,
+)
+
+_CUSTOMER = table_of(Customer)
+_TAG = table_of(CustomerTag)
+_PURCHASE = table_of(Purchase)
+_PERSON = table_of(Salesperson)
+_MESSAGE = table_of(Message)
+_LINK = table_of(MessageLink)
+_EVENT = table_of(TimelineEvent)
+_OUTBOX = table_of(OutboxItem)
+
+SLACK = timedelta(days=1)
+"""Local dates differ from UTC dates by at most a day (UTC-12 .. UTC+14)."""
+
+_BATCH = 5000
+
+
+def _month_day(connection: Connection, column: Any) -> ColumnElement[str]:
+    if connection.dialect.name == "sqlite":
+        return func.strftime("%m-%d", column)
+    return func.to_char(column, "MM-DD")
+
+
+def _month_days(start: date, end: date) -> list[str]:
+    """Every MM-DD between start and end (inclusive, with slack); Feb 29 included whenever
+    Feb 28 or Mar 1 is in range, since those are where Feb 29 falls in common years."""
+    days: set[str] = set()
+    day = start - SLACK
+    while day <= end + SLACK and len(days) < 367:
+        days.add(day.strftime("%m-%d"))
+        day += timedelta(days=1)
+    if "02-28" in days or "03-01" in days:
+        days.add("02-29")
+    return sorted(days)
+
+
+def _filtered(statement: Select[Any], rule: Rule, connection: Connection) -> Select[Any]:
+    """The rule's `where` filters and owner as SQL conditions (archived customers never)."""
+    filters: Filters = rule.filters
+    customer = _CUSTOMER.c
+    statement = statement.where(customer.status != CustomerStatus.ARCHIVED.value)
+    if filters.statuses:
+        statement = statement.where(customer.status.in_(sorted(filters.statuses)))
+    if filters.lead_sources:
+        statement = statement.where(customer.lead_source.in_(sorted(filters.lead_sources)))
+    if filters.languages:
+        statement = statement.where(customer.language.in_(sorted(filters.languages)))
+    owners = set(filters.owners) | ({rule.owner} if rule.owner else set())
+    if owners:
+        statement = statement.where(
+            customer.owner_id.in_(select(_PERSON.c.id).where(_PERSON.c.email.in_(sorted(owners))))
+        )
+    if filters.tags:
+        statement = statement.where(
+            exists().where(_TAG.c.customer_id == customer.id, _TAG.c.tag.in_(sorted(filters.tags)))
+        )
+    if filters.bought:
+        products = sorted({product.lower() for product in filters.bought})
+        statement = statement.where(
+            exists().where(
+                _PURCHASE.c.customer_id == customer.id, func.lower(_PURCHASE.c.product).in_(products)
+            )
+        )
+    if filters.spend_min_minor is not None or filters.spend_max_minor is not None:
+        spent = (
+            select(func.coalesce(func.sum(_PURCHASE.c.amount_minor), 0))
+            .where(_PURCHASE.c.customer_id == customer.id)
+            .where(_PURCHASE.c.currency == (filters.spend_currency or "USD"))
+            .scalar_subquery()
+        )
+        if filters.spend_min_minor is not None:
+            statement = statement.where(spent >= filters.spend_min_minor)
+        if filters.spend_max_minor is not None:
+            statement = statement.where(spent <= filters.spend_max_minor)
+    return statement
+
+
+def _base(*extra: Any) -> Select[Any]:
+    return select(
+        _CUSTOMER.c.id,
+        _CUSTOMER.c.timezone,
+        _CUSTOMER.c.language,
+        _PERSON.c.email.label("owner"),
+        *extra,
+    ).select_from(_CUSTOMER.outerjoin(_PERSON, _PERSON.c.id == _CUSTOMER.c.owner_id))
+
+
+def _rows(connection: Connection, statement: Select[Any], ref: bool = False) -> Iterator[Candidate]:
+    result = connection.execution_options(yield_per=_BATCH).execute(statement)
+    for row in result:
+        yield Candidate(
+            customer_id=row[0],
+            timezone=row[1],
+            language=row[2],
+            owner=row[3],
+            anchor=row[4],
+            ref=str(row[5]) if ref and row[5] is not None else None,
+        )
+
+
+def candidates(connection: Connection, rule: Rule, start: datetime, end: datetime) -> Iterator[Candidate]:
+    """Customers for whom `rule` may fall due between `start` and `end` (UTC, aware)."""
+    trigger = rule.trigger
+    if isinstance(trigger, AfterPurchase):
+        low, high = start - trigger.wait - SLACK, end - trigger.wait + SLACK
+        statement = _base(_PURCHASE.c.purchased_at, _PURCHASE.c.id).join(
+            _PURCHASE, _PURCHASE.c.customer_id == _CUSTOMER.c.id
+        )
+        statement = statement.where(_PURCHASE.c.purchased_at.between(low, high))
+        yield from _rows(connection, _filtered(statement, rule, connection), ref=True)
+    elif isinstance(trigger, AnniversaryOf):
+        yield from _anniversaries(connection, rule, trigger, start.date(), end.date())
+    elif isinstance(trigger, NoPurchaseFor):
+        last = (
+            select(_PURCHASE.c.customer_id, func.max(_PURCHASE.c.purchased_at).label("last"))
+            .group_by(_PURCHASE.c.customer_id)
+            .subquery()
+        )
+        low, high = start - trigger.period - SLACK, end - trigger.period + SLACK
+        statement = _base(last.c["last"], literal(None)).join(last, last.c.customer_id == _CUSTOMER.c.id)
+        statement = statement.where(last.c["last"].between(low, high))
+        yield from _rows(connection, _filtered(statement, rule, connection))
+    elif isinstance(trigger, OnDate):
+        statement = _base(literal(None), literal(None))
+        yield from _rows(connection, _filtered(statement, rule, connection))
+    elif isinstance(trigger, OnEvent):
+        low, high = start - trigger.wait - SLACK, end - trigger.wait + SLACK
+        statement = _base(_EVENT.c.at, _EVENT.c.id).join(_EVENT, _EVENT.c.customer_id == _CUSTOMER.c.id)
+        statement = statement.where(_EVENT.c.kind == trigger.kind, _EVENT.c.at.between(low, high))
+        yield from _rows(connection, _filtered(statement, rule, connection), ref=True)
+    elif isinstance(trigger, NoReplyTo):
+        yield from _unanswered(connection, rule, trigger, start, end)
+
+
+def _anniversaries(
+    connection: Connection, rule: Rule, trigger: AnniversaryOf, start: date, end: date
+) -> Iterator[Candidate]:
+    field = trigger.field
+    if field == "birthday":
+        column: Any = _CUSTOMER.c.birthday
+        statement = _base(column, literal(None))
+    elif field == "customer_since":
+        column = _CUSTOMER.c.created_at
+        statement = _base(column, literal(None))
+    elif field in ("first_purchase", "last_purchase"):
+        aggregate = func.min if field == "first_purchase" else func.max
+        per_customer = (
+            select(_PURCHASE.c.customer_id, aggregate(_PURCHASE.c.purchased_at).label("anchor"))
+            .group_by(_PURCHASE.c.customer_id)
+            .subquery()
+        )
+        column = per_customer.c["anchor"]
+        statement = _base(column, literal(None)).join(
+            per_customer, per_customer.c.customer_id == _CUSTOMER.c.id
+        )
+    elif field.startswith("custom."):
+        key = field[len("custom.") :]
+        if connection.dialect.name == "sqlite":
+            column = func.json_extract(_CUSTOMER.c.custom, f"$.{key}")
+        else:
+            column = _CUSTOMER.c.custom.op("->>")(key)
+        statement = _base(column, literal(None))
+        # A custom date is text (YYYY-MM-DD...): its month-day is characters 6-10.
+        statement = statement.where(func.substr(column, 6, 5).in_(_month_days(start, end)))
+        yield from _rows(connection, _filtered(statement, rule, connection))
+        return
+    else:
+        return
+    statement = statement.where(_month_day(connection, column).in_(_month_days(start, end)))
+    yield from _rows(connection, _filtered(statement, rule, connection))
+
+
+def _unanswered(
+    connection: Connection, rule: Rule, trigger: NoReplyTo, start: datetime, end: datetime
+) -> Iterator[Candidate]:
+    """Outbound emails still without a reply whose follow-ups fall in the range."""
+    span = trigger.delay(trigger.steps)
+    low, high = start - span - SLACK, end - trigger.wait + SLACK
+    replied = exists().where(
+        _EVENT.c.customer_id == _CUSTOMER.c.id,
+        _EVENT.c.kind == "reply",
+        _EVENT.c.at > _MESSAGE.c.sent_at,
+    )
+    # Follow-ups are outbound too: never follow up on this rule's own emails.
+    own = select(_OUTBOX.c.message_id).where(_OUTBOX.c.rule == rule.name).scalar_subquery()
+    statement = (
+        _base(_MESSAGE.c.sent_at, _MESSAGE.c.message_id)
+        .join(_LINK, _LINK.c.customer_id == _CUSTOMER.c.id)
+        .join(_MESSAGE, _MESSAGE.c.id == _LINK.c.message_pk)
+        .where(
+            _MESSAGE.c.direction == "out",
+            _MESSAGE.c.sent_at.between(low, high),
+            _LINK.c.role.in_(("to", "cc")),
+            not_(replied),
+            _MESSAGE.c.message_id.not_in(own),
+        )
+    )
+    if trigger.source != "any_outbound":
+        sources = select(_OUTBOX.c.message_id).where(_OUTBOX.c.rule == trigger.source).scalar_subquery()
+        statement = statement.where(_MESSAGE.c.message_id.in_(sources))
+    yield from _rows(connection, _filtered(statement, rule, connection), ref=True)

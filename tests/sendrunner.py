@@ -1,0 +1,235 @@
+"""A sender process for crash and multi-daemon tests, plus the seeding helpers those tests share.
+
+Run as a script: `python tests/sendrunner.py --db URL --smtp-port N --templates DIR
+--worker-id W [--until-done]`. It runs `Sender.run` until SIGTERM/SIGINT or, with
+`--until-done`, until no row is due or claimed; it always exits within `--max-seconds`.
+On exit it prints one JSON line with the batches it ran and the rows it sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from mailcrm.domain.planning import PlannedEmail
+from mailcrm.render import TemplateRenderer
+from mailcrm.send.worker import Sender, SendStats
+from mailcrm.settings import SalespersonSettings, SendingSettings, Settings, SmtpAccount, WebSettings
+from mailcrm.store import outbox
+from mailcrm.store.db import Database
+from mailcrm.store.models import Customer, EmailAddress, OutboxItem, Salesperson, table_of
+from mailcrm.store.types import utcnow
+
+OWNER = "alice@acme.example"
+OWNER_NAME = "Alice Example"
+
+TEMPLATES = {
+    "thank_you/en.subject.j2": "Thank you, {{ customer.first_name }}!",
+    "thank_you/en.txt.j2": (
+        "Dear {{ customer.name }},\n\nthank you for your order.\n\n{{ salesperson.name }}\n"
+    ),
+    "thank_you/en.html.j2": "<p>Dear {{ customer.name }},</p><p>thank you for your order.</p>",
+    "thank_you/th.subject.j2": "ขอบคุณค่ะ {{ customer.first_name }}",
+    "thank_you/th.txt.j2": "เรียน {{ customer.name }}\n\nขอบคุณสำหรับการสั่งซื้อ\n",
+    "follow_up/en.subject.j2": "Re: {{ previous_subject or 'our last email' }}",
+    "follow_up/en.txt.j2": "Hello {{ customer.first_name }}, just checking in.\n",
+    "broken/en.subject.j2": "Hello",
+    "broken/en.txt.j2": "Hello {{ customer.name }},\n{{ customer.no_such_field }}\n",
+}
+
+
+def write_templates(folder: Path) -> Path:
+    """The templates the sender tests use, written under `folder`."""
+    for name, text in TEMPLATES.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return folder
+
+
+def make_settings(
+    smtp_port: int,
+    *,
+    connections: int = 2,
+    per_minute: int | None = None,
+    per_day: int | None = None,
+    security: str = "plain",
+    timeout: float = 10.0,
+    **sending: object,
+) -> Settings:
+    """Settings for one salesperson whose SMTP account is the test sink on loopback."""
+    account = SmtpAccount.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "security": security,
+            "max_connections": connections,
+            "per_minute": per_minute,
+            "per_day": per_day,
+            "timeout_seconds": timeout,
+        }
+    )
+    return Settings(
+        salespeople=[SalespersonSettings(name=OWNER_NAME, email=OWNER, language="en", smtp=account)],
+        sending=SendingSettings.model_validate({"retry_base_seconds": 1.0, **sending}),
+        web=WebSettings(base_url="https://crm.acme.example"),
+    )
+
+
+def seed_customers(
+    db: Database,
+    count: int,
+    *,
+    domain: str = "example.org",
+    start: int = 0,
+    language: str | None = None,
+    owner: str = OWNER,
+) -> list[int]:
+    """`count` customers owned by `owner`, with addresses c<i>@domain; returns their ids."""
+    now = utcnow()
+    with db.write() as session:
+        owner_id = session.execute(
+            select(table_of(Salesperson).c.id).where(table_of(Salesperson).c.email == owner)
+        ).scalar_one_or_none()
+        if owner_id is None:
+            owner_id = session.execute(
+                insert(table_of(Salesperson))
+                .values(email=owner, name=OWNER_NAME, created_at=now)
+                .returning(table_of(Salesperson).c.id)
+            ).scalar_one()
+        rows = [
+            {
+                "name": f"Customer {index}",
+                "owner_id": owner_id,
+                "status": "customer",
+                "language": language,
+                "custom": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for index in range(start, start + count)
+        ]
+        ids = [
+            row.id
+            for row in session.execute(insert(table_of(Customer)).returning(table_of(Customer).c.id), rows)
+        ]
+        session.execute(
+            insert(table_of(EmailAddress)),
+            [
+                {
+                    "customer_id": cid,
+                    "address": f"c{start + n}@{domain}",
+                    "is_primary": True,
+                    "created_at": now,
+                }
+                for n, cid in enumerate(ids)
+            ],
+        )
+    return ids
+
+
+def plan(
+    db: Database,
+    customer_ids: Sequence[int],
+    *,
+    rule: str = "thank-you",
+    template: str = "thank_you",
+    occurrence: str = "purchase:1",
+    due_at: datetime | None = None,
+    in_reply_to: str | None = None,
+) -> int:
+    """One due outbox row per customer (inserted like the planner does)."""
+    due = due_at or utcnow() - timedelta(minutes=1)
+    planned = [
+        PlannedEmail(
+            rule=rule,
+            customer_id=cid,
+            occurrence=occurrence,
+            template=template,
+            due_at=due,
+            in_reply_to=in_reply_to,
+        )
+        for cid in customer_ids
+    ]
+    with db.write() as session:
+        return outbox.insert_planned(session, planned, message_id_domain=None)
+
+
+def open_rows(db: Database) -> int:
+    """Rows still due or claimed."""
+    table = table_of(OutboxItem)
+    with db.read() as session:
+        return int(
+            session.execute(
+                select(func.count()).select_from(table).where(table.c.state.in_(["due", "claimed"]))
+            ).scalar_one()
+        )
+
+
+async def _main(args: argparse.Namespace) -> dict[str, object]:
+    db = Database(args.db)
+    settings = make_settings(
+        args.smtp_port,
+        connections=args.connections,
+        lease_seconds=args.lease,
+        batch_size=args.batch,
+        ambiguous=args.ambiguous,
+        frequency_cap=None,
+    )
+    sender = Sender(db, settings, TemplateRenderer(Path(args.templates)), worker_id=args.worker_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    totals = SendStats()
+    batches = 0
+    original = sender.send_due
+
+    async def counted(now: datetime | None = None) -> SendStats:
+        nonlocal batches
+        stats = await original(now)
+        batches += stats.claimed > 0
+        totals.add(stats)
+        return stats
+
+    sender.send_due = counted  # type: ignore[method-assign]
+    runner = asyncio.create_task(sender.run(stop, interval=0.2))
+    deadline = time.monotonic() + args.max_seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        if args.until_done and await asyncio.to_thread(open_rows, db) == 0:
+            break
+    stop.set()
+    await runner
+    db.dispose()
+    return {"worker": args.worker_id, "batches": batches, **vars(totals)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--smtp-port", type=int, required=True)
+    parser.add_argument("--templates", required=True)
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--connections", type=int, default=2)
+    parser.add_argument("--lease", type=float, default=3.0)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--ambiguous", choices=["resend", "hold"], default="resend")
+    parser.add_argument("--until-done", action="store_true")
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    args = parser.parse_args(argv)
+    result = asyncio.run(_main(args))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
