@@ -207,6 +207,7 @@ def ingest(
         ),
     )
     existing_links = _links_of(session, (known_messages[m] for m in own_ids if m in known_messages))
+    replied: set[int] = set()
 
     for item in items:
         parsed, classification = item.parsed, item.classification
@@ -261,11 +262,12 @@ def ingest(
                     for customer in fresh_customers
                 ],
             )
-        if result.replied:
-            stats.cancelled_followups += _cancel_followups(session, result.replied, now)
+        replied.update(result.replied)
         if not result.links and result.lead is None:
             stats.unmatched += 1
         stats.bounces += _record_bounces(session, item, by_address, message_pk, now)
+    if replied:  # one statement per batch, not per reply
+        stats.cancelled_followups = _cancel_followups(session, sorted(replied), now)
     return stats
 
 

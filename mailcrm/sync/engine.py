@@ -150,7 +150,9 @@ class FolderSync:
         async def produce() -> None:
             for start in range(0, len(uids), self.batch_messages):
                 chunk = uids[start : start + self.batch_messages]
-                async for batch in self.client.fetch(chunk, max_bytes=self.batch_bytes):
+                async for batch in self.client.fetch(
+                    chunk, max_bytes=self.batch_bytes, max_count=self.batch_messages
+                ):
                     await queue.put(batch)
             await queue.put(None)
 

@@ -493,3 +493,41 @@ def test_reply_and_original_in_one_batch_are_threaded(mail_env: MailEnv, tmp_pat
     stats = backfill(env.db, source, identity, "import")
     assert stats.leads == 0 and stats.new_addresses == 1
     assert env.customer_id("fang.home@mail.example") == env.customer_id("wang@golden.example")
+
+
+def test_a_synced_reply_cancels_pending_follow_ups_and_an_auto_reply_does_not(mail_env: MailEnv) -> None:
+    from mailcrm.store.models import OutboxItem
+
+    env = mail_env
+    due = datetime.now(UTC) + timedelta(days=2)
+    with env.db.write() as session:
+        for address, key in (("somsri@siam.example", "a"), ("wang@golden.example", "b")):
+            customer = customers.resolve(session, address).id
+            assert customer is not None
+            session.add(
+                OutboxItem(
+                    rule="follow-up",
+                    customer_id=customer,
+                    occurrence=f"followup:{key}:1",
+                    template="follow_up",
+                    due_at=due,
+                    message_id=f"<fu-{key}@acme.example>",
+                )
+            )
+    env.dovecot.deliver(env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Re: offer"))
+    env.dovecot.deliver(
+        env.alice,
+        mailgen.make(
+            sender="wang@golden.example",
+            to=ALICE,
+            subject="Out of Office",
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+    )
+    env.sync()
+    with env.db.read() as session:
+        states = {
+            row[0]: row[1]
+            for row in session.connection().execute(select(OutboxItem.occurrence, OutboxItem.state))
+        }
+    assert states == {"followup:a:1": "cancelled", "followup:b:1": "due"}
