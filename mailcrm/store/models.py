@@ -213,6 +213,30 @@ class MessageLink(SQLModel, table=True):
     role: str = Field(sa_type=String(4), primary_key=True)
 
 
+class MessageLocation(SQLModel, table=True):
+    """Where a stored message sits in a synced folder, with its IMAP flags.
+
+    One row per (mailbox, folder, UIDVALIDITY, UID): a message Cc'd to two salespeople
+    has two locations and one `message` row. Expunges set `expunged_at` and keep the row,
+    so the timeline never loses history when mail is deleted on the server.
+    """
+
+    __tablename__ = "message_location"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_message_location"),
+    )
+
+    id: int | None = _id()
+    message_pk: int = _fk("message.id", index=True)
+    mailbox: str = Field(sa_type=String(254))
+    folder: str = Field(sa_type=String(255))
+    uidvalidity: int | None = Field(default=None, sa_type=IdType)
+    uid: int = Field(sa_type=IdType)
+    flags: str = Field(default="", sa_type=String(1000))
+    modseq: int | None = Field(default=None, sa_type=IdType)
+    expunged_at: datetime | None = _when(nullable=True)
+
+
 class TimelineEvent(SQLModel, table=True):
     """An interaction on a customer's timeline: email, open, click, bounce, unsubscribe, ..."""
 
@@ -275,6 +299,19 @@ class OutboxItem(SQLModel, table=True):
     skip_reason: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _when()
     updated_at: datetime = _when()
+
+
+class OutboxAttempt(SQLModel, table=True):
+    """One delivery attempt of an outbox row and the server's answer, kept for the audit trail."""
+
+    __tablename__ = "outbox_attempt"
+
+    id: int | None = _id()
+    outbox_id: int = _fk("outbox.id", index=True)
+    at: datetime = _when()
+    outcome: str = Field(sa_type=String(20))
+    code: int | None = Field(default=None)
+    reply: str | None = Field(default=None, sa_type=Text)
 
 
 class FolderCursor(SQLModel, table=True):
