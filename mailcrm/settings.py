@@ -274,10 +274,10 @@ class Settings(_Strict):
         return self.base_dir / self.rules_dir
 
     def templates_path(self) -> Path:
-        """The templates folder: as configured, else the one shipped with mailcrm."""
+        """The templates folder: as configured, else the one shipped inside the package."""
         if self.templates_dir is not None:
             return self.base_dir / self.templates_dir
-        return Path(__file__).resolve().parent.parent / "templates"
+        return Path(__file__).resolve().parent / "resources" / "templates"
 
     def database_url(self) -> str:
         """`MAILCRM_DATABASE_URL` wins over the file."""

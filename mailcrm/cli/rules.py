@@ -1,10 +1,10 @@
 """`mailcrm rules check` and `mailcrm rules list`: validate and show the automated-email rules.
 
 The rules folder is `rules_dir` of mailcrm.yaml (relative to that file) unless `--dir`
-is given. A template NAME exists when the folder `NAME/` exists in the templates folder
-(folders starting with `_` or `.` hold layouts, not templates). The templates folder is
-`--templates DIR`, else the one the settings name (`templates_dir`, as the renderer uses
-it), else `templates/` next to mailcrm.yaml or one level above it.
+is given. A template NAME exists when the renderer finds it: a folder `NAME/` in the templates
+folder with at least one complete language (folders starting with `_` hold layouts).
+The templates folder is `--templates DIR`, else the one the settings name
+(`templates_dir`), else the templates shipped with mailcrm.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, err_console, info, print_json, table
 from mailcrm.domain.rules import Rule, format_clock
 from mailcrm.errors import ConfigError
+from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import check_rules, load_rules
-from mailcrm.settings import Settings
 
 app = typer.Typer(help="Check and list the automated-email rules.", no_args_is_help=True)
 
@@ -47,24 +47,10 @@ class _Inputs:
 
 
 def template_names(folder: Path) -> list[str]:
-    """Names of the templates in `folder`: its subfolders, except `_layout`-style and hidden ones."""
+    """The templates the renderer would find in `folder`, so `rules check` and sending agree."""
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[:1] not in ("_", "."))
-
-
-def default_templates_dir(settings: Settings) -> Path:
-    """The folder the renderer reads, so `rules check` and sending agree on what exists."""
-    configured = getattr(settings, "templates_path", None)
-    if callable(configured):
-        found = configured()
-        if isinstance(found, Path):
-            return found
-    beside = settings.base_dir / "templates"
-    if beside.is_dir() or settings.source is None:
-        return beside
-    above = settings.base_dir.parent / "templates"
-    return above if above.is_dir() else beside
+    return sorted(TemplateRenderer(folder).names())
 
 
 def _shown(path: Path) -> Path:
@@ -77,7 +63,7 @@ def _shown(path: Path) -> Path:
 
 def _inputs(ctx: typer.Context, directory: Path | None, templates: Path | None) -> _Inputs:
     settings = app_context(ctx).settings
-    folder = templates if templates is not None else default_templates_dir(settings)
+    folder = templates if templates is not None else settings.templates_path()
     if not folder.is_dir():
         info(f"note: templates folder {folder} not found; pass --templates DIR")
     salespeople: list[str] | None = [p.email for p in settings.salespeople]

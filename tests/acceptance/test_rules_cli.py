@@ -48,12 +48,19 @@ def rules_cli(tmp_path: Path) -> RulesCLI:
     return run
 
 
+def _write_template(folder: Path, name: str) -> None:
+    """The smallest template the renderer accepts: an English subject and text part."""
+    (folder / name).mkdir(parents=True)
+    (folder / name / "en.subject.j2").write_text("Hello\n", encoding="utf-8")
+    (folder / name / "en.txt.j2").write_text("Hello {{ customer.first_name }}\n", encoding="utf-8")
+
+
 @pytest.fixture
 def project(tmp_path: Path, rules_cli: RulesCLI) -> Path:
     """`mailcrm init config`, the five templates beside config/, and the example rules."""
     assert rules_cli("init", "config").code == 0
     for name in TEMPLATES:
-        (tmp_path / "templates" / name).mkdir(parents=True)
+        _write_template(tmp_path / "templates", name)
     shutil.copy(EXAMPLE, tmp_path / "config" / "rules" / "alice.yaml")
     return tmp_path
 
@@ -166,7 +173,8 @@ def test_list_shows_rules_and_refuses_broken_files(project: Path, rules_cli: Rul
 def test_dir_and_templates_options(tmp_path: Path, rules_cli: RulesCLI) -> None:
     rules_dir, templates = tmp_path / "my-rules", tmp_path / "tpl"
     rules_dir.mkdir()
-    (templates / "thank_you").mkdir(parents=True)
+    _write_template(templates, "thank_you")
+    (templates / "half_done").mkdir()  # no parts yet: not a template the renderer can send
     (rules_dir / "x.yaml").write_text(
         "owner: anyone@example.com\nrules:\n  - {name: t, when: {after: purchase}, template: thank_you}\n",
         encoding="utf-8",
@@ -176,6 +184,12 @@ def test_dir_and_templates_options(tmp_path: Path, rules_cli: RulesCLI) -> None:
     assert "owner and sender addresses are not checked" in ok.stderr  # no mailcrm.yaml here
     missing = rules_cli("rules", "check", "--dir", "my-rules", "--templates", "nowhere")
     assert missing.code == 1 and "no templates are known" in missing.stderr
+    (rules_dir / "y.yaml").write_text(
+        "owner: anyone@example.com\nrules:\n  - {name: h, when: {after: purchase}, template: half_done}\n",
+        encoding="utf-8",
+    )
+    unfinished = rules_cli("rules", "check", "--dir", "my-rules", "--templates", "tpl")
+    assert unfinished.code == 1 and "unknown template 'half_done'" in unfinished.stderr
 
 
 def test_registered_in_the_main_cli(project: Path, cli: CLI) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import mailcrm
 from mailcrm.cli.setup import starter_config
 from mailcrm.errors import ConfigError, SecretError
 from mailcrm.settings import Settings, from_document, load_settings
@@ -115,3 +116,13 @@ def test_no_file_at_all_gives_safe_defaults(tmp_path: Path, monkeypatch: pytest.
     settings = load_settings(None)
     assert settings.database.url.startswith("sqlite:///")
     assert settings.salespeople == []
+
+
+def test_default_templates_ship_inside_the_package() -> None:
+    """A wheel install has no checkout around it: the five templates travel as package data."""
+    from mailcrm.render import TemplateRenderer
+
+    folder = Settings().templates_path()
+    assert Path(mailcrm.__file__).parent in folder.parents
+    names = TemplateRenderer(folder).names()
+    assert {"thank_you", "anniversary", "birthday", "follow_up", "win_back"} <= names
