@@ -13,14 +13,20 @@ Message-ID and every domain in one query each, and passes the answers in as a
   address) becomes a lead owned by the mailbox owner, with the company whose mail
   domain it writes from (free-mail domains never identify a company);
 - reply fact: an inbound human message from a customer is a reply.
+
+`plan_batch` applies `match` to a whole batch in order, so a later message sees the
+leads, addresses and thread links of the earlier ones, and returns every row the
+batch adds. Rows the batch creates get provisional (negative) ids that the store
+replaces with real ones after its bulk inserts: the store never has to interleave
+writes with decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-from mailcrm.domain.classify import Classification, MessageKind, is_noreply_address
+from mailcrm.domain.classify import BouncedRecipient, Classification, MessageKind, is_noreply_address
 from mailcrm.domain.messages import Mailbox, ParsedMessage
 
 FREE_MAIL_DOMAINS = frozenset(
@@ -178,3 +184,117 @@ def match(
         replied=replied,
         reason=reason,
     )
+
+
+# --- a whole batch ----------------------------------------------------------------------
+
+
+def provisional_id(position: int) -> int:
+    """The stand-in id of the `position`-th row of a kind that a batch creates."""
+    return -(position + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """A timeline event; `bounce` is set for `bounced` events."""
+
+    customer_id: int
+    kind: str
+    message_pk: int
+    item: int  # index of the batch message it comes from
+    bounce: BouncedRecipient | None = None
+
+
+@dataclass
+class BatchPlan:
+    """Everything a batch adds. Negative customer ids are `leads` (in order), negative
+    message pks are `new_messages` (in order), both numbered by `provisional_id`."""
+
+    results: list[MatchResult] = field(default_factory=list)  # per batch message
+    message_pks: list[int] = field(default_factory=list)  # per batch message
+    new_messages: list[int] = field(default_factory=list)  # batch index of each new message row
+    leads: list[LeadDraft] = field(default_factory=list)
+    new_addresses: list[tuple[int, str]] = field(default_factory=list)  # (customer, address)
+    links: list[tuple[int, int, str]] = field(default_factory=list)  # (message pk, customer, role)
+    events: list[PlannedEvent] = field(default_factory=list)
+    suppressions: list[BouncedRecipient] = field(default_factory=list)  # hard bounces, new addresses
+    replied: set[int] = field(default_factory=set)
+    unmatched: int = 0
+
+
+def event_kind(classification: Classification, result: MatchResult, customer: int) -> str:
+    """The timeline kind of a message for one of its customers."""
+    if result.direction == "out":
+        return "email_out"
+    if classification.kind is MessageKind.AUTO_REPLY:
+        return "auto_reply"
+    if customer in result.replied:
+        return "reply"
+    return "email_in"
+
+
+def plan_batch(
+    batch: Sequence[tuple[ParsedMessage, Classification]],
+    directory: Directory,
+    *,
+    stored_messages: Mapping[str, int],
+    stored_links: Mapping[int, Collection[tuple[int, str]]],
+    suppressed: Collection[str],
+    policy: MatchPolicy = DEFAULT_POLICY,
+) -> BatchPlan:
+    """Match a batch in order and list the rows it adds.
+
+    `stored_messages` maps the batch's Message-IDs already stored to their pks,
+    `stored_links` gives those messages' links, `suppressed` the addresses already
+    suppressed. A message stored before (or earlier in the batch) is not added again;
+    only its missing links are, and a customer gets a timeline event the first time
+    a message is linked to them.
+    """
+    plan = BatchPlan()
+    by_address = dict(directory.customers_by_address)
+    by_message_id = dict(directory.customers_by_message_id)
+    directory = replace(directory, customers_by_address=by_address, customers_by_message_id=by_message_id)
+    known = dict(stored_messages)
+    links: dict[int, set[tuple[int, str]]] = {}
+    suppressed_now = set(suppressed)
+    for index, (parsed, classification) in enumerate(batch):
+        result = match(parsed, classification, directory, policy)
+        if result.lead is not None and result.lead.address not in by_address:
+            by_address[result.lead.address] = provisional_id(len(plan.leads))
+            plan.leads.append(result.lead)
+            result = match(parsed, classification, directory, policy)
+        for customer, address in result.new_addresses:
+            if address not in by_address:
+                by_address[address] = customer
+                plan.new_addresses.append((customer, address))
+        message_pk = known.get(parsed.message_id)
+        if message_pk is None:
+            message_pk = provisional_id(len(plan.new_messages))
+            known[parsed.message_id] = message_pk
+            plan.new_messages.append(index)
+        already = links.get(message_pk)
+        if already is None:
+            already = links[message_pk] = set(stored_links.get(message_pk, ()))
+        linked_customers = {customer for customer, _ in already}
+        new_links = [link for link in result.links if link not in already]
+        already.update(new_links)
+        plan.links.extend((message_pk, customer, role) for customer, role in new_links)
+        # Later messages of this batch may reply to this one.
+        by_message_id[parsed.message_id] = frozenset(customer for customer, _ in already)
+        for customer in sorted({customer for customer, _ in new_links} - linked_customers):
+            kind = event_kind(classification, result, customer)
+            plan.events.append(PlannedEvent(customer, kind, message_pk, index))
+        plan.replied.update(result.replied)
+        if not result.links and result.lead is None:
+            plan.unmatched += 1
+        for bounced in classification.bounced:
+            if not bounced.hard or not bounced.address or bounced.address in suppressed_now:
+                continue
+            suppressed_now.add(bounced.address)
+            plan.suppressions.append(bounced)
+            bounced_customer = by_address.get(bounced.address)
+            if bounced_customer is not None:
+                plan.events.append(PlannedEvent(bounced_customer, "bounced", message_pk, index, bounced))
+        plan.results.append(result)
+        plan.message_pks.append(message_pk)
+    return plan

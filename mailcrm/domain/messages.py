@@ -21,7 +21,7 @@ import binascii
 import hashlib
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -193,6 +193,22 @@ def thread_key(message: ParsedMessage) -> str:
     if message.in_reply_to:
         return message.in_reply_to[0]
     return message.message_id
+
+
+FLAGS_TEXT_LIMIT = 1000  # characters: the size of `message_location.flags`
+
+
+def flags_text(flags: Iterable[str]) -> str:
+    """IMAP flags as stored: sorted, space separated; flags that do not fit are left out
+    whole (a cut flag would be a different flag)."""
+    kept: list[str] = []
+    length = -1
+    for flag in sorted(set(flags)):
+        if length + 1 + len(flag) > FLAGS_TEXT_LIMIT:
+            break
+        kept.append(flag)
+        length += 1 + len(flag)
+    return " ".join(kept)
 
 
 # --- addresses ----------------------------------------------------------------------------

@@ -1,15 +1,17 @@
-"""Storing synced messages: one message per Message-ID, its customer links and timeline events.
+"""Storing synced messages: one message per Message-ID, its customer links, timeline
+events and folder locations.
 
 `ingest` takes a whole batch: it looks up every address, referenced Message-ID and
-domain of the batch with one query each, asks `domain.matching.match` what to do
-with each message, and writes the result with bulk statements. Running it twice on
-the same messages (a resync, a second mailbox with the same Cc) adds nothing.
+domain of the batch with one query each, asks `domain.matching.plan_batch` what the
+batch adds, and writes each kind of row with one bulk statement (per-row statements
+made ingest the bottleneck of an initial sync). Running it twice on the same messages
+(a resync, a second mailbox with the same Cc) adds nothing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,8 +20,17 @@ from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from mailcrm.domain.classify import Classification, MessageKind
-from mailcrm.domain.matching import DEFAULT_POLICY, Directory, MatchPolicy, MatchResult, fold_address, match
-from mailcrm.domain.messages import ParsedMessage, thread_key
+from mailcrm.domain.matching import (
+    DEFAULT_POLICY,
+    BatchPlan,
+    Directory,
+    MatchPolicy,
+    MatchResult,
+    PlannedEvent,
+    fold_address,
+    plan_batch,
+)
+from mailcrm.domain.messages import ParsedMessage, flags_text, thread_key
 from mailcrm.store.models import (
     CompanyDomain,
     Customer,
@@ -27,6 +38,7 @@ from mailcrm.store.models import (
     EmailAddress,
     Message,
     MessageLink,
+    MessageLocation,
     OutboxItem,
     OutboxState,
     Suppression,
@@ -43,6 +55,7 @@ _CUSTOMER = table_of(Customer)
 _SUPPRESSION = table_of(Suppression)
 _DOMAIN = table_of(CompanyDomain)
 _OUTBOX = table_of(OutboxItem)
+_LOCATION = table_of(MessageLocation)
 
 _CHUNK = 500
 
@@ -54,6 +67,8 @@ class IncomingMessage:
     parsed: ParsedMessage
     classification: Classification
     uid: int | None = None
+    flags: frozenset[str] = frozenset()
+    modseq: int | None = None
 
 
 @dataclass
@@ -137,26 +152,46 @@ def _folded_index(session: Session, folded: set[str]) -> dict[str, int]:
     return found
 
 
-def _event_kind(
-    parsed: ParsedMessage, classification: Classification, result: MatchResult, customer: int
-) -> str:
-    if result.direction == "out":
-        return "email_out"
-    if classification.kind is MessageKind.AUTO_REPLY:
-        return "auto_reply"
-    if customer in result.replied:
-        return "reply"
-    return "email_in"
+def _suppressed(session: Session, addresses: set[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(sorted(addresses)):
+        query = select(_SUPPRESSION.c.address).where(_SUPPRESSION.c.address.in_(chunk))
+        found.update(row.address for row in session.execute(query))
+    return found
 
 
-def _suppress(session: Session, address: str, reason: str, detail: str | None, now: datetime) -> bool:
-    exists = session.execute(select(_SUPPRESSION.c.id).where(_SUPPRESSION.c.address == address)).first()
-    if exists:
-        return False
-    session.execute(
-        insert(_SUPPRESSION).values(address=address, reason=reason, detail=detail, created_at=now)
-    )
-    return True
+def _stored_locations(
+    session: Session, mailbox: str, folder: str, uidvalidity: int | None, uids: set[int]
+) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(sorted(uids)):
+        query = select(_LOCATION.c.uid).where(
+            _LOCATION.c.mailbox == mailbox,
+            _LOCATION.c.folder == folder,
+            _LOCATION.c.uidvalidity.is_(None)
+            if uidvalidity is None
+            else _LOCATION.c.uidvalidity == uidvalidity,
+            _LOCATION.c.uid.in_(chunk),
+        )
+        found.update(row.uid for row in session.execute(query))
+    return found
+
+
+def _insert_returning_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Bulk insert; the new ids in the order of `rows` (one multi-row statement per page)."""
+    if not rows:
+        return []
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return [int(pk) for pk in session.execute(statement, rows).scalars()]
+
+
+def _real(ids: Sequence[int]) -> Callable[[int], int]:
+    """Provisional (negative) ids of a plan to the ids the database assigned."""
+
+    def resolve(value: int) -> int:
+        return ids[-value - 1] if value < 0 else value
+
+    return resolve
 
 
 def ingest(
@@ -168,8 +203,13 @@ def ingest(
     owner_id: int | None,
     team_addresses: frozenset[str],
     policy: MatchPolicy = DEFAULT_POLICY,
+    uidvalidity: int | None = None,
 ) -> IngestStats:
-    """Store a batch of messages idempotently; the caller commits (with the cursor)."""
+    """Store a batch of messages idempotently; the caller commits (with the cursor).
+
+    Reads what the store knows in one query per kind, plans the batch with no IO,
+    then writes each kind of row with one bulk statement.
+    """
     stats = IngestStats(messages=len(items))
     if not items:
         return stats
@@ -177,6 +217,7 @@ def ingest(
     addresses: set[str] = set()
     references: set[str] = set()
     own_ids: set[str] = set()
+    hard_bounced: set[str] = set()
     for item in items:
         parsed = item.parsed
         own_ids.add(parsed.message_id)
@@ -187,6 +228,8 @@ def ingest(
         for bounced in item.classification.bounced:
             if bounced.address:
                 addresses.add(bounced.address)
+                if bounced.hard:
+                    hard_bounced.add(bounced.address)
 
     by_address = _lookup_addresses(session, addresses)
     known_messages = _lookup_messages(session, own_ids | references)
@@ -206,68 +249,56 @@ def ingest(
             _folded_index(session, {fold_address(a) for a in addresses}) if policy.fold_addresses else {}
         ),
     )
-    existing_links = _links_of(session, (known_messages[m] for m in own_ids if m in known_messages))
-    replied: set[int] = set()
+    stored = {m: pk for m, pk in known_messages.items() if m in own_ids}
+    plan = plan_batch(
+        [(item.parsed, item.classification) for item in items],
+        directory,
+        stored_messages=stored,
+        stored_links=_links_of(session, stored.values()),
+        suppressed=_suppressed(session, hard_bounced) if hard_bounced else set(),
+        policy=policy,
+    )
 
-    for item in items:
-        parsed, classification = item.parsed, item.classification
-        stats.malformed += int(parsed.malformed)
-        result = match(parsed, classification, directory, policy)
-        if result.lead is not None and result.lead.address not in by_address:
-            lead_id = _create_lead(session, result.lead.address, result.lead.name,
-                                   result.lead.company_id, owner_id, policy.lead_source, now)  # fmt: skip
-            by_address[result.lead.address] = lead_id
-            stats.leads += 1
-            result = match(parsed, classification, directory, policy)
-        for customer, address in result.new_addresses:
-            if address not in by_address:
-                session.execute(
-                    insert(_ADDRESS).values(
-                        customer_id=customer, address=address, is_primary=False, created_at=now
-                    )
-                )
-                by_address[address] = customer
-                stats.new_addresses += 1
+    customer = _real(_insert_leads(session, plan, owner_id, policy.lead_source, now))
+    address_rows = [
+        {"customer_id": customer(c), "address": address, "is_primary": False, "created_at": now}
+        for c, address in plan.new_addresses
+    ]
+    if address_rows:
+        session.execute(insert(_ADDRESS), address_rows)
+    message_rows = [
+        _message_row(items[index], plan.results[index], mailbox, folder, now) for index in plan.new_messages
+    ]
+    message = _real(_insert_returning_ids(session, _MESSAGE, message_rows))
+    if plan.links:
+        link_rows = [
+            {"message_pk": message(m), "customer_id": customer(c), "role": r} for m, c, r in plan.links
+        ]
+        session.execute(insert(_LINK), link_rows)
+    if plan.suppressions:
+        suppression_rows = [
+            {"address": b.address, "reason": "hard_bounce", "detail": b.diagnostic, "created_at": now}
+            for b in plan.suppressions
+        ]
+        session.execute(insert(_SUPPRESSION), suppression_rows)
+    if plan.events:
+        event_rows = [_event_row(items[e.item], plan.results[e.item], e, customer, message, mailbox, now)
+                      for e in plan.events]  # fmt: skip
+        session.execute(insert(_EVENT), event_rows)
+    _insert_locations(session, items, [message(pk) for pk in plan.message_pks], mailbox, folder, uidvalidity)
 
-        message_pk = known_messages.get(parsed.message_id)
-        if message_pk is None:
-            message_pk = _insert_message(session, item, result, mailbox, folder, now)
-            known_messages[parsed.message_id] = message_pk
-            stats.new_messages += 1
-            stats.message_ids.append(parsed.message_id)
-        already = existing_links.setdefault(message_pk, set())
-        linked_customers = {customer for customer, _ in already}
-        new_links = [link for link in result.links if link not in already]
-        if new_links:
-            session.execute(
-                insert(_LINK),
-                [{"message_pk": message_pk, "customer_id": c, "role": r} for c, r in new_links],
-            )
-            already.update(new_links)
-            stats.links += len(new_links)
-        # Later messages of this batch may reply to this one.
-        by_message_id[parsed.message_id] = frozenset(c for c, _ in already)
-        fresh_customers = sorted({c for c, _ in new_links} - linked_customers)
-        if fresh_customers:
-            session.execute(
-                insert(_EVENT),
-                [
-                    {
-                        "customer_id": customer,
-                        "kind": _event_kind(parsed, classification, result, customer),
-                        "at": parsed.date or now,
-                        "message_pk": message_pk,
-                        "payload": {"direction": result.direction, "mailbox": mailbox},
-                    }
-                    for customer in fresh_customers
-                ],
-            )
-        replied.update(result.replied)
-        if not result.links and result.lead is None:
-            stats.unmatched += 1
-        stats.bounces += _record_bounces(session, item, by_address, message_pk, now)
-    if replied:  # one statement per batch, not per reply
-        stats.cancelled_followups = _cancel_followups(session, sorted(replied), now)
+    stats.new_messages = len(plan.new_messages)
+    stats.message_ids = [items[index].parsed.message_id for index in plan.new_messages]
+    stats.leads = len(plan.leads)
+    stats.new_addresses = len(plan.new_addresses)
+    stats.links = len(plan.links)
+    stats.bounces = len(plan.suppressions)
+    stats.unmatched = plan.unmatched
+    stats.malformed = sum(int(item.parsed.malformed) for item in items)
+    if plan.replied:  # one statement per batch, not per reply
+        stats.cancelled_followups = _cancel_followups(
+            session, sorted({customer(c) for c in plan.replied}), now
+        )
     return stats
 
 
@@ -287,97 +318,112 @@ def _cancel_followups(session: Session, customers: Sequence[int], now: datetime)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _create_lead(
-    session: Session,
-    address: str,
-    name: str,
-    company_id: int | None,
-    owner_id: int | None,
-    lead_source: str,
-    now: datetime,
-) -> int:
-    customer_id = session.execute(
-        insert(_CUSTOMER)
-        .values(
-            name=name,
-            company_id=company_id,
-            owner_id=owner_id,
-            lead_source=lead_source,
-            status=CustomerStatus.LEAD.value,
-            custom={},
-            created_at=now,
-            updated_at=now,
+def _insert_leads(
+    session: Session, plan: BatchPlan, owner_id: int | None, lead_source: str, now: datetime
+) -> list[int]:
+    """The batch's new customers and their primary addresses; their ids in plan order."""
+    rows: list[dict[str, Any]] = [
+        {
+            "name": lead.name,
+            "company_id": lead.company_id,
+            "owner_id": owner_id,
+            "lead_source": lead_source,
+            "status": CustomerStatus.LEAD.value,
+            "custom": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for lead in plan.leads
+    ]
+    ids = _insert_returning_ids(session, _CUSTOMER, rows)
+    if ids:
+        session.execute(
+            insert(_ADDRESS),
+            [
+                {"customer_id": pk, "address": lead.address, "is_primary": True, "created_at": now}
+                for pk, lead in zip(ids, plan.leads, strict=True)
+            ],
         )
-        .returning(_CUSTOMER.c.id)
-    ).scalar_one()
-    session.execute(
-        insert(_ADDRESS).values(customer_id=customer_id, address=address, is_primary=True, created_at=now)
-    )
-    return int(customer_id)
+    return ids
 
 
-def _insert_message(
-    session: Session,
+def _message_row(
+    item: IncomingMessage, result: MatchResult, mailbox: str, folder: str, now: datetime
+) -> dict[str, Any]:
+    parsed, classification = item.parsed, item.classification
+    return {
+        "message_id": parsed.message_id,
+        "thread_key": thread_key(parsed),
+        "direction": result.direction,
+        "mailbox": mailbox,
+        "folder": folder,
+        "uid": item.uid,
+        "from_address": next((box.address for box in parsed.from_ if box.address), None),
+        "subject": parsed.subject,
+        "sent_at": parsed.date,
+        "snippet": parsed.snippet,
+        "is_auto_reply": classification.kind is MessageKind.AUTO_REPLY,
+        "is_bounce": classification.kind is MessageKind.BOUNCE,
+        "is_malformed": parsed.malformed,
+        "created_at": now,
+    }
+
+
+def _event_row(
     item: IncomingMessage,
     result: MatchResult,
+    event: PlannedEvent,
+    customer: Callable[[int], int],
+    message: Callable[[int], int],
+    mailbox: str,
+    now: datetime,
+) -> dict[str, Any]:
+    payload: dict[str, Any]
+    if event.bounce is None:
+        payload = {"direction": result.direction, "mailbox": mailbox}
+    else:
+        payload = {
+            "address": event.bounce.address,
+            "status": event.bounce.status,
+            "diagnostic": event.bounce.diagnostic,
+            "original_message_id": item.classification.original_message_id,
+        }
+    return {
+        "customer_id": customer(event.customer_id),
+        "kind": event.kind,
+        "at": item.parsed.date or now,
+        "message_pk": message(event.message_pk),
+        "payload": payload,
+    }
+
+
+def _insert_locations(
+    session: Session,
+    items: Sequence[IncomingMessage],
+    message_pks: Sequence[int],
     mailbox: str,
     folder: str,
-    now: datetime,
-) -> int:
-    parsed, classification = item.parsed, item.classification
-    sender = next((box.address for box in parsed.from_ if box.address), None)
-    pk = session.execute(
-        insert(_MESSAGE)
-        .values(
-            message_id=parsed.message_id,
-            thread_key=thread_key(parsed),
-            direction=result.direction,
-            mailbox=mailbox,
-            folder=folder,
-            uid=item.uid,
-            from_address=sender,
-            subject=parsed.subject,
-            sent_at=parsed.date,
-            snippet=parsed.snippet,
-            is_auto_reply=classification.kind is MessageKind.AUTO_REPLY,
-            is_bounce=classification.kind is MessageKind.BOUNCE,
-            is_malformed=parsed.malformed,
-            created_at=now,
-        )
-        .returning(_MESSAGE.c.id)
-    ).scalar_one()
-    return int(pk)
-
-
-def _record_bounces(
-    session: Session,
-    item: IncomingMessage,
-    by_address: dict[str, int],
-    message_pk: int,
-    now: datetime,
-) -> int:
-    """A hard bounce suppresses the address and tells its customer's timeline."""
-    count = 0
-    for bounced in item.classification.bounced:
-        if not bounced.hard or not bounced.address:
-            continue
-        if not _suppress(session, bounced.address, "hard_bounce", bounced.diagnostic, now):
-            continue
-        count += 1
-        customer = by_address.get(bounced.address)
-        if customer is not None:
-            session.execute(
-                insert(_EVENT).values(
-                    customer_id=customer,
-                    kind="bounced",
-                    at=item.parsed.date or now,
-                    message_pk=message_pk,
-                    payload={
-                        "address": bounced.address,
-                        "status": bounced.status,
-                        "diagnostic": bounced.diagnostic,
-                        "original_message_id": item.classification.original_message_id,
-                    },
-                )
-            )
-    return count
+    uidvalidity: int | None,
+) -> None:
+    """Where each fetched message sits (messages from files have no UID, hence no location)."""
+    located = {
+        item.uid: (item, pk) for item, pk in zip(items, message_pks, strict=True) if item.uid is not None
+    }
+    if not located:
+        return
+    stored = _stored_locations(session, mailbox, folder, uidvalidity, set(located))
+    rows: list[dict[str, Any]] = [
+        {
+            "message_pk": pk,
+            "mailbox": mailbox,
+            "folder": folder,
+            "uidvalidity": uidvalidity,
+            "uid": uid,
+            "flags": flags_text(item.flags),
+            "modseq": item.modseq,
+        }
+        for uid, (item, pk) in located.items()
+        if uid not in stored
+    ]
+    if rows:
+        session.execute(insert(_LOCATION), rows)

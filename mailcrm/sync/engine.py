@@ -73,7 +73,16 @@ def prepare_raw(raws: Sequence[bytes], uids: Sequence[int | None] | None = None)
 
 
 def _prepare(batch: Sequence[FetchedMessage]) -> list[IncomingMessage]:
-    return prepare_raw([fetched.raw for fetched in batch], [fetched.uid for fetched in batch])
+    return [
+        IncomingMessage(
+            parsed=(parsed := parse_message(fetched.raw)),
+            classification=classify(parsed),
+            uid=fetched.uid,
+            flags=fetched.flags,
+            modseq=fetched.modseq,
+        )
+        for fetched in batch
+    ]
 
 
 class FolderSync:
@@ -114,6 +123,7 @@ class FolderSync:
                 owner_id=self.mailbox.owner_id,
                 team_addresses=self.mailbox.team_addresses,
                 policy=self.mailbox.policy,
+                uidvalidity=uidvalidity,
             )
             cursor = cursors.get(session, self.mailbox.name, self.folder)
             cursors.advance(
