@@ -1,0 +1,110 @@
+"""Reading a CSV file: UTF-8 checked up front, delimiter sniffed, records with their line."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mailcrm.errors import ImportFileError
+
+_SCAN_CHUNK = 1 << 20
+
+
+def _not_utf8(path: Path, line: int, offset: int, byte: int) -> ImportFileError:
+    return ImportFileError(
+        f"{path}: line {line} (byte offset {offset}) is not UTF-8 text (byte 0x{byte:02x})",
+        hint="re-save the file as UTF-8, e.g. 'CSV UTF-8' in Excel's Save As",
+    )
+
+
+def _check_utf8(path: Path) -> None:
+    """Refuse a file in another encoding before anything is written."""
+    base = 0  # file offset of data[0]
+    lines = 1
+    pending = b""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_SCAN_CHUNK)
+            data = pending + chunk
+            try:
+                _, consumed = codecs.utf_8_decode(data, "strict", not chunk)
+            except UnicodeDecodeError as exc:
+                line = lines + data.count(b"\n", 0, exc.start)
+                raise _not_utf8(path, line, base + exc.start, data[exc.start]) from None
+            lines += data.count(b"\n", 0, consumed)
+            base += consumed
+            pending = data[consumed:]
+            if not chunk:
+                return
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    """The most frequent of `,` `;` tab outside quotes in the header line (`,` on a tie)."""
+    counts = {",": 0, ";": 0, "\t": 0}
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+class CsvSource:
+    """A CSV file's header and records, each with the line it starts on.
+
+    Lines are decoded one by one (a UTF-8 sequence never spans a newline), so the reader
+    knows how many bytes it has consumed and `check` can be skipped when a first pass
+    already proved the file is UTF-8.
+    """
+
+    def __init__(self, path: Path, *, check: bool = True) -> None:
+        self.path = path
+        self.bytes_read = 0
+        try:
+            if check:
+                _check_utf8(path)
+            with path.open("rb") as handle:
+                first = handle.readline()
+        except OSError as exc:
+            raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        self.delimiter = _sniff_delimiter(first.decode("utf-8-sig"))
+        self._records = self._read()
+        for _, cells in self._records:
+            if any(cell.strip() for cell in cells):
+                self.header = cells
+                break
+        else:
+            raise ImportFileError(f"{path} is empty", hint="the first line must name the columns")
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """The records after the header."""
+        return self._records
+
+    def _read(self) -> Iterator[tuple[int, list[str]]]:
+        with self.path.open("rb") as handle:
+            reader = csv.reader(self._lines(handle), delimiter=self.delimiter)
+            line = 0
+            try:
+                for cells in reader:
+                    start = line + 1
+                    line = reader.line_num
+                    yield start, cells
+            except csv.Error as exc:
+                raise ImportFileError(
+                    f"{self.path}: line {reader.line_num}: {exc}",
+                    hint='a double quote opening a cell must be closed; write "" for a literal quote',
+                ) from None
+
+    def _lines(self, handle: Iterable[bytes]) -> Iterator[str]:
+        for number, raw in enumerate(handle, start=1):
+            offset = self.bytes_read
+            self.bytes_read += len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # the file changed since it was checked
+                raise _not_utf8(self.path, number, offset + exc.start, raw[exc.start]) from None
+            yield text[1:] if number == 1 and text.startswith("\ufeff") else text
