@@ -26,8 +26,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from mailcrm.domain.classify import BouncedRecipient, Classification, MessageKind, is_noreply_address
-from mailcrm.domain.messages import Mailbox, ParsedMessage
+from mailcrm.domain.classify import (
+    BouncedRecipient,
+    Classification,
+    MessageKind,
+    classify,
+    is_noreply_address,
+)
+from mailcrm.domain.messages import Mailbox, ParsedMessage, parse_message
 
 FREE_MAIL_DOMAINS = frozenset(
     {
@@ -187,6 +193,21 @@ def match(
 
 
 # --- a whole batch ----------------------------------------------------------------------
+
+
+def read_batch(raws: Sequence[bytes]) -> list[tuple[ParsedMessage, Classification]]:
+    """Parse and classify raw messages, keeping what matching and the store read.
+
+    The body text and the header map are dropped once classified: the store keeps only
+    the snippet, and the smaller record is cheap to hand from a parsing process to the
+    storing one.
+    """
+    read = []
+    for raw in raws:
+        parsed = parse_message(raw)
+        classification = classify(parsed)
+        read.append((replace(parsed, text="", headers={}), classification))
+    return read
 
 
 def provisional_id(position: int) -> int:

@@ -4,10 +4,9 @@
          │                     │ yes                            │
          └─────────────────────┴──── UID SEARCH UID last+1:* <──┘
                                           │
-              ┌── fetch batch (BODY.PEEK[], bounded by count and bytes) ──┐
-              │   parse + classify (pure, in a worker thread)             │
-              │   ingest + advance cursor  ── ONE transaction ──          │
-              └──────────────────────── next batch ───────────────────────┘
+      fetch batches ──queue(1)──> parse + classify ──queue(1)──> ingest + advance cursor
+      (BODY.PEEK[], bounded       (pure; a worker process       ── ONE transaction ──
+       by count and bytes)         for big syncs, else a thread)   (in a worker thread)
 
 Invariants:
 - The cursor (last UID) moves only in the transaction that stored the batch it
@@ -16,8 +15,8 @@ Invariants:
 - A UIDVALIDITY change voids every UID: the folder is read again from the start;
   Message-ID (or a stable header hash when it is missing) keeps it from doubling.
 - Fetching uses BODY.PEEK[], so syncing never marks mail as read.
-- The next batch is fetched while the current one is parsed and stored; at most
-  two batches are in memory, so memory does not grow with the mailbox.
+- The three stages run at once, on different batches, joined by queues of one batch:
+  at most five batches are in memory, so memory does not grow with the mailbox.
 - Database work runs in a worker thread and holds its transaction only while writing.
 """
 
@@ -25,12 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from mailcrm.domain.classify import classify
-from mailcrm.domain.matching import DEFAULT_POLICY, MatchPolicy
-from mailcrm.domain.messages import parse_message
+from mailcrm.domain.classify import Classification
+from mailcrm.domain.matching import DEFAULT_POLICY, MatchPolicy, read_batch
+from mailcrm.domain.messages import ParsedMessage
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.parse import FetchedMessage
 from mailcrm.store import cursors
@@ -62,27 +65,70 @@ class FolderResult:
     uidvalidity_changed: bool = False
 
 
-def prepare_raw(raws: Sequence[bytes], uids: Sequence[int | None] | None = None) -> list[IncomingMessage]:
-    """Parse and classify raw messages (CPU work: run it off the event loop)."""
-    items = []
-    for index, raw in enumerate(raws):
-        parsed = parse_message(raw)
-        uid = uids[index] if uids is not None else None
-        items.append(IncomingMessage(parsed=parsed, classification=classify(parsed), uid=uid))
-    return items
+def prepare_raw(raws: Sequence[bytes]) -> list[IncomingMessage]:
+    """Parse and classify raw messages from files (CPU work: run it off the event loop)."""
+    return [IncomingMessage(parsed, classification) for parsed, classification in read_batch(raws)]
+
+
+def _incoming(
+    batch: Sequence[FetchedMessage], read: Sequence[tuple[ParsedMessage, Classification]]
+) -> list[IncomingMessage]:
+    return [
+        IncomingMessage(parsed, classification, uid=fetched.uid, flags=fetched.flags, modseq=fetched.modseq)
+        for fetched, (parsed, classification) in zip(batch, read, strict=True)
+    ]
 
 
 def _prepare(batch: Sequence[FetchedMessage]) -> list[IncomingMessage]:
-    return [
-        IncomingMessage(
-            parsed=(parsed := parse_message(fetched.raw)),
-            classification=classify(parsed),
-            uid=fetched.uid,
-            flags=fetched.flags,
-            modseq=fetched.modseq,
-        )
-        for fetched in batch
-    ]
+    """Parse and classify fetched messages in this process."""
+    return _incoming(batch, read_batch([fetched.raw for fetched in batch]))
+
+
+class _Parser:
+    """Parses fetched batches: in a worker process for big syncs, so parsing runs on a
+    second core while this process fetches and stores (one interpreter cannot run
+    both at once); in a thread for small ones (IDLE pushes), where starting a process
+    would cost more than it saves. A crashed worker process falls back to threads."""
+
+    def __init__(self, use_process: bool) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        if use_process:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([read_batch.__module__])
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+
+    async def prepare(self, batch: list[FetchedMessage]) -> list[IncomingMessage]:
+        if self._pool is not None:
+            raws = [fetched.raw for fetched in batch]
+            try:
+                read = await asyncio.get_running_loop().run_in_executor(self._pool, read_batch, raws)
+            except BrokenProcessPool:
+                log.warning("the parsing process ended unexpectedly; parsing in threads from now on")
+                self.close()
+            else:
+                return _incoming(batch, read)
+        return await asyncio.to_thread(_prepare, batch)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+_T = TypeVar("_T")
+
+
+async def _next(queue: asyncio.Queue[_T | None], upstream: asyncio.Task[None]) -> _T | None:
+    """The next item of `queue`; raises the upstream task's error if it fails first."""
+    getter = asyncio.ensure_future(queue.get())
+    done, _ = await asyncio.wait({getter, upstream}, return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:
+        return getter.result()
+    error = upstream.exception()
+    if error is not None:
+        getter.cancel()
+        raise error
+    return await getter  # upstream finished: its sentinel is queued
 
 
 class FolderSync:
@@ -97,6 +143,7 @@ class FolderSync:
         *,
         batch_bytes: int = 16 * 2**20,
         batch_messages: int = 250,
+        parse_process_from: int = 1000,
     ) -> None:
         self.db = db
         self.client = client
@@ -104,6 +151,7 @@ class FolderSync:
         self.folder = folder
         self.batch_bytes = batch_bytes
         self.batch_messages = batch_messages
+        self.parse_process_from = parse_process_from  # messages to sync before parsing moves to a process
 
     def _load_cursor(self, uidvalidity: int) -> tuple[int, bool, int | None]:
         with self.db.write() as session:
@@ -155,45 +203,43 @@ class FolderSync:
                 await asyncio.to_thread(self._touch, status.uidvalidity, last_uid, status.highestmodseq)
             return result
         total = len(uids)
-        queue: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=1)
+        fetched: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=1)
+        prepared: asyncio.Queue[list[IncomingMessage] | None] = asyncio.Queue(maxsize=1)
+        parser = _Parser(total >= self.parse_process_from)
 
-        async def produce() -> None:
+        async def fetch() -> None:
             for start in range(0, len(uids), self.batch_messages):
                 chunk = uids[start : start + self.batch_messages]
                 async for batch in self.client.fetch(
                     chunk, max_bytes=self.batch_bytes, max_count=self.batch_messages
                 ):
-                    await queue.put(batch)
-            await queue.put(None)
+                    await fetched.put(batch)
+            await fetched.put(None)
 
-        producer = asyncio.create_task(produce(), name=f"fetch {self.mailbox.name}/{self.folder}")
+        async def parse(upstream: asyncio.Task[None]) -> None:
+            while (batch := await _next(fetched, upstream)) is not None:
+                if batch:
+                    await prepared.put(await parser.prepare(batch))
+            await prepared.put(None)
+
+        name = f"{self.mailbox.name}/{self.folder}"
+        fetcher = asyncio.create_task(fetch(), name=f"fetch {name}")
+        parsing = asyncio.create_task(parse(fetcher), name=f"parse {name}")
         try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    batch = getter.result()
-                else:
-                    error = producer.exception()
-                    if error is not None:
-                        getter.cancel()
-                        raise error
-                    batch = await getter  # the producer finished: its sentinel is queued
-                if batch is None:
-                    break
-                if not batch:
-                    continue
-                items = await asyncio.to_thread(_prepare, batch)
+            while (items := await _next(prepared, parsing)) is not None:
                 stats = await asyncio.to_thread(self._store, items, status.uidvalidity, status.highestmodseq)
-                result.fetched += len(batch)
+                result.fetched += len(items)
                 result.stats.add(stats)
                 if progress is not None:
                     progress(self.folder, result.fetched, total)
-            await producer
+            await parsing
+            await fetcher
         finally:
-            if not producer.done():
-                producer.cancel()
-                await asyncio.gather(producer, return_exceptions=True)
+            for task in (parsing, fetcher):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(parsing, fetcher, return_exceptions=True)
+            parser.close()
         log.info(
             "synced %s new messages from %s",
             result.stats.new_messages,
