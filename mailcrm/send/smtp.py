@@ -26,6 +26,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from aiosmtplib import (
@@ -56,6 +57,14 @@ class SmtpSendError(Exception):
     def __init__(self, outcome: SmtpOutcome) -> None:
         super().__init__(outcome.describe())
         self.outcome = outcome
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpReply:
+    """The server's answer to the final ".": its code and text, kept in the attempt history."""
+
+    code: int
+    text: str
 
 
 class SendAborted(Exception):
@@ -135,8 +144,8 @@ class SmtpConnection:
         payload: bytes,
         *,
         before_dot: Callable[[], Awaitable[bool]],
-    ) -> str:
-        """Run one transaction; returns the server's final reply text.
+    ) -> SmtpReply:
+        """Run one transaction; returns the server's final reply.
 
         Raises `SmtpSendError` (with the phase reached) or `SendAborted`.
         """
@@ -177,7 +186,7 @@ class SmtpConnection:
             if reply.code != 250:
                 raise SMTPResponseException(reply.code, reply.message)
             self._last_used = time.monotonic()
-            return reply.message
+            return SmtpReply(reply.code, reply.message)
         except SendAborted:
             raise
         except SmtpSendError:

@@ -30,13 +30,15 @@ connection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-from sqlalchemy import JSON, and_, delete, func, insert, literal, or_, select, update
+from pydantic import BaseModel, Field
+from sqlalchemy import DateTime, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -53,6 +55,7 @@ from mailcrm.store.models import (
     EmailAddress,
     Message,
     MessageLink,
+    OutboxAttempt,
     OutboxItem,
     OutboxState,
     Purchase,
@@ -61,7 +64,7 @@ from mailcrm.store.models import (
     TimelineEvent,
     table_of,
 )
-from mailcrm.store.types import UTCDateTime, utcnow
+from mailcrm.store.types import utcnow
 
 _OUTBOX = table_of(OutboxItem)
 _CUSTOMER = table_of(Customer)
@@ -72,6 +75,7 @@ _EVENT = table_of(TimelineEvent)
 _MESSAGE = table_of(Message)
 _LINK = table_of(MessageLink)
 _PURCHASE = table_of(Purchase)
+_ATTEMPT = table_of(OutboxAttempt)
 
 _CHUNK = 500
 FALLBACK_ID_DOMAIN = "mailcrm.invalid"
@@ -133,6 +137,15 @@ class OutboxView(BaseModel):
     sent_at: datetime | None
 
 
+class AttemptView(BaseModel):
+    """One delivery attempt in `outbox show`: when, how it ended, and the server's reply."""
+
+    at: datetime
+    outcome: str  # sent, retry, failed, suppressed, ambiguous
+    code: int | None
+    reply: str | None
+
+
 class OutboxDetail(OutboxView):
     """`outbox show --json`: the list fields plus the bookkeeping behind them."""
 
@@ -145,6 +158,22 @@ class OutboxDetail(OutboxView):
     ambiguous_attempts: int
     created_at: datetime
     updated_at: datetime
+    history: list[AttemptView] = Field(default_factory=list)  # oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """A message the server accepted: what `record` writes for it."""
+
+    row: ClaimedEmail
+    sender: str
+    recipient: str
+    subject: str
+    snippet: str
+    thread_key: str | None
+    at: datetime
+    code: int | None = 250
+    reply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +191,20 @@ class Prepared:
 
 @dataclass(frozen=True, slots=True)
 class SendCheck:
-    """What may have changed since planning, read again just before the send (`send_check`)."""
+    """What may have changed since planning, read again just before the send (`send_checks`)."""
 
     status: str | None  # None: the customer is gone
     suppressed: str | None  # why the recipient is suppressed, if it is
     replied: bool  # the customer replied after the email a follow-up follows
     recent_sends: int  # automated emails sent to the customer inside the frequency window
+
+
+# Outcomes in the attempt history (`outbox_attempt.outcome`).
+ATTEMPT_SENT = "sent"
+ATTEMPT_RETRY = "retry"
+ATTEMPT_FAILED = "failed"
+ATTEMPT_SUPPRESSED = "suppressed"
+ATTEMPT_AMBIGUOUS = "ambiguous"
 
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -294,6 +331,20 @@ def _settle_interrupted(
     """Rows a sender left inside an SMTP transaction: resend once or hold; returns resent ids."""
     resend = [r.id for r in rows if after_ambiguous(policy, r.ambiguous_attempts) is Verdict.RETRY]
     hold = [r.id for r in rows if r.id not in set(resend)]
+    if rows:
+        session.execute(
+            insert(_ATTEMPT),
+            [
+                {
+                    "outbox_id": r.id,
+                    "at": r.attempt_started_at or now,
+                    "outcome": ATTEMPT_AMBIGUOUS,
+                    "code": None,
+                    "reply": INTERRUPTED_RESEND if r.id in resend else INTERRUPTED_HOLD,
+                }
+                for r in rows
+            ],
+        )
     if resend:
         values: dict[str, Any] = {
             "state": to_state,
@@ -409,14 +460,180 @@ def _changed(result: Any) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-def mark_sending(db: Database, row: ClaimedEmail, now: datetime | None = None) -> bool:
-    """Record that the final "." is about to be sent; False: the row is no longer ours (do not send)."""
+def _attempt(
+    session: Session, outbox_id: int, outcome: str, at: datetime, code: int | None, reply: str | None
+) -> None:
+    session.execute(
+        insert(_ATTEMPT).values(outbox_id=outbox_id, at=at, outcome=outcome, code=code, reply=reply)
+    )
+
+
+class _RawSql:
+    """Hand-written SQL for the sender's hot path, run straight on the driver.
+
+    SQLAlchemy's per-row work (parameter construction, type processing, insert-many
+    rewriting) costs more than SQLite itself at a thousand rows a second, so
+    `record` binds plain values here: timestamps go through the dialect's own
+    DateTime processor, so they compare with the ones SQLAlchemy wrote.
+    """
+
+    def __init__(self, dialect: Any) -> None:
+        self.postgres = dialect.name == "postgresql"
+        self._stamp = DateTime().bind_processor(dialect)
+        json = "CAST(? AS JSON)" if self.postgres else "?"
+        self.start = (
+            "UPDATE outbox SET attempt_started_at = ?, updated_at = ? "
+            "WHERE state = 'claimed' AND claimed_by = ? AND id IN ({ids}) RETURNING id"
+        )
+        self.already = "SELECT id FROM outbox WHERE state = 'sent' AND id IN ({ids})"
+        self.sent = self._q(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, sender = ?, attempts = attempts + 1, "
+            "attempt_started_at = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ? "
+            "WHERE id = ? AND state <> 'sent'"
+        )
+        self.message = self._q(
+            "INSERT INTO message (message_id, thread_key, direction, mailbox, folder, from_address, "
+            "subject, sent_at, snippet, is_auto_reply, is_bounce, is_malformed, created_at) "
+            "VALUES (?, ?, 'out', ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"
+        )
+        self.message_ids = "SELECT message_id, id FROM message WHERE message_id IN ({ids})"
+        self.link = self._q(
+            "INSERT INTO message_link (message_pk, customer_id, role) VALUES (?, ?, 'to') "
+            "ON CONFLICT (message_pk, customer_id, role) DO NOTHING"
+        )
+        self.shown = (
+            "SELECT customer_id, message_pk FROM timeline_event "
+            "WHERE kind = 'email_out' AND message_pk IN ({ids})"
+        )
+        self.event = self._q(
+            "INSERT INTO timeline_event (customer_id, kind, at, message_pk, payload) "
+            f"VALUES (?, 'email_out', ?, ?, {json})"
+        )
+        self.attempt = self._q(
+            "INSERT INTO outbox_attempt (outbox_id, at, outcome, code, reply) VALUES (?, ?, ?, ?, ?)"
+        )
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def in_(self, sql: str, count: int) -> str:
+        """`sql` with `{ids}` expanded to `count` placeholders."""
+        return self._q(sql.format(ids=", ".join("?" * count)))
+
+    def stamp(self, value: datetime) -> Any:
+        naive = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        return self._stamp(naive) if self._stamp else naive
+
+
+_RAW: dict[str, _RawSql] = {}
+
+
+def _raw(connection: Any) -> _RawSql:
+    dialect = connection.dialect
+    found = _RAW.get(dialect.name)
+    if found is None:
+        found = _RAW[dialect.name] = _RawSql(dialect)
+    return found
+
+
+def record(
+    db: Database,
+    *,
+    sent: Sequence[SentRecord] = (),
+    starting: Sequence[ClaimedEmail] = (),
+    now: datetime | None = None,
+) -> tuple[set[int], set[int]]:
+    """One transaction for many rows (the sender's group commit).
+
+    `sent` rows are recorded as sent (see `mark_sent`), then `starting` rows get
+    `attempt_started_at` (see `mark_sending`). Both in one commit, so a sender that
+    queues a connection's sent row before that connection's next start never has two
+    rows of one connection inside a transaction. Returns the ids that may send their
+    final "." and the ids recorded as sent for the first time.
+    """
     moment = now or utcnow()
     with db.write() as session:
-        result = session.execute(
-            update(_OUTBOX).where(_mine(row)).values(attempt_started_at=moment, updated_at=moment)
+        connection = session.connection()
+        sql = _raw(connection)
+        first = _record_sent(connection, sql, sent) if sent else set()
+        started = _start(connection, sql, starting, moment) if starting else set()
+    return started, first
+
+
+def _start(connection: Any, sql: _RawSql, rows: Sequence[ClaimedEmail], moment: datetime) -> set[int]:
+    by_worker: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        by_worker[row.claimed_by].append(row.id)
+    stamp = sql.stamp(moment)
+    started: set[int] = set()
+    for worker, ids in by_worker.items():
+        for chunk in _chunks(ids):
+            result = connection.exec_driver_sql(
+                sql.in_(sql.start, len(chunk)), (stamp, stamp, worker, *chunk)
+            )
+            started.update(result.scalars())
+    return started
+
+
+def _select_in(connection: Any, sql: _RawSql, query: str, keys: Sequence[Any]) -> list[Any]:
+    found: list[Any] = []
+    for chunk in _chunks(keys):
+        found += connection.exec_driver_sql(sql.in_(query, len(chunk)), tuple(chunk)).all()
+    return found
+
+
+def _record_sent(connection: Any, sql: _RawSql, records: Sequence[SentRecord]) -> set[int]:
+    """Set-based `mark_sent`: a fixed number of statements per group, not per row."""
+    unique = list({r.row.id: r for r in records}.values())
+    already = {r.id for r in _select_in(connection, sql, sql.already, [r.row.id for r in unique])}
+    fresh = [r for r in unique if r.row.id not in already]
+    stamps = {id(r): sql.stamp(r.at) for r in records}
+    if fresh:
+        connection.exec_driver_sql(
+            sql.sent, [(stamps[id(r)], r.sender, stamps[id(r)], r.row.id) for r in fresh]
         )
-        return _changed(result)
+    connection.exec_driver_sql(
+        sql.message,
+        [
+            (
+                r.row.message_id,
+                r.thread_key or r.row.message_id,
+                r.sender,
+                r.sender,
+                r.subject,
+                stamps[id(r)],
+                r.snippet,
+                False,
+                False,
+                False,
+                stamps[id(r)],
+            )
+            for r in unique
+        ],
+    )
+    # The message may be older (sync found it in the Sent folder first): look the keys up.
+    pks = dict(_select_in(connection, sql, sql.message_ids, [r.row.message_id for r in unique]))
+    connection.exec_driver_sql(sql.link, [(pks[r.row.message_id], r.row.customer_id) for r in unique])
+    shown = {(e[0], e[1]) for e in _select_in(connection, sql, sql.shown, sorted(set(pks.values())))}
+    events = []
+    for r in unique:
+        key = (r.row.customer_id, pks[r.row.message_id])
+        if key not in shown:
+            shown.add(key)
+            payload = {"rule": r.row.rule, "template": r.row.template, "outbox_id": r.row.id}
+            events.append((key[0], stamps[id(r)], key[1], json.dumps(payload)))
+    if events:
+        connection.exec_driver_sql(sql.event, events)
+    connection.exec_driver_sql(
+        sql.attempt, [(r.row.id, stamps[id(r)], ATTEMPT_SENT, r.code, r.reply) for r in records]
+    )
+    return {r.row.id for r in fresh}
+
+
+def mark_sending(db: Database, row: ClaimedEmail, now: datetime | None = None) -> bool:
+    """Record that the final "." is about to be sent; False: the row is no longer ours (do not send)."""
+    started, _ = record(db, starting=[row], now=now)
+    return row.id in started
 
 
 def mark_sent(
@@ -429,6 +646,8 @@ def mark_sent(
     snippet: str,
     thread_key: str | None = None,
     now: datetime | None = None,
+    code: int | None = 250,
+    reply: str | None = None,
 ) -> bool:
     """The server accepted the message: the row is sent, and the customer's timeline shows it.
 
@@ -436,72 +655,19 @@ def mark_sent(
     sync later finds in the Sent folder is recognised, not added twice. Returns False
     when the row had already been marked sent (a duplicate delivery).
     """
-    moment = now or utcnow()
-    with db.write() as session:
-        result = session.execute(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.id == row.id, _OUTBOX.c.state != SENT)
-            .values(
-                state=SENT,
-                sent_at=moment,
-                sender=sender,
-                attempts=_OUTBOX.c.attempts + 1,
-                attempt_started_at=None,
-                claimed_by=None,
-                claimed_until=None,
-                updated_at=moment,
-            )
-        )
-        first = _changed(result)
-        message = _MESSAGE
-        message_pk = session.execute(
-            _insert_or_ignore(session, message, ["message_id"])
-            .values(
-                message_id=row.message_id,
-                thread_key=thread_key or row.message_id,
-                direction="out",
-                mailbox=sender,
-                folder=None,
-                from_address=sender,
-                subject=subject,
-                sent_at=moment,
-                snippet=snippet,
-                is_auto_reply=False,
-                is_bounce=False,
-                is_malformed=False,
-                created_at=moment,
-            )
-            .returning(message.c.id)
-        ).scalar_one_or_none()
-        if message_pk is None:  # sync found it in the Sent folder first
-            message_pk = session.execute(
-                select(message.c.id).where(message.c.message_id == row.message_id)
-            ).scalar_one()
-        session.execute(
-            _insert_or_ignore(session, _LINK, ["message_pk", "customer_id", "role"]).values(
-                message_pk=message_pk, customer_id=row.customer_id, role="to"
-            )
-        )
-        already = (
-            select(_EVENT.c.id)
-            .where(
-                _EVENT.c.customer_id == row.customer_id,
-                _EVENT.c.message_pk == message_pk,
-                _EVENT.c.kind == "email_out",
-            )
-            .exists()
-        )
-        event = select(
-            literal(row.customer_id),
-            literal("email_out"),
-            literal(moment, UTCDateTime()),
-            literal(message_pk),
-            literal({"rule": row.rule, "template": row.template, "outbox_id": row.id}, JSON()),
-        ).where(~already)
-        session.execute(
-            insert(_EVENT).from_select(["customer_id", "kind", "at", "message_pk", "payload"], event)
-        )
-        return first
+    sent = SentRecord(
+        row=row,
+        sender=sender,
+        recipient=recipient,
+        subject=subject,
+        snippet=snippet,
+        thread_key=thread_key,
+        at=now or utcnow(),
+        code=code,
+        reply=reply,
+    )
+    _, first = record(db, sent=[sent])
+    return row.id in first
 
 
 def mark_retry(
@@ -514,8 +680,14 @@ def mark_retry(
     attempted: bool = True,
     ambiguous: bool = False,
     now: datetime | None = None,
+    code: int | None = None,
+    reply: str | None = None,
 ) -> bool:
-    """Back to `due` at `next_at`. `attempted` False: nothing reached the server (not counted)."""
+    """Back to `due` at `next_at`. `attempted` False: nothing reached the server (not counted).
+
+    An attempt goes into the row's history with the server's `code` and `reply`
+    (default: `error`).
+    """
     moment = now or utcnow()
     values: dict[str, Any] = {
         "state": DUE,
@@ -533,7 +705,11 @@ def mark_retry(
     if ambiguous:
         values["ambiguous_attempts"] = _OUTBOX.c.ambiguous_attempts + 1
     with db.write() as session:
-        return _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
+        changed = _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
+        if attempted:
+            outcome = ATTEMPT_AMBIGUOUS if ambiguous else ATTEMPT_RETRY
+            _attempt(session, row.id, outcome, moment, code, reply or error)
+        return changed
 
 
 def defer(
@@ -558,24 +734,53 @@ def defer(
         return _changed(session.execute(update(_OUTBOX).where(unstarted).values(**values)))
 
 
-def _finish(db: Database, row: ClaimedEmail, values: dict[str, Any]) -> bool:
-    values.setdefault("updated_at", utcnow())
+def _finish(
+    db: Database,
+    row: ClaimedEmail,
+    values: dict[str, Any],
+    attempt: tuple[str, int | None, str | None] | None = None,
+) -> bool:
+    """End the row's claim; `attempt` (outcome, code, reply) goes into its history."""
+    moment = values.setdefault("updated_at", utcnow())
     values.update(attempt_started_at=None, claimed_by=None, claimed_until=None)
     with db.write() as session:
-        return _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
+        changed = _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
+        if attempt is not None:
+            _attempt(session, row.id, attempt[0], moment, attempt[1], attempt[2])
+        return changed
 
 
 def mark_failed(
-    db: Database, row: ClaimedEmail, error: str, *, attempted: bool = True, now: datetime | None = None
+    db: Database,
+    row: ClaimedEmail,
+    error: str,
+    *,
+    attempted: bool = True,
+    now: datetime | None = None,
+    outcome: str = ATTEMPT_FAILED,
+    code: int | None = None,
+    reply: str | None = None,
 ) -> bool:
-    """Give up on the row; `error` (the server's reply or the template error) is kept."""
+    """Give up on the row; `error` (the server's reply or the template error) is kept.
+
+    `attempted`: the server was asked, and the attempt (`outcome`: failed or
+    suppressed, with `code` and `reply`) goes into the row's history.
+    """
     values: dict[str, Any] = {"state": FAILED, "last_error": error, "updated_at": now or utcnow()}
     if attempted:
         values["attempts"] = _OUTBOX.c.attempts + 1
-    return _finish(db, row, values)
+    return _finish(db, row, values, (outcome, code, reply or error) if attempted else None)
 
 
-def mark_unknown(db: Database, row: ClaimedEmail, error: str, *, now: datetime | None = None) -> bool:
+def mark_unknown(
+    db: Database,
+    row: ClaimedEmail,
+    error: str,
+    *,
+    now: datetime | None = None,
+    code: int | None = None,
+    reply: str | None = None,
+) -> bool:
     """The server may or may not have the message: hold the row for a person."""
     values: dict[str, Any] = {
         "state": UNKNOWN,
@@ -584,7 +789,7 @@ def mark_unknown(db: Database, row: ClaimedEmail, error: str, *, now: datetime |
         "ambiguous_attempts": _OUTBOX.c.ambiguous_attempts + 1,
         "updated_at": now or utcnow(),
     }
-    return _finish(db, row, values)
+    return _finish(db, row, values, (ATTEMPT_AMBIGUOUS, code, reply or error))
 
 
 def mark_skipped(
@@ -699,38 +904,60 @@ def prepare(session: Session, rows: Sequence[ClaimedEmail]) -> dict[int, Prepare
     return prepared
 
 
-def send_check(
-    session: Session, row: ClaimedEmail, recipient: str | None, reply_since: datetime | None,
-    now: datetime, window: timedelta,
-) -> SendCheck:  # fmt: skip
-    """Status, suppression, reply and frequency of one row, in one query, just before its send."""
-    suppressed = select(_SUPPRESSION.c.reason).where(_SUPPRESSION.c.address == recipient).scalar_subquery()
-    recent = (
-        select(func.count())
-        .select_from(_OUTBOX)
-        .where(
-            _OUTBOX.c.customer_id == row.customer_id,
-            _OUTBOX.c.state == SENT,
-            _OUTBOX.c.sent_at >= now - window,
-            _OUTBOX.c.id != row.id,
+def send_checks(
+    session: Session,
+    rows: Sequence[ClaimedEmail],
+    prepared: Mapping[int, Prepared],
+    now: datetime,
+    window: timedelta,
+) -> dict[int, SendCheck]:
+    """Status, suppression, reply and frequency of many rows, with a fixed number of queries.
+
+    Read just before the rows are sent (the sender reads them again for a row whose
+    answer is older than a second or two), so what changed since planning counts.
+    """
+    customers = sorted({row.customer_id for row in rows})
+    recipients = sorted({p.recipient for p in prepared.values() if p.recipient})
+    followers = sorted({r.customer_id for r in rows if (p := prepared.get(r.id)) and p.reply_since})
+    status: dict[int, str] = {}
+    recent: dict[int, int] = {}
+    for chunk in _chunks(customers):
+        query = select(_CUSTOMER.c.id, _CUSTOMER.c.status).where(_CUSTOMER.c.id.in_(chunk))
+        status.update({c.id: c.status for c in session.execute(query)})
+        sends = (
+            select(_OUTBOX.c.customer_id, func.count().label("n"))
+            .where(
+                _OUTBOX.c.customer_id.in_(chunk),
+                _OUTBOX.c.state == SENT,
+                _OUTBOX.c.sent_at >= now - window,
+            )
+            .group_by(_OUTBOX.c.customer_id)
         )
-        .scalar_subquery()
-    )
-    columns: list[Any] = [_CUSTOMER.c.status, suppressed.label("suppressed"), recent.label("recent")]
-    if reply_since is not None:
-        replied = select(_EVENT.c.id).where(
-            _EVENT.c.customer_id == row.customer_id, _EVENT.c.kind == "reply", _EVENT.c.at > reply_since
+        recent.update({s.customer_id: int(s.n) for s in session.execute(sends)})
+    suppressed: dict[str, str] = {}
+    for chunk in _chunks(recipients):
+        query = select(_SUPPRESSION.c.address, _SUPPRESSION.c.reason).where(_SUPPRESSION.c.address.in_(chunk))
+        suppressed.update({s.address: s.reason for s in session.execute(query)})
+    last_reply: dict[int, datetime] = {}
+    for chunk in _chunks(followers):
+        query = (
+            select(_EVENT.c.customer_id, func.max(_EVENT.c.at).label("at"))
+            .where(_EVENT.c.customer_id.in_(chunk), _EVENT.c.kind == "reply")
+            .group_by(_EVENT.c.customer_id)
         )
-        columns.append(replied.exists().label("replied"))
-    found = session.execute(select(*columns).where(_CUSTOMER.c.id == row.customer_id)).first()
-    if found is None:
-        return SendCheck(status=None, suppressed=None, replied=False, recent_sends=0)
-    return SendCheck(
-        status=found.status,
-        suppressed=found.suppressed,
-        replied=bool(getattr(found, "replied", False)),
-        recent_sends=int(found.recent),
-    )
+        last_reply.update({e.customer_id: e.at for e in session.execute(query)})
+    checks: dict[int, SendCheck] = {}
+    for row in rows:
+        facts = prepared.get(row.id)
+        since = facts.reply_since if facts else None
+        replied_at = last_reply.get(row.customer_id)
+        checks[row.id] = SendCheck(
+            status=status.get(row.customer_id),
+            suppressed=suppressed.get(facts.recipient) if facts and facts.recipient else None,
+            replied=since is not None and replied_at is not None and replied_at > since,
+            recent_sends=recent.get(row.customer_id, 0),
+        )
+    return checks
 
 
 def sent_since(db: Database, sender: str, since: datetime) -> tuple[int, datetime | None]:
@@ -806,7 +1033,11 @@ def _views(session: Session, rows: Sequence[Any], detail: bool) -> list[OutboxVi
         }
         fields["customer"] = emails.get(row.customer_id)
         if detail:
-            extra = {name: getattr(row, name) for name in OutboxDetail.model_fields if name not in fields}
+            extra = {
+                name: getattr(row, name)
+                for name in OutboxDetail.model_fields
+                if name not in fields and name != "history"
+            }
             result.append(OutboxDetail(**fields, **extra))
         else:
             result.append(OutboxView(**fields))
@@ -842,7 +1073,20 @@ def get(session: Session, outbox_id: int) -> OutboxDetail:
         raise NotFoundError(f"no outbox row with id {outbox_id}", hint="see `mailcrm outbox list`")
     view = _views(session, [row], detail=True)[0]
     assert isinstance(view, OutboxDetail)
+    view.history = history(session, outbox_id)
     return view
+
+
+def history(session: Session, outbox_id: int) -> list[AttemptView]:
+    """Every delivery attempt of a row, oldest first."""
+    query = (
+        select(_ATTEMPT.c.at, _ATTEMPT.c.outcome, _ATTEMPT.c.code, _ATTEMPT.c.reply)
+        .where(_ATTEMPT.c.outbox_id == outbox_id)
+        .order_by(_ATTEMPT.c.at, _ATTEMPT.c.id)
+    )
+    return [
+        AttemptView(at=a.at, outcome=a.outcome, code=a.code, reply=a.reply) for a in session.execute(query)
+    ]
 
 
 def count_by_state(session: Session) -> dict[str, int]:

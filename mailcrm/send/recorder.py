@@ -1,0 +1,160 @@
+"""Group commit for the sender's hot path: many rows' writes in one transaction.
+
+Per message the sender writes twice: `attempt_started_at` before the final "." (it
+must be durable before the dot) and `sent` after the 250. One transaction each
+would cap a process at a few hundred emails/s, so every lane hands its writes to one
+`Recorder`, which commits whatever has queued up meanwhile in a single transaction
+(`outbox.record`) while the previous one runs.
+
+Ordering keeps the crash guarantee: a lane queues its row's `sent` before it asks to
+start its next row, and a start is granted only once the commit holding it is done;
+the queue is committed in order, so the earlier `sent` is durable no later than the
+next start. A kill therefore leaves at most one row per connection inside an SMTP
+transaction. `flush` waits for everything queued so far (before claims are given
+back: a pending `sent` would otherwise look like an interrupted transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from mailcrm.errors import DatabaseError
+from mailcrm.store import outbox
+from mailcrm.store.db import Database
+from mailcrm.store.outbox import ClaimedEmail, SentRecord
+
+log = logging.getLogger(__name__)
+
+MARK_TRIES = 3
+"""Commits tried before giving up: a lost `sent` means a duplicate later, so try hard."""
+
+
+class Recorder:
+    """Commits the lanes' starts and sends in shared transactions, in the order queued."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime], *, retry_delay: float = 0.5) -> None:
+        self._db = db
+        self._clock = clock
+        self._retry_delay = retry_delay
+        self._starting: list[tuple[ClaimedEmail, asyncio.Future[bool]]] = []
+        self._sent: list[SentRecord] = []
+        self._barriers: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Recorder:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.flush()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def starting(self, row: ClaimedEmail) -> bool:
+        """Record that `row`'s final "." is about to go; False: the row is no longer ours.
+
+        Raises `DatabaseError` when it could not be recorded (then the dot must not go).
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._starting.append((row, future))
+        self._wake.set()
+        return await future
+
+    def sent(self, record: SentRecord) -> None:
+        """Queue a delivered row; it is committed before any later `starting` is granted."""
+        self._sent.append(record)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed (or given up on)."""
+        if self._task is None or self._task.done():
+            return
+        barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append(barrier)
+        self._wake.set()
+        await asyncio.shield(barrier)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            starting, self._starting = self._starting, []
+            sent, self._sent = self._sent, []
+            barriers, self._barriers = self._barriers, []
+            try:
+                if starting or sent:
+                    await self._commit(starting, sent)
+            except Exception as exc:  # a bug: fail the waiting lanes rather than leave them hanging
+                log.exception("recording sends failed", extra={"action": "send_record_failed"})
+                for _row, future in starting:
+                    if not future.done():
+                        future.set_exception(exc)
+            finally:
+                for barrier in barriers:
+                    if not barrier.done():
+                        barrier.set_result(None)
+
+    async def _commit(
+        self, starting: list[tuple[ClaimedEmail, asyncio.Future[bool]]], sent: list[SentRecord]
+    ) -> None:
+        rows = [row for row, future in starting if not future.done()]  # done: its lane was cancelled
+        for attempt in range(1, MARK_TRIES + 1):
+            try:
+                started, first = await asyncio.to_thread(
+                    outbox.record, self._db, sent=sent, starting=rows, now=self._clock()
+                )
+                break
+            except DatabaseError as exc:
+                if attempt < MARK_TRIES:
+                    await asyncio.sleep(self._retry_delay * 2**attempt)
+                    continue
+                # The rows stay claimed with their start unrecorded (sent: recorded as
+                # started, so given back as interrupted and resent once at most).
+                log.error(
+                    "could not record %s sent and %s starting outbox rows: %s",
+                    len(sent),
+                    len(rows),
+                    exc,
+                    extra={"action": "send_record_failed"},
+                )
+                for _row, future in starting:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+        for row, future in starting:
+            if not future.done():
+                future.set_result(row.id in started)
+        for record in sent:
+            _log_sent(record, record.row.id in first)
+
+
+def _log_sent(record: SentRecord, first: bool) -> None:
+    row = record.row
+    if not first:
+        log.warning(
+            "outbox row %s was already sent: this was a second copy",
+            row.id,
+            extra={"action": "send_duplicate", "outbox_id": row.id, "message_id": row.message_id},
+        )
+    log.info(
+        "sent outbox row %s (%s) to customer %s",
+        row.id,
+        row.rule,
+        row.customer_id,
+        extra={
+            "action": "email_sent",
+            "outbox_id": row.id,
+            "rule": row.rule,
+            "customer_id": row.customer_id,
+            "message_id": row.message_id,
+            "reply": record.reply,
+        },
+    )
