@@ -75,6 +75,20 @@ def _print_detail(row: OutboxDetail) -> None:
     for label, value in lines:
         if value not in (None, ""):
             console.print(f"[bold]{label:>14}[/bold]  {escape(str(value))}", highlight=False)
+    if row.history:
+        table(
+            "attempts",
+            ["at", "outcome", "code", "reply"],
+            [
+                [
+                    a.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    a.outcome,
+                    "" if a.code is None else a.code,
+                    escape((a.reply or "")[:100]),
+                ]
+                for a in row.history
+            ],
+        )
 
 
 @app.command("list")
