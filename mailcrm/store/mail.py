@@ -178,11 +178,22 @@ def _stored_locations(
 
 
 def _insert_returning_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
-    """Bulk insert; the new ids in the order of `rows` (one multi-row statement per page)."""
+    """Bulk insert; the new ids in the order of `rows` (one statement per page on
+    PostgreSQL, per row on SQLite, where RETURNING has no guaranteed order)."""
     if not rows:
         return []
     statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
     return [int(pk) for pk in session.execute(statement, rows).scalars()]
+
+
+def _insert_messages(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Bulk insert; the new ids in the order of `rows`, matched by their unique
+    Message-ID (an unordered RETURNING stays one statement per page on SQLite too)."""
+    if not rows:
+        return []
+    statement = insert(_MESSAGE).returning(_MESSAGE.c.id, _MESSAGE.c.message_id)
+    ids = {row.message_id: int(row.id) for row in session.execute(statement, rows)}
+    return [ids[row["message_id"]] for row in rows]
 
 
 def _real(ids: Sequence[int]) -> Callable[[int], int]:
@@ -269,7 +280,7 @@ def ingest(
     message_rows = [
         _message_row(items[index], plan.results[index], mailbox, folder, now) for index in plan.new_messages
     ]
-    message = _real(_insert_returning_ids(session, _MESSAGE, message_rows))
+    message = _real(_insert_messages(session, message_rows))
     if plan.links:
         link_rows = [
             {"message_pk": message(m), "customer_id": customer(c), "role": r} for m, c, r in plan.links

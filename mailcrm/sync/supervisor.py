@@ -55,6 +55,7 @@ class MailboxWorker:
     person: SalespersonSettings
     identity: MailboxIdentity
     token_provider: TokenProvider | None = None
+    parse_process_from: int = 1000  # new messages in a folder before parsing moves to a worker process
     state: MailboxState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +92,7 @@ class MailboxWorker:
                 folder,
                 batch_bytes=self.settings.sync.batch_bytes,
                 batch_messages=self.settings.sync.batch_messages,
+                parse_process_from=self.parse_process_from,
             )
             result = await sync.run(progress)
             self.state.synced += result.stats.new_messages

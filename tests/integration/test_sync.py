@@ -20,7 +20,15 @@ from mailcrm.domain.customers import draft_from_fields
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, SyncSettings
 from mailcrm.store import customers, migrate, timeline
 from mailcrm.store.db import Database
-from mailcrm.store.models import EmailAddress, FolderCursor, Message, MessageLink, Suppression, TimelineEvent
+from mailcrm.store.models import (
+    EmailAddress,
+    FolderCursor,
+    Message,
+    MessageLink,
+    MessageLocation,
+    Suppression,
+    TimelineEvent,
+)
 from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker, workers
 
 ALICE = "alice@acme.example"
@@ -284,7 +292,39 @@ def test_message_in_two_mailboxes_is_stored_once_and_linked_to_both(mail_env: Ma
     env.sync(ALICE)
     env.sync(BOB)
     assert env.count(Message) == 1
+    assert env.count(MessageLocation) == 2
     assert env.kinds("somsri@siam.example") == ["reply"]
+
+
+@pytest.mark.parametrize("parse_in_process", [False, True], ids=["parse-in-thread", "parse-in-process"])
+def test_every_synced_message_records_its_folder_location_and_flags(
+    mail_env: MailEnv, parse_in_process: bool
+) -> None:
+    env = mail_env
+    for index in range(3):
+        env.dovecot.deliver(
+            env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{index}")
+        )
+    env.dovecot.doveadm("flags", "add", "-u", env.alice.username, "\\Flagged", "mailbox", "INBOX", "uid", "2")
+    worker = env.worker()
+    if parse_in_process:
+        worker.parse_process_from = 1
+    asyncio.run(worker.sync_once())
+    with env.db.read() as session:
+        validity = session.execute(
+            select(FolderCursor.uidvalidity).where(FolderCursor.folder == "INBOX")
+        ).scalar_one()
+        rows = session.execute(
+            select(MessageLocation.uid, MessageLocation.flags, Message.subject)
+            .join(Message, Message.id == MessageLocation.message_pk)  # type: ignore[arg-type]
+            .where(MessageLocation.mailbox == ALICE, MessageLocation.folder == "INBOX")
+            .where(MessageLocation.uidvalidity == validity)
+            .order_by(MessageLocation.uid)  # type: ignore[arg-type]
+        ).all()
+    assert [(uid, subject) for uid, _, subject in rows] == [(1, "m0"), (2, "m1"), (3, "m2")]
+    assert [("\\Flagged" in flags.split()) for _, flags, _ in rows] == [False, True, False]
+    assert "\\Seen" not in rows[0].flags  # syncing never marks mail as read
+    assert env.kinds("somsri@siam.example") == ["reply", "reply", "reply"]
 
 
 def test_malformed_and_multi_charset_mail_never_stops_sync(mail_env: MailEnv) -> None:
@@ -356,7 +396,10 @@ def test_same_message_with_a_new_uid_is_not_added_twice(mail_env: MailEnv) -> No
     assert env.kinds("somsri@siam.example") == ["reply"]
 
 
-def test_server_killed_mid_fetch_loses_nothing_and_doubles_nothing(mail_env: MailEnv) -> None:
+@pytest.mark.parametrize("parse_in_process", [False, True], ids=["parse-in-thread", "parse-in-process"])
+def test_server_killed_mid_fetch_loses_nothing_and_doubles_nothing(
+    mail_env: MailEnv, parse_in_process: bool
+) -> None:
     env = mail_env
     total = 600
     padding = "x" * 20_000 + "\n"
@@ -364,6 +407,8 @@ def test_server_killed_mid_fetch_loses_nothing_and_doubles_nothing(mail_env: Mai
         raw = mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"bulk {index}", body=padding)
         env.dovecot._deliver_to_maildir(env.alice, raw, "INBOX")
     worker = env.worker()
+    if parse_in_process:
+        worker.parse_process_from = 1
 
     async def interrupted() -> None:
         task = asyncio.create_task(worker.sync_once())
