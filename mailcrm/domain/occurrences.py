@@ -78,52 +78,100 @@ def _base_date(anchor: datetime | date | str, zone: str) -> date | None:
         return None
 
 
+class _Memo:
+    """Per-pass caches: a million customers share a few zones and a few local days, so
+    the calendar work (local range, send instant, send window) is done once per pair."""
+
+    def __init__(self, rule: Rule, context: PlanContext) -> None:
+        self.rule = rule
+        self.context = context
+        self._ranges: dict[str, tuple[date, date]] = {}
+        self._sends: dict[tuple[date, str], datetime] = {}
+        self._walls: dict[str, datetime] = {}  # one campaign date-time per rule
+
+    def local_range(self, zone: str) -> tuple[date, date]:
+        """The local dates (with a day of slack) an anniversary in `zone` may fall on."""
+        found = self._ranges.get(zone)
+        if found is None:
+            tz = ZoneInfo(zone)
+            found = (
+                self.context.start.astimezone(tz).date() - timedelta(days=1),
+                self.context.end.astimezone(tz).date() + timedelta(days=1),
+            )
+            self._ranges[zone] = found
+        return found
+
+    def send_instant(self, day: date, zone: str) -> datetime:
+        """The rule's send time on local `day`, moved into its send window."""
+        key = (day, zone)
+        found = self._sends.get(key)
+        if found is None:
+            due = local_send_instant(day, self.rule.send_time, zone)
+            found = next_in_window(due, zone, self.rule.send_window)
+            self._sends[key] = found
+        return found
+
+    def wall_instant(self, at: datetime, zone: str) -> datetime:
+        """A naive date-time as wall time in `zone`, moved into the send window."""
+        found = self._walls.get(zone)
+        if found is None:
+            due = local_send_instant(at.date(), at.time(), zone)
+            found = next_in_window(due, zone, self.rule.send_window)
+            self._walls[zone] = found
+        return found
+
+
 def _due_times(
-    rule: Rule, candidate: Candidate, context: PlanContext
+    rule: Rule, candidate: Candidate, context: PlanContext, memo: _Memo
 ) -> Iterator[tuple[str, datetime, str | None]]:
-    """(occurrence key, due instant UTC before the send window, in_reply_to) for one candidate."""
+    """(occurrence key, due instant UTC already in the send window, in_reply_to) for one candidate."""
     trigger = rule.trigger
     zone = _zone(candidate, context)
     anchor = candidate.anchor
+    window = rule.send_window
     if isinstance(trigger, AfterPurchase | OnEvent) and isinstance(anchor, datetime):
-        yield occurrence_key(trigger, ref=candidate.ref), _aware(anchor) + trigger.wait, None
+        due = next_in_window(_aware(anchor) + trigger.wait, zone, window)
+        yield occurrence_key(trigger, ref=candidate.ref), due, None
     elif isinstance(trigger, NoPurchaseFor) and isinstance(anchor, datetime):
         last = _aware(anchor)
-        yield occurrence_key(trigger, ref=last.date().isoformat()), last + trigger.period, None
+        due = next_in_window(last + trigger.period, zone, window)
+        yield occurrence_key(trigger, ref=last.date().isoformat()), due, None
     elif isinstance(trigger, NoReplyTo) and isinstance(anchor, datetime) and candidate.ref:
         sent = _aware(anchor)
         for step in range(1, trigger.steps + 1):
             key = occurrence_key(trigger, ref=candidate.ref, step=step)
-            yield key, sent + trigger.delay(step), candidate.ref
+            yield key, next_in_window(sent + trigger.delay(step), zone, window), candidate.ref
     elif isinstance(trigger, OnDate):
         at = trigger.at
-        due = local_send_instant(at.date(), at.time(), zone) if at.tzinfo is None else at.astimezone(UTC)
-        yield occurrence_key(trigger), due, None
+        if at.tzinfo is None:
+            yield occurrence_key(trigger), memo.wall_instant(at, zone), None
+        else:
+            yield occurrence_key(trigger), next_in_window(at.astimezone(UTC), zone, window), None
     elif isinstance(trigger, AnniversaryOf) and anchor is not None:
         base = _base_date(anchor, zone)
         if base is None:
             return
-        local_start = context.start.astimezone(ZoneInfo(zone)).date() - timedelta(days=1)
-        local_end = context.end.astimezone(ZoneInfo(zone)).date() + timedelta(days=1)
+        local_start, local_end = memo.local_range(zone)
         leap_day = trigger.leap_day or context.leap_day
         for day in anniversaries(base, local_start, local_end, leap_day=leap_day, years=trigger.years):
-            yield occurrence_key(trigger, day=day), local_send_instant(day, rule.send_time, zone), None
+            yield occurrence_key(trigger, day=day), memo.send_instant(day, zone), None
 
 
 def plan_rule(rule: Rule, candidates: Iterable[Candidate], context: PlanContext) -> list[PlannedEmail]:
     """The emails `rule` asks for among `candidates`, due in [context.start, context.end)."""
     if not rule.enabled:
         return []
+    memo = _Memo(rule, context)
     planned = []
     for candidate in candidates:
         zone = _zone(candidate, context)
-        for occurrence, due, in_reply_to in _due_times(rule, candidate, context):
-            due = next_in_window(due, zone, rule.send_window)
+        for occurrence, due, in_reply_to in _due_times(rule, candidate, context, memo):
             if not context.start <= due < context.end:
                 continue
-            local_day = due.astimezone(ZoneInfo(zone)).date()
-            if (rule.start and local_day < rule.start) or (rule.end and local_day > rule.end):
-                continue
+            if rule.start or rule.end:
+                local_day = due.astimezone(ZoneInfo(zone)).date()
+                if (rule.start and local_day < rule.start) or (rule.end and local_day > rule.end):
+                    continue
             verdict = catch_up(due, context.now, context.grace)
             planned.append(
                 PlannedEmail(

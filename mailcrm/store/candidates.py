@@ -8,10 +8,10 @@ the exact local send time is computed afterwards, in the pure core, for those ro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, literal, not_, select
+from sqlalchemy import ColumnElement, Integer, Select, cast, exists, func, literal, not_, select
 from sqlalchemy.engine import Connection
 
 from mailcrm.domain.occurrences import Candidate
@@ -53,10 +53,17 @@ SLACK = timedelta(days=1)
 _BATCH = 5000
 
 
-def _month_day(connection: Connection, column: Any) -> ColumnElement[str]:
+def _on_month_days(connection: Connection, column: Any, start: date, end: date) -> ColumnElement[bool]:
+    """`column` (a date or naive-UTC timestamp) falls on one of the month-days in range.
+
+    SQLite stores dates and timestamps as ISO text, so the month-day is characters 6-10
+    (no date parsing per row); PostgreSQL compares month * 100 + day as an integer.
+    """
+    days = _month_days(start, end)
     if connection.dialect.name == "sqlite":
-        return func.strftime("%m-%d", column)
-    return func.to_char(column, "MM-DD")
+        return func.substr(column, 6, 5).in_(days)
+    number = cast(func.date_part("month", column) * 100 + func.date_part("day", column), Integer)
+    return number.in_([int(day[:2]) * 100 + int(day[3:]) for day in days])
 
 
 def _month_days(start: date, end: date) -> list[str]:
@@ -159,6 +166,8 @@ def candidates(connection: Connection, rule: Rule, start: datetime, end: datetim
         statement = statement.where(last.c["last"].between(low, high))
         yield from _rows(connection, _filtered(statement, rule, connection))
     elif isinstance(trigger, OnDate):
+        if not _campaign_in_range(trigger, start, end):
+            return
         statement = _base(literal(None), literal(None))
         yield from _rows(connection, _filtered(statement, rule, connection))
     elif isinstance(trigger, OnEvent):
@@ -168,6 +177,16 @@ def candidates(connection: Connection, rule: Rule, start: datetime, end: datetim
         yield from _rows(connection, _filtered(statement, rule, connection), ref=True)
     elif isinstance(trigger, NoReplyTo):
         yield from _unanswered(connection, rule, trigger, start, end)
+
+
+CAMPAIGN_SLACK = timedelta(days=9)
+"""A send window can defer a campaign by up to a week (closed days), plus a zone offset."""
+
+
+def _campaign_in_range(trigger: OnDate, start: datetime, end: datetime) -> bool:
+    """Whether a one-off date can fall due in [start, end): if not, no customer is read."""
+    at = trigger.at if trigger.at.tzinfo is not None else trigger.at.replace(tzinfo=UTC)
+    return start - CAMPAIGN_SLACK <= at <= end + SLACK
 
 
 def _anniversaries(
@@ -181,15 +200,17 @@ def _anniversaries(
         column = _CUSTOMER.c.created_at
         statement = _base(column, literal(None))
     elif field in ("first_purchase", "last_purchase"):
-        aggregate = func.min if field == "first_purchase" else func.max
-        per_customer = (
-            select(_PURCHASE.c.customer_id, aggregate(_PURCHASE.c.purchased_at).label("anchor"))
-            .group_by(_PURCHASE.c.customer_id)
-            .subquery()
-        )
-        column = per_customer.c["anchor"]
-        statement = _base(column, literal(None)).join(
-            per_customer, per_customer.c.customer_id == _CUSTOMER.c.id
+        # The purchases on a month-day in range that have no earlier (later) purchase of the
+        # same customer: an index probe per matching row instead of aggregating every customer.
+        # Aliases, so the `bought`/`spend` filters' subqueries still see all purchases.
+        anchor, other = _PURCHASE.alias("anchor"), _PURCHASE.alias("other")
+        column = anchor.c.purchased_at
+        beyond = other.c.purchased_at < column if field == "first_purchase" else other.c.purchased_at > column
+        statement = (
+            _base(column, literal(None))
+            .join(anchor, anchor.c.customer_id == _CUSTOMER.c.id)
+            .where(not_(exists().where(other.c.customer_id == anchor.c.customer_id, beyond)))
+            .distinct()  # two purchases at the same first instant are one anniversary
         )
     elif field.startswith("custom."):
         key = field[len("custom.") :]
@@ -204,7 +225,7 @@ def _anniversaries(
         return
     else:
         return
-    statement = statement.where(_month_day(connection, column).in_(_month_days(start, end)))
+    statement = statement.where(_on_month_days(connection, column, start, end))
     yield from _rows(connection, _filtered(statement, rule, connection))
 
 
