@@ -204,29 +204,32 @@ class FolderSync:
             return result
         total = len(uids)
         fetched: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=1)
-        prepared: asyncio.Queue[list[IncomingMessage] | None] = asyncio.Queue(maxsize=1)
+        # Batches being parsed, in fetch order: parsing starts as soon as a batch is
+        # fetched, not when the store has taken the previous one, so the parser never idles.
+        prepared: asyncio.Queue[asyncio.Future[list[IncomingMessage]] | None] = asyncio.Queue(maxsize=2)
         parser = _Parser(total >= self.parse_process_from)
 
         async def fetch() -> None:
-            for start in range(0, len(uids), self.batch_messages):
-                chunk = uids[start : start + self.batch_messages]
-                async for batch in self.client.fetch(
-                    chunk, max_bytes=self.batch_bytes, max_count=self.batch_messages
-                ):
-                    await fetched.put(batch)
+            # One call for all UIDs: the client asks for sizes in big chunks, then
+            # fetches bodies in batches of the configured count and bytes.
+            async for batch in self.client.fetch(
+                uids, max_bytes=self.batch_bytes, max_count=self.batch_messages
+            ):
+                await fetched.put(batch)
             await fetched.put(None)
 
         async def parse(upstream: asyncio.Task[None]) -> None:
             while (batch := await _next(fetched, upstream)) is not None:
                 if batch:
-                    await prepared.put(await parser.prepare(batch))
+                    await prepared.put(asyncio.ensure_future(parser.prepare(batch)))
             await prepared.put(None)
 
         name = f"{self.mailbox.name}/{self.folder}"
         fetcher = asyncio.create_task(fetch(), name=f"fetch {name}")
         parsing = asyncio.create_task(parse(fetcher), name=f"parse {name}")
         try:
-            while (items := await _next(prepared, parsing)) is not None:
+            while (parsed := await _next(prepared, parsing)) is not None:
+                items = await parsed
                 stats = await asyncio.to_thread(self._store, items, status.uidvalidity, status.highestmodseq)
                 result.fetched += len(items)
                 result.stats.add(stats)
@@ -239,6 +242,10 @@ class FolderSync:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(parsing, fetcher, return_exceptions=True)
+            while not prepared.empty():
+                if (pending := prepared.get_nowait()) is not None:
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
             parser.close()
         log.info(
             "synced %s new messages from %s",
