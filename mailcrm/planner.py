@@ -195,7 +195,7 @@ def _insert(
     now = stamp(datetime.now(UTC))
     # Message-IDs: 128 random bits like `make_message_id`, whose base32 step is pure Python
     # and, at tens of thousands of rows, a tenth of the pass.
-    ids: dict[str, str] = {}
+    checked: set[str] = set()
     rows: list[tuple[Any, ...]] = []
     for email in emails:
         domain = (
@@ -203,11 +203,10 @@ def _insert(
             or _domain_of(email.sender or owners.get(email.customer_id))
             or FALLBACK_ID_DOMAIN
         )
-        message_id = ids.get(domain)
-        if message_id is None:
-            ids[domain] = message_id = make_message_id(domain)  # the checks, once per domain
-        else:
-            message_id = f"<{secrets.token_hex(16)}@{domain}>"
+        if domain not in checked:
+            make_message_id(domain)  # its checks of the domain, once per domain
+            checked.add(domain)
+        message_id = f"<{secrets.token_hex(16)}@{domain}>"
         skipped = email.state == OutboxState.SKIPPED.value
         rows.append(
             (

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mailcrm.cli.output import JSON_HELP, console, emit, info, table
-from mailcrm.demo import data, mailbox, seed
+from mailcrm.demo import data, mailbox, seed, sending
 from mailcrm.demo.summary import busiest_customer, summarize
 from mailcrm.errors import ConfigError
 from mailcrm.settings import load_settings
@@ -38,17 +38,24 @@ def demo(
 
     try:
         from mailcrm.demo.imap_server import DemoImapServer, server_version
+        from mailcrm.demo.smtp_server import DemoSmtpServer
+        from mailcrm.demo.smtp_server import server_version as smtp_version
     except ImportError as exc:
         raise ConfigError(
-            f"the demo's IMAP server cannot start: {exc}",
-            hint="reinstall mailcrm (`pip install -e .`) so its dependency pymap is installed",
+            f"the demo's mail servers cannot start: {exc}",
+            hint="reinstall mailcrm (`pip install -e .`) so pymap and aiosmtpd are installed",
         ) from None
 
     clock = datetime.now(UTC)
     people = data.customers(clock)
     history = mailbox.history(people, clock)
-    with DemoImapServer() as server:
-        paths = seed.prepare(directory, seed.ImapEndpoint(server.host, server.port))
+    sent_dir = directory.resolve() / "sent"
+    with DemoImapServer() as server, DemoSmtpServer(sent_dir) as smtp:
+        paths = seed.prepare(
+            directory,
+            seed.ImapEndpoint(server.host, server.port),
+            seed.SmtpEndpoint(smtp.host, smtp.port),
+        )
         settings = load_settings(paths.config)
         db = Database(normalize_url(settings.database_url(), settings.base_dir))
         try:
@@ -65,7 +72,10 @@ def demo(
             )
             seed.add_history(db, people)
             mailboxes = asyncio.run(seed.sync_mail(db, settings, server, history))
+            planned = sending.plan(db, settings)
+            stats = asyncio.run(sending.send(db, settings, smtp))
             with db.read() as session:
+                outreach = sending.summary(session, settings, smtp, planned, stats)
                 summary = summarize(session)
                 outcome = seed.mail_outcome(session, people)
                 customer_id = seed.showcase_customer(session) or busiest_customer(session)
@@ -84,6 +94,10 @@ def demo(
         "totals": totals,
         **outcome,
     }
+    outgoing: dict[str, Any] = {
+        "server": {"software": smtp_version(), "host": smtp.host, "port": smtp.port, "running": False},
+        **outreach,
+    }
     config_arg = shlex.quote(str(paths.config))
     result = {
         "directory": str(paths.root),
@@ -95,6 +109,7 @@ def demo(
         },
         "summary": summary,
         "sync": sync,
+        "sending": outgoing,
         "timeline": {"customer_id": customer_id, "entries": entries},
     }
 
@@ -118,6 +133,7 @@ def demo(
             highlight=False,
         )
         _print_mail(sync)
+        _print_sending(outgoing, paths.root)
         if customer is not None:
             table(
                 f"timeline of {customer.name} (id {customer.id})",
@@ -130,6 +146,8 @@ def demo(
             f"mailcrm --config {config_arg} customers list สม --json",
             f"mailcrm --config {config_arg} timeline {customer_id or 1}",
             f"mailcrm --config {config_arg} mailboxes status",
+            f"mailcrm --config {config_arg} outbox list",
+            f"mailcrm --config {config_arg} plan --days 7",
         ]
         if sync["suppressed"]:
             address = shlex.quote(sync["suppressed"][0]["address"])
@@ -167,3 +185,33 @@ def _print_mail(sync: dict[str, Any]) -> None:
         )
     for row in sync["suppressed"]:
         console.print(f"  suppressed: {row['address']} ({row['reason']})", highlight=False)
+
+
+def _print_sending(report: dict[str, Any], root: Path) -> None:
+    """The automated-email section: planned and sent per rule, and where the messages are."""
+    server, captured = report["server"], report["captured"]
+    console.print(
+        f"[bold]automated email[/bold]: {report['planned']} planned by the demo rules, "
+        f"{report['sent']} sent over SMTP to {server['software']} on {server['host']}:{server['port']} "
+        "(stopped again)",
+        highlight=False,
+    )
+    for rule, counts in report["rules"].items():
+        details = ", ".join(
+            f"{counts[key]} {label}"
+            for key, label in (
+                ("later", "due later"),
+                ("skipped", "skipped (too late)"),
+                ("other", "not sent"),
+            )
+            if counts[key]
+        )
+        console.print(
+            f"  {rule}: {counts['planned']} planned, {counts['sent']} sent"
+            + (f", {details}" if details else ""),
+            highlight=False,
+        )
+    folder = Path(captured["directory"])
+    shown = folder.relative_to(root.parent) if folder.is_relative_to(root.parent) else folder
+    console.print(f"  captured messages: {captured['count']} in {shown}/ (open any .eml in a mail client)",
+                  highlight=False)  # fmt: skip

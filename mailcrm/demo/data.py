@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 SALESPEOPLE = (
     ("Alice Morgan", "alice@demo-sales.example", "en", "Asia/Bangkok"),
@@ -54,6 +55,8 @@ PRODUCTS = (
     ("Maintenance plan (1 year)", "USD", 240_00),
     ("Seminar ticket: Energy 2026", "THB", 3500_00),
 )
+
+BIRTHDAY_YESTERDAY = 2  # the index in PEOPLE whose birthday the demo makes yesterday
 
 LEAD_SOURCES = ("seminar", "referral", "website", "trade-fair", "inbound-email")
 TAGS = ("vip", "newsletter", "installer", "reseller", "energy-seminar")
@@ -117,6 +120,16 @@ def customers(now: datetime | None = None, seed: int = 2026) -> list[DemoCustome
             if index % 5 != 4
             else date(1988, 2, 29)
         )
+        # Recent facts (after the random draws, so the rest of the data stays the same), so
+        # the demo's rules have something to send today: a purchase yesterday for a few
+        # customers (thank-you), and one birthday yesterday in the customer's own zone.
+        if index % 5 == 1:
+            product, currency, price = PRODUCTS[index % len(PRODUCTS)]
+            when = clock - timedelta(days=1, hours=3 + index % 4)
+            purchases.append(DemoPurchase(when, product, 1, price, currency))
+        if index == BIRTHDAY_YESTERDAY:
+            yesterday = (clock - timedelta(days=1)).astimezone(ZoneInfo(timezone)).date()
+            birthday = date(1984, yesterday.month, yesterday.day)  # 1984 is a leap year: Feb 29 exists
         result.append(
             DemoCustomer(
                 name=name,

@@ -4,6 +4,7 @@ customers and purchases through the CSV importer, mail through IMAP sync."""
 from __future__ import annotations
 
 import csv
+import ipaddress
 import os
 import re
 import shutil
@@ -61,6 +62,15 @@ class DemoPaths:
     def purchases_csv(self) -> Path:
         return self.root / "purchases.csv"
 
+    @property
+    def rules(self) -> Path:
+        return self.root / "rules"
+
+    @property
+    def sent(self) -> Path:
+        """Where the demo's SMTP server writes every message it receives."""
+        return self.root / "sent"
+
 
 PASSWORD_ENV_PREFIX = "MAILCRM_DEMO_IMAP_PASSWORD_"
 MAIL_KINDS = ("email_out", "email_in", "reply", "auto_reply", "bounced")
@@ -79,7 +89,50 @@ class ImapEndpoint:
     port: int
 
 
-def _salesperson_yaml(name: str, email: str, language: str, zone: str, imap: ImapEndpoint | None) -> str:
+@dataclass(frozen=True)
+class SmtpEndpoint:
+    """Where the demo's own SMTP server listens."""
+
+    host: str
+    port: int
+
+
+RULES_YAML = """\
+# Demo rules written by `mailcrm demo`, in the shape of config/rules.example/alice.yaml.
+# No `owner:`: the rules are for every customer, sent from the customer's salesperson.
+# Check them with:  mailcrm --config mailcrm.yaml rules check
+
+send_window: any                 # the demo sends at any hour, so it works whenever it runs
+send_time: "09:00"               # customer's local time for date-based rules
+
+rules:
+  - name: thank-you              # a day after every purchase
+    when: {after: purchase, wait: 1d}
+    template: thank_you
+
+  - name: birthday-card          # Feb 29 birthdays get their card on Feb 28 in common years
+    when: {anniversary_of: birthday}
+    template: birthday
+
+  - name: purchase-anniversary   # weekdays in office hours only: may be planned for later
+    when: {anniversary_of: first_purchase}
+    template: anniversary
+    send_window: {days: mon-fri, hours: "09:00-17:00"}
+
+  - name: follow-up              # no reply three days after a mail; a reply stops it
+    when: {no_reply_to: any_outbound, wait: 3d}
+    repeat: {times: 1, every: 4d}
+    template: follow_up
+
+  - name: win-back               # quiet for about six months
+    when: {no_purchase_for: 180d}
+    template: win_back
+"""
+
+
+def _salesperson_yaml(
+    name: str, email: str, language: str, zone: str, imap: ImapEndpoint | None, smtp: SmtpEndpoint | None
+) -> str:
     text = f"  - name: {name}\n    email: {email}\n    language: {language}\n    timezone: {zone}\n"
     if imap is not None:
         text += (
@@ -87,15 +140,31 @@ def _salesperson_yaml(name: str, email: str, language: str, zone: str, imap: Ima
             f"      username: {email}\n      password_env: {password_env(email)}\n"
             "      timeout_seconds: 10\n"
         )
+    if smtp is not None:
+        text += (
+            f"    smtp:\n      host: {smtp.host}\n      port: {smtp.port}\n      security: plain\n"
+            "      max_connections: 2\n      timeout_seconds: 10\n"
+        )
     return text
 
 
-def prepare(root: Path, imap: ImapEndpoint | None = None) -> DemoPaths:
+def _check_loopback(host: str) -> None:
+    """The demo's servers exist only on this machine; its config never points elsewhere."""
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ConfigError(f"the demo servers must listen on loopback, not {host}")
+
+
+def prepare(root: Path, imap: ImapEndpoint | None = None, smtp: SmtpEndpoint | None = None) -> DemoPaths:
     """Create (or reset) the demo folder; refuses to touch a folder it did not create.
 
     With `imap`, every salesperson gets an account on the demo's IMAP server; the
     password is only in the environment variable `password_env` names, never in the file.
+    With `smtp`, they send through the demo's SMTP server (loopback, no login, relays
+    nothing), and the demo rules are written to `rules/`.
     """
+    for endpoint in (imap, smtp):
+        if endpoint is not None:
+            _check_loopback(endpoint.host)
     paths = DemoPaths(root.resolve())
     if root.exists() and any(root.iterdir()):
         if not (root / MARKER).exists():
@@ -106,18 +175,35 @@ def prepare(root: Path, imap: ImapEndpoint | None = None) -> DemoPaths:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text("created by `mailcrm demo`; safe to delete\n", encoding="utf-8")
-    people = "".join(_salesperson_yaml(*person, imap) for person in SALESPEOPLE)
+    people = "".join(_salesperson_yaml(*person, imap, smtp) for person in SALESPEOPLE)
     note = (
         "# The imap: accounts are on the IMAP server that `mailcrm demo` runs while it syncs;\n"
         "# it stops when the demo ends, and its passwords are new on every run.\n"
         if imap is not None
         else ""
     )
+    planning = ""
+    if smtp is not None:
+        note += (
+            "# The smtp: accounts are on the SMTP server that `mailcrm demo` runs while it sends\n"
+            "# (127.0.0.1 only; it keeps every message in sent/ and relays nothing). It stops when\n"
+            "# the demo ends, so later `mailcrm run` sends fail and are retried: nothing leaves\n"
+            "# this machine.\n"
+        )
+        planning = (
+            "rules_dir: rules\n"
+            "planning:\n"
+            "  catch_up_days: 2    # a new installation looks back two days ...\n"
+            "  grace_hours: 48     # ... and still sends what it finds there\n"
+        )
+        paths.rules.mkdir()
+        (paths.rules / "team.yaml").write_text(RULES_YAML, encoding="utf-8")
     paths.config.write_text(
         "# Demo configuration written by `mailcrm demo`.\n"
         f"{note}"
         "database:\n  url: sqlite:///mailcrm.db\n"
         "defaults:\n  timezone: Asia/Bangkok\n  language: en\n"
+        f"{planning}"
         f"salespeople:\n{people}",
         encoding="utf-8",
     )

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from email.parser import BytesParser
+from email.policy import default
+from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import CLI
 
@@ -94,13 +98,54 @@ def test_demo_syncs_mail_from_its_own_imap_server(cli: CLI, tmp_path: Path) -> N
     assert all(row["errors"] == 0 for row in status)
 
 
+def test_demo_plans_and_sends_through_its_own_smtp_server(cli: CLI, tmp_path: Path) -> None:
+    result = cli("demo", "--dir", "crm-demo", "--json")
+    assert result.code == 0, result.stderr
+    report = result.json()
+    sending = report["sending"]
+    config = str(tmp_path / "crm-demo" / "mailcrm.yaml")
+    # Safe by construction: every SMTP account is on loopback, without a login.
+    accounts = [person["smtp"] for person in yaml.safe_load(Path(config).read_text("utf-8"))["salespeople"]]
+    assert accounts and all(account["host"] == "127.0.0.1" for account in accounts)
+    assert not any({"username", "password_env", "password_file"} & set(account) for account in accounts)
+
+    # Every message sent is a file the user can open: parseable, addressed to a demo customer.
+    files = sorted((tmp_path / "crm-demo" / "sent").glob("*.eml"))
+    assert len(files) == sending["sent"] == sending["captured"]["count"] > 0
+    assert sum(rule["sent"] for rule in sending["rules"].values()) == sending["sent"]
+    people = cli("--config", config, "customers", "list", "--json").json()
+    addresses = {p["email"] for p in people}
+    for file in files:
+        message = BytesParser(policy=default).parsebytes(file.read_bytes())
+        [(_, to)] = getaddresses([str(message["To"])])
+        assert to in addresses
+        assert message["Subject"] and message["Message-ID"] and message["List-Unsubscribe"]
+        assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
+        assert message["From"].addresses[0].domain == "demo-sales.example"
+
+    # The demo rules were planned: a thank-you for yesterday's purchases, yesterday's birthday.
+    rules = sending["rules"]
+    assert {"thank-you", "birthday-card", "follow-up"} <= set(rules)
+    assert rules["thank-you"]["sent"] >= 1 and rules["birthday-card"]["sent"] == 1
+    assert sending["planned"] == sum(rule["planned"] for rule in rules.values())
+
+    # The outbox and the customers' timelines say the same.
+    sent_rows = [row for row in cli("--config", config, "outbox", "list", "--json").json()
+                 if row["state"] == "sent"]  # fmt: skip
+    assert len(sent_rows) == len(files)
+    [first] = [row for row in sent_rows if row["rule"] == "birthday-card"]
+    timeline = cli("--config", config, "timeline", str(first["customer_id"]), "--json").json()
+    assert "email_out" in {entry["kind"] for entry in timeline}
+
+
 def test_demo_leaves_no_server_behind(cli: CLI, tmp_path: Path) -> None:
     result = cli("demo", "--dir", "crm-demo", "--json")
     assert result.code == 0, result.stderr
-    server = result.json()["sync"]["server"]
-    assert server["host"] == "127.0.0.1" and server["running"] is False
-    with pytest.raises(OSError), socket.create_connection((server["host"], server["port"]), timeout=2):
-        pass
+    report = result.json()
+    for server in (report["sync"]["server"], report["sending"]["server"]):
+        assert server["host"] == "127.0.0.1" and server["running"] is False
+        with pytest.raises(OSError), socket.create_connection((server["host"], server["port"]), timeout=2):
+            pass
     if sys.platform.startswith("linux"):
         assert _processes_in(tmp_path) == [], "a process started by the demo is still running"
 

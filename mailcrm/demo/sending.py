@@ -1,0 +1,124 @@
+"""The demo's automated email: plan the demo rules, then send what is due through SMTP.
+
+Both steps are the daemon's own: `planner.plan` (the planning tick) and the `Sender`
+(claim, check, render, build, send over a pooled SMTP connection, record). The only
+demo part is the server at the other end, which keeps each message as a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default as default_policy
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from mailcrm import planner
+from mailcrm.demo.smtp_server import DemoSmtpServer
+from mailcrm.render import TemplateRenderer
+from mailcrm.send.worker import Sender, SendStats
+from mailcrm.settings import Settings
+from mailcrm.store.db import Database
+from mailcrm.store.models import OutboxItem
+
+MAX_BATCHES = 50
+SEND_TIMEOUT = 120.0  # seconds for all batches together; the demo sends a few dozen emails
+
+
+def plan(db: Database, settings: Settings, now: datetime | None = None) -> planner.PlanReport:
+    """One planning pass over the demo rules, as the daemon's planning tick runs it."""
+    return planner.plan(db, settings, planner.configured_rules(settings), now)
+
+
+async def send(db: Database, settings: Settings, server: DemoSmtpServer) -> SendStats:
+    """Send every due email through the demo SMTP server; the server is stopped whatever happens.
+
+    Batches until one claims nothing (rows retried or held by the frequency cap wait for
+    later), at most MAX_BATCHES and SEND_TIMEOUT seconds.
+    """
+    total = SendStats()
+    await server.start()
+    sender = Sender(db, settings, TemplateRenderer(settings.templates_path()), worker_id="mailcrm-demo")
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT):
+            for _ in range(MAX_BATCHES):
+                stats = await sender.send_due()
+                total.add(stats)
+                if stats.claimed == 0:
+                    break
+    finally:
+        await sender.close()
+        await server.stop()
+    return total
+
+
+_COUNTS = ("planned", "sent", "later", "skipped", "other")
+
+
+def per_rule(session: Session, now: datetime, rules: list[str]) -> dict[str, dict[str, int]]:
+    """For each rule (`rules` listed even when they found nothing): planned (outbox rows) and
+    how many were sent, are due later, were skipped as too late, or did not go out for
+    another reason (failed, retried, cancelled)."""
+    result: dict[str, dict[str, int]] = {rule: dict.fromkeys(_COUNTS, 0) for rule in rules}
+    later = col(OutboxItem.due_at) > now
+    rows = session.exec(
+        select(OutboxItem.rule, OutboxItem.state, later, func.count())
+        .group_by(col(OutboxItem.rule), col(OutboxItem.state), later)
+        .order_by(col(OutboxItem.rule))
+    )
+    for rule, state, is_later, count in rows:
+        entry = result.setdefault(rule, dict.fromkeys(_COUNTS, 0))
+        entry["planned"] += count
+        if state == "sent":
+            entry["sent"] += count
+        elif state == "skipped":
+            entry["skipped"] += count
+        elif state == "due" and is_later:
+            entry["later"] += count
+        else:
+            entry["other"] += count
+    return result
+
+
+def captured(server: DemoSmtpServer) -> list[dict[str, Any]]:
+    """Each message the SMTP server kept: file, envelope recipients and subject."""
+    found = []
+    for message in server.messages:
+        parsed = message_from_bytes(message.path.read_bytes(), policy=default_policy)
+        found.append(
+            {
+                "file": str(message.path),
+                "from": message.mail_from,
+                "to": list(message.rcpt_tos),
+                "subject": str(parsed.get("Subject", "")),
+            }
+        )
+    return found
+
+
+def summary(
+    session: Session,
+    settings: Settings,
+    server: DemoSmtpServer,
+    planned: planner.PlanReport,
+    stats: SendStats,
+) -> dict[str, Any]:
+    """The demo's `sending` section (JSON-ready)."""
+    now = datetime.now(UTC)
+    names = [rule.name for rule in planner.configured_rules(settings).rules]
+    rules = per_rule(session, now, names)
+    messages = captured(server)
+    by_template = Counter(session.exec(select(OutboxItem.template).where(OutboxItem.state == "sent")))
+    return {
+        "planned": planned.planned,
+        "sent": stats.sent,
+        "failed": stats.failed,
+        "retried": stats.retried,
+        "rules": rules,
+        "templates": dict(sorted(by_template.items())),
+        "captured": {"directory": str(server.directory), "count": len(messages), "messages": messages},
+    }
