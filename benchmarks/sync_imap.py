@@ -764,7 +764,9 @@ def print_profile(profile: dict[str, Any]) -> None:
     print(f"\nwhere the time goes (phase A with timers only: {timers['seconds']:.1f} s wall)")
     for name, stage in breakdown["stages"].items():
         cpu = f", thread CPU {stage['thread_cpu']:.1f} s" if stage["thread_cpu"] else ""
-        print(f"  {name:<14} {stage['wall']:>7.1f} s wall in {stage['calls']} calls{cpu}")
+        # Two batches are parsed at once: their waits overlap, so parse wall can exceed the total.
+        overlap = " (overlapping calls)" if name == "parse" else ""
+        print(f"  {name:<14} {stage['wall']:>7.1f} s wall in {stage['calls']} calls{cpu}{overlap}")
     waiting = breakdown["store_waiting"]
     print(f"  store stage idle (login, SELECT, SEARCH, batches not yet fetched or parsed): {waiting:.1f} s")
     print(f"  parsing worker process CPU: {timers['worker_cpu_seconds']:.1f} s (not profiled)")

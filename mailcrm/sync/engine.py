@@ -93,8 +93,11 @@ class _Parser:
     def __init__(self, use_process: bool) -> None:
         self._pool: ProcessPoolExecutor | None = None
         if use_process:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([read_batch.__module__])
+            # Not fork: this process has threads (the store's, the executor's).
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            context = multiprocessing.get_context(method)
+            if method == "forkserver":
+                context.set_forkserver_preload([read_batch.__module__])
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
 
     async def prepare(self, batch: list[FetchedMessage]) -> list[IncomingMessage]:
@@ -102,16 +105,16 @@ class _Parser:
             raws = [fetched.raw for fetched in batch]
             try:
                 read = await asyncio.get_running_loop().run_in_executor(self._pool, read_batch, raws)
-            except BrokenProcessPool:
-                log.warning("the parsing process ended unexpectedly; parsing in threads from now on")
-                self.close()
+            except (BrokenProcessPool, OSError) as exc:
+                log.warning("parsing process unavailable (%s); parsing in threads from now on", exc)
+                self.close(cancel=False)  # other batches already sent fail the same way
             else:
                 return _incoming(batch, read)
         return await asyncio.to_thread(_prepare, batch)
 
-    def close(self) -> None:
+    def close(self, *, cancel: bool = True) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=cancel)
             self._pool = None
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import mailgen
 import pytest
@@ -17,6 +20,7 @@ from servers.dovecot import DovecotServer, ImapCredentials
 from sqlalchemy import func, select
 
 from mailcrm.domain.customers import draft_from_fields
+from mailcrm.domain.matching import read_batch
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, SyncSettings
 from mailcrm.store import customers, migrate, timeline
 from mailcrm.store.db import Database
@@ -29,6 +33,7 @@ from mailcrm.store.models import (
     Suppression,
     TimelineEvent,
 )
+from mailcrm.sync import engine
 from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker, workers
 
 ALICE = "alice@acme.example"
@@ -433,6 +438,30 @@ def test_server_killed_mid_fetch_loses_nothing_and_doubles_nothing(
     env.sync()
     assert env.count(Message) == total
     assert env.count(TimelineEvent) == total
+
+
+def _parse_but_die_in_a_worker_process(raws: Sequence[bytes]) -> Any:
+    """Stands in for the parser: a worker process running it dies at once."""
+    if multiprocessing.parent_process() is not None:
+        os._exit(1)
+    return read_batch(raws)
+
+
+def test_a_dying_parsing_process_loses_nothing(
+    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = mail_env
+    for index in range(120):
+        raw = mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"bulk {index}")
+        env.dovecot._deliver_to_maildir(env.alice, raw, "INBOX")
+    monkeypatch.setattr(engine, "read_batch", _parse_but_die_in_a_worker_process)
+    worker = env.worker()
+    worker.parse_process_from = 1
+    with caplog.at_level(logging.WARNING, logger="mailcrm"):
+        asyncio.run(worker.sync_once())
+    assert any("parsing process unavailable" in record.getMessage() for record in caplog.records)
+    assert env.count(Message) == 120
+    assert env.count(TimelineEvent, TimelineEvent.kind == "reply") == 120
 
 
 def test_idle_delivery_reaches_the_timeline_within_two_seconds(mail_env: MailEnv) -> None:
