@@ -154,26 +154,17 @@ class SmtpConnection:
         try:
             client, reused = await self._ready()
             phase = Phase.MAIL
-            options, encoding = _mail_options(client, sender, recipients, payload)
             try:
-                await client.mail(sender, options=options, encoding=encoding)
+                phase = await self._envelope(client, sender, recipients, payload)
             except SMTPServerDisconnected:
-                if not reused:
+                if not reused or phase is not Phase.MAIL:
                     raise
                 # The pooled connection had died: replace it (nothing was sent on it).
                 phase = Phase.CONNECT
                 self.close()
                 client, _ = await self._ready()
                 phase = Phase.MAIL
-                options, encoding = _mail_options(client, sender, recipients, payload)
-                await client.mail(sender, options=options, encoding=encoding)
-            phase = Phase.RCPT
-            for recipient in recipients:
-                await client.rcpt(recipient, encoding=encoding)
-            phase = Phase.DATA
-            start = await client.execute_command(b"DATA")
-            if start.code != 354:
-                raise SMTPResponseException(start.code, start.message)
+                phase = await self._envelope(client, sender, recipients, payload)
             if not await before_dot():
                 self.close()  # leaving DATA unfinished makes the server discard the message
                 raise SendAborted("the outbox row is no longer held by this sender")
@@ -192,6 +183,9 @@ class SmtpConnection:
         except SmtpSendError:
             self.close()
             raise
+        except _PhasedRefusal as exc:
+            await self._reset_after_refusal(exc.phase)
+            raise SmtpSendError(SmtpOutcome(exc.phase, exc.code, exc.message, pool.where)) from None
         except SMTPResponseException as exc:
             await self._reset_after_refusal(phase)
             raise SmtpSendError(SmtpOutcome(phase, exc.code, exc.message, pool.where)) from None
@@ -207,6 +201,30 @@ class SmtpConnection:
         except BaseException:
             self.close()  # cancelled: the protocol state is unknown
             raise
+
+    async def _envelope(self, client: SMTP, sender: str, recipients: Sequence[str], payload: bytes) -> Phase:
+        """MAIL, RCPT and DATA up to the 354; returns the phase reached (DATA).
+
+        The commands are written from addresses the message builder already
+        checked, which skips aiosmtplib's per-command address parsing; a refusal
+        raises `_PhasedRefusal` with its command's phase.
+        """
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        options, encoding = _mail_options(client, sender, recipients, payload)
+        mail = await client.execute_command(
+            b"MAIL", b"FROM:" + _path(sender, encoding), *(o.encode("ascii") for o in options)
+        )
+        if mail.code != 250:
+            raise _PhasedRefusal(Phase.MAIL, mail.code, mail.message)
+        for recipient in recipients:
+            rcpt = await client.execute_command(b"RCPT", b"TO:" + _path(recipient, encoding))
+            if rcpt.code not in (250, 251):
+                raise _PhasedRefusal(Phase.RCPT, rcpt.code, rcpt.message)
+        start = await client.execute_command(b"DATA")
+        if start.code != 354:
+            raise _PhasedRefusal(Phase.DATA, start.code, start.message)
+        return Phase.DATA
 
     async def _reset_after_refusal(self, phase: Phase) -> None:
         """A refused command leaves the connection usable once the transaction is reset."""
@@ -234,6 +252,24 @@ class SmtpConnection:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+class _PhasedRefusal(SMTPResponseException):
+    """A refused command and the phase it belongs to."""
+
+    def __init__(self, phase: Phase, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.phase = phase
+
+
+_UNSAFE = re.compile(r"[\r\n\x00<>]")
+
+
+def _path(address: str, encoding: str) -> bytes:
+    """`<address>` for MAIL/RCPT; refuses what could end the command early."""
+    if _UNSAFE.search(address):
+        raise SMTPResponseException(553, f"5.1.3 refusing an unsafe address {address!r}")
+    return b"<" + address.encode(encoding) + b">"
 
 
 def _needs_utf8(values: Sequence[str]) -> bool:
