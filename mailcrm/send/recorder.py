@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from mailcrm.errors import DatabaseError
@@ -44,6 +44,7 @@ class Recorder:
         self._sent: list[SentRecord] = []
         self._barriers: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Recorder:
@@ -82,25 +83,40 @@ class Recorder:
         self._wake.set()
         await asyncio.shield(barrier)
 
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """Commit everything queued so far, then commit nothing more until the block ends.
+
+        Inside, the database holds exactly the sends queued before the block, so a
+        count read there plus the sends queued since is exact.
+        """
+        async with self._lock:
+            await self._commit_queued()
+            yield
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            starting, self._starting = self._starting, []
-            sent, self._sent = self._sent, []
-            barriers, self._barriers = self._barriers, []
-            try:
-                if starting or sent:
-                    await self._commit(starting, sent)
-            except Exception as exc:  # a bug: fail the waiting lanes rather than leave them hanging
-                log.exception("recording sends failed", extra={"action": "send_record_failed"})
-                for _row, future in starting:
-                    if not future.done():
-                        future.set_exception(exc)
-            finally:
-                for barrier in barriers:
-                    if not barrier.done():
-                        barrier.set_result(None)
+            async with self._lock:
+                await self._commit_queued()
+
+    async def _commit_queued(self) -> None:
+        starting, self._starting = self._starting, []
+        sent, self._sent = self._sent, []
+        barriers, self._barriers = self._barriers, []
+        try:
+            if starting or sent:
+                await self._commit(starting, sent)
+        except Exception as exc:  # a bug: fail the waiting lanes rather than leave them hanging
+            log.exception("recording sends failed", extra={"action": "send_record_failed"})
+            for _row, future in starting:
+                if not future.done():
+                    future.set_exception(exc)
+        finally:
+            for barrier in barriers:
+                if not barrier.done():
+                    barrier.set_result(None)
 
     async def _commit(
         self, starting: list[tuple[ClaimedEmail, asyncio.Future[bool]]], sent: list[SentRecord]

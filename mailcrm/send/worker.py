@@ -181,6 +181,8 @@ class Sender:
         self._prepared: dict[int, Prepared] = {}
         self._checks: dict[int, SendCheck] = {}
         self._checked_at = 0.0  # loop time of `_checks`
+        self._unchecked: dict[int, ClaimedEmail] = {}  # claimed rows no lane has taken yet
+        self._refreshing = asyncio.Lock()
         self._sent_to: dict[int, list[float]] = defaultdict(list)  # customer → loop times sent this batch
         self._recorder = Recorder(db, self._now)  # a new one per batch (`send_due`)
 
@@ -261,6 +263,8 @@ class Sender:
             await asyncio.to_thread(self._release)
             raise
         self._checked_at = asyncio.get_running_loop().time()
+        self._unchecked = {row.id: row for row in rows}
+        self._refreshing = asyncio.Lock()
         self._recorder = Recorder(self.db, self._now)
         queues: dict[str | None, deque[ClaimedEmail]] = defaultdict(deque)
         for row in rows:
@@ -276,7 +280,7 @@ class Sender:
                 await self._join(lanes)
         finally:
             self._customer_locks.clear()
-            self._prepared, self._checks = {}, {}
+            self._prepared, self._checks, self._unchecked = {}, {}, {}
             self._sent_to.clear()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -439,22 +443,29 @@ class Sender:
         it sees them itself.
         """
         loop = asyncio.get_running_loop()
-        check = self._checks.get(row.id)
-        checked_at = self._checked_at
-        if check is None or loop.time() - checked_at > CHECK_MAX_AGE:
-            await self._recorder.flush()
-            checked_at = loop.time()
-            window = self.settings.sending.frequency_window
-
-            def read() -> SendCheck:
-                with self.db.read() as session:
-                    return outbox.send_checks(session, [row], {row.id: facts}, now, window)[row.id]
-
-            check = await asyncio.to_thread(read)
-        later = sum(1 for at in self._sent_to.get(row.customer_id, ()) if at >= checked_at)
+        self._unchecked.pop(row.id, None)
+        if row.id not in self._checks or loop.time() - self._checked_at > CHECK_MAX_AGE:
+            async with self._refreshing:
+                if row.id not in self._checks or loop.time() - self._checked_at > CHECK_MAX_AGE:
+                    await self._refresh_checks([row, *self._unchecked.values()], now)
+        check = self._checks[row.id]
+        later = sum(1 for at in self._sent_to.get(row.customer_id, ()) if at >= self._checked_at)
         if later:
             check = replace(check, recent_sends=check.recent_sends + later)
         return check
+
+    async def _refresh_checks(self, rows: list[ClaimedEmail], now: datetime) -> None:
+        """Read the facts of the rows still to send again, in one go (the batch ran long)."""
+        window = self.settings.sending.frequency_window
+        prepared = {row.id: self._prepared[row.id] for row in rows}
+
+        def read() -> dict[int, SendCheck]:
+            with self.db.read() as session:
+                return outbox.send_checks(session, rows, prepared, now, window)
+
+        async with self._recorder.quiet():  # the sends counted in memory are exactly the later ones
+            self._checked_at = asyncio.get_running_loop().time()
+            self._checks = await asyncio.to_thread(read)
 
     def _refusal(self, row: ClaimedEmail, facts: Prepared, check: SendCheck) -> tuple[str, str] | None:
         """Why this row must not be sent now: (stats field, reason), or None."""

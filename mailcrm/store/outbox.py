@@ -555,12 +555,18 @@ def record(
     with db.write() as session:
         connection = session.connection()
         sql = _raw(connection)
-        first = _record_sent(connection, sql, sent) if sent else set()
-        started = _start(connection, sql, starting, moment) if starting else set()
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()  # inside the session's transaction
+        try:
+            first = _record_sent(cursor, sql, sent) if sent else set()
+            started = _start(cursor, sql, starting, moment) if starting else set()
+        finally:
+            cursor.close()
     return started, first
 
 
-def _start(connection: Any, sql: _RawSql, rows: Sequence[ClaimedEmail], moment: datetime) -> set[int]:
+def _start(cursor: Any, sql: _RawSql, rows: Sequence[ClaimedEmail], moment: datetime) -> set[int]:
     by_worker: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         by_worker[row.claimed_by].append(row.id)
@@ -568,31 +574,28 @@ def _start(connection: Any, sql: _RawSql, rows: Sequence[ClaimedEmail], moment: 
     started: set[int] = set()
     for worker, ids in by_worker.items():
         for chunk in _chunks(ids):
-            result = connection.exec_driver_sql(
-                sql.in_(sql.start, len(chunk)), (stamp, stamp, worker, *chunk)
-            )
-            started.update(result.scalars())
+            cursor.execute(sql.in_(sql.start, len(chunk)), (stamp, stamp, worker, *chunk))
+            started.update(found[0] for found in cursor.fetchall())
     return started
 
 
-def _select_in(connection: Any, sql: _RawSql, query: str, keys: Sequence[Any]) -> list[Any]:
+def _select_in(cursor: Any, sql: _RawSql, query: str, keys: Sequence[Any]) -> list[Any]:
     found: list[Any] = []
     for chunk in _chunks(keys):
-        found += connection.exec_driver_sql(sql.in_(query, len(chunk)), tuple(chunk)).all()
+        cursor.execute(sql.in_(query, len(chunk)), tuple(chunk))
+        found += cursor.fetchall()
     return found
 
 
-def _record_sent(connection: Any, sql: _RawSql, records: Sequence[SentRecord]) -> set[int]:
+def _record_sent(cursor: Any, sql: _RawSql, records: Sequence[SentRecord]) -> set[int]:
     """Set-based `mark_sent`: a fixed number of statements per group, not per row."""
     unique = list({r.row.id: r for r in records}.values())
-    already = {r.id for r in _select_in(connection, sql, sql.already, [r.row.id for r in unique])}
+    already = {found[0] for found in _select_in(cursor, sql, sql.already, [r.row.id for r in unique])}
     fresh = [r for r in unique if r.row.id not in already]
     stamps = {id(r): sql.stamp(r.at) for r in records}
     if fresh:
-        connection.exec_driver_sql(
-            sql.sent, [(stamps[id(r)], r.sender, stamps[id(r)], r.row.id) for r in fresh]
-        )
-    connection.exec_driver_sql(
+        cursor.executemany(sql.sent, [(stamps[id(r)], r.sender, stamps[id(r)], r.row.id) for r in fresh])
+    cursor.executemany(
         sql.message,
         [
             (
@@ -611,10 +614,12 @@ def _record_sent(connection: Any, sql: _RawSql, records: Sequence[SentRecord]) -
             for r in unique
         ],
     )
-    # The message may be older (sync found it in the Sent folder first): look the keys up.
-    pks = dict(_select_in(connection, sql, sql.message_ids, [r.row.message_id for r in unique]))
-    connection.exec_driver_sql(sql.link, [(pks[r.row.message_id], r.row.customer_id) for r in unique])
-    shown = {(e[0], e[1]) for e in _select_in(connection, sql, sql.shown, sorted(set(pks.values())))}
+    all_new = cursor.rowcount == len(unique)  # else some were there (sync found them in Sent first)
+    pks = dict(_select_in(cursor, sql, sql.message_ids, [r.row.message_id for r in unique]))
+    cursor.executemany(sql.link, [(pks[r.row.message_id], r.row.customer_id) for r in unique])
+    shown: set[tuple[int, int]] = set()
+    if not all_new:  # a new message has no timeline event yet
+        shown = {(e[0], e[1]) for e in _select_in(cursor, sql, sql.shown, sorted(set(pks.values())))}
     events = []
     for r in unique:
         key = (r.row.customer_id, pks[r.row.message_id])
@@ -623,8 +628,8 @@ def _record_sent(connection: Any, sql: _RawSql, records: Sequence[SentRecord]) -
             payload = {"rule": r.row.rule, "template": r.row.template, "outbox_id": r.row.id}
             events.append((key[0], stamps[id(r)], key[1], json.dumps(payload)))
     if events:
-        connection.exec_driver_sql(sql.event, events)
-    connection.exec_driver_sql(
+        cursor.executemany(sql.event, events)
+    cursor.executemany(
         sql.attempt, [(r.row.id, stamps[id(r)], ATTEMPT_SENT, r.code, r.reply) for r in records]
     )
     return {r.row.id for r in fresh}
