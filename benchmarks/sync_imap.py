@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import math
@@ -280,6 +281,15 @@ def child_sync(url: str, account: dict[str, Any], profile: str | None) -> dict[s
             last[0] = now
             log(f"  {folder}: {done}/{total}")
 
+    gc_time = [0.0, 0.0]  # total seconds in the collector, start of the current run
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_time[1] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_time[1]
+
+    gc.callbacks.append(on_gc)
     loop_profiler = cProfile.Profile() if profile == "cprofile" else None
     before = resource.getrusage(resource.RUSAGE_SELF)
     loop_cpu = time.thread_time()
@@ -310,6 +320,7 @@ def child_sync(url: str, account: dict[str, Any], profile: str | None) -> dict[s
             after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime + sum(tree.cpu.values()), 2
         ),
         "worker_cpu_seconds": round(sum(tree.cpu.values()), 2),
+        "gc_seconds": round(gc_time[0], 2),  # this process's garbage collector, all threads
         "rss_before_mb": round(rss_before, 1),
         # This process and its parsing worker together.
         "peak_rss_mb": round(max(after.ru_maxrss / 1024, tree.peak_rss_mb), 1),
@@ -735,6 +746,10 @@ def print_results(results: dict[str, Any]) -> None:
     print(
         f"         mailcrm: RSS {a['rss_before_mb']:.0f} MB before the sync; {a['new_messages']} new "
         f"messages, {a['leads']} leads, {a['links']} links, {a['bounces']} bounces; mbsync: {b['version']}"
+    )
+    print(
+        f"         mailcrm CPU: {a['worker_cpu_seconds']:.1f} s in the parsing worker, "
+        f"{a['gc_seconds']:.1f} s in the sync process's garbage collector"
     )
     print(
         f"IDLE:    {c['deliveries']} deliveries, median {c['median_seconds']} s, p99 {c['p99_seconds']} s, "

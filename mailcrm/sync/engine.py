@@ -5,8 +5,9 @@
          └─────────────────────┴──── UID SEARCH UID last+1:* <──┘
                                           │
       fetch batches ──queue(1)──> parse + classify ──queue(1)──> ingest + advance cursor
-      (BODY.PEEK[], bounded       (pure; a worker process       ── ONE transaction ──
-       by count and bytes)         for big syncs, else a thread)   (in a worker thread)
+      (BODY.PEEK[], bounded       (pure; two batches at once;   ── ONE transaction ──
+       by count and bytes)         a worker process for big      (in a worker thread)
+                                   syncs, else threads)
 
 Invariants:
 - The cursor (last UID) moves only in the transaction that stored the batch it
@@ -16,7 +17,8 @@ Invariants:
   Message-ID (or a stable header hash when it is missing) keeps it from doubling.
 - Fetching uses BODY.PEEK[], so syncing never marks mail as read.
 - The three stages run at once, on different batches, joined by queues of one batch:
-  at most five batches are in memory, so memory does not grow with the mailbox.
+  at most five batches are in memory (two fetched, two being parsed, one being
+  stored), so memory does not grow with the mailbox.
 - Database work runs in a worker thread and holds its transaction only while writing.
 """
 
@@ -208,8 +210,9 @@ class FolderSync:
         total = len(uids)
         fetched: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=1)
         # Batches being parsed, in fetch order: parsing starts as soon as a batch is
-        # fetched, not when the store has taken the previous one, so the parser never idles.
-        prepared: asyncio.Queue[asyncio.Future[list[IncomingMessage]] | None] = asyncio.Queue(maxsize=2)
+        # fetched, not when the store has taken the previous one (one queued, one waiting
+        # to be queued), so the parser does not idle while a batch is stored.
+        prepared: asyncio.Queue[asyncio.Future[list[IncomingMessage]] | None] = asyncio.Queue(maxsize=1)
         parser = _Parser(total >= self.parse_process_from)
 
         async def fetch() -> None:
