@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -100,7 +101,13 @@ class _Parser:
             context = multiprocessing.get_context(method)
             if method == "forkserver":
                 context.set_forkserver_preload([read_batch.__module__])
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            # Ctrl-C is this process's to handle (it stops the pool); the worker ignores it.
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=signal.signal,
+                initargs=(signal.SIGINT, signal.SIG_IGN),
+            )
 
     async def prepare(self, batch: list[FetchedMessage]) -> list[IncomingMessage]:
         if self._pool is not None:
