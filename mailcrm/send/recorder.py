@@ -38,6 +38,8 @@ class Recorder:
 
     def __init__(self, db: Database, clock: Callable[[], datetime], *, retry_delay: float = 0.5) -> None:
         self._db = db
+        self._connection = outbox.RecordConnection(db)
+        self._busy = False
         self._clock = clock
         self._retry_delay = retry_delay
         self._starting: list[tuple[ClaimedEmail, asyncio.Future[bool]]] = []
@@ -52,12 +54,16 @@ class Recorder:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.flush()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        try:
+            await self.flush()
+        finally:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if not self._busy:  # else the thread still commits; the connection goes with it
+                self._connection.close()
 
     async def starting(self, row: ClaimedEmail) -> bool:
         """Record that `row`'s final "." is about to go; False: the row is no longer ours.
@@ -124,9 +130,13 @@ class Recorder:
         rows = [row for row, future in starting if not future.done()]  # done: its lane was cancelled
         for attempt in range(1, MARK_TRIES + 1):
             try:
-                started, first = await asyncio.to_thread(
-                    outbox.record, self._db, sent=sent, starting=rows, now=self._clock()
-                )
+                self._busy = True
+                try:
+                    started, first = await asyncio.to_thread(
+                        self._connection.record, sent=sent, starting=rows, now=self._clock()
+                    )
+                finally:
+                    self._busy = False
                 break
             except DatabaseError as exc:
                 if attempt < MARK_TRIES:

@@ -30,6 +30,7 @@ connection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,7 +47,7 @@ from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.mime import make_message_id
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.domain.retry import AmbiguousPolicy, Verdict, after_ambiguous
-from mailcrm.errors import ConflictError, NotFoundError
+from mailcrm.errors import ConflictError, DatabaseError, NotFoundError
 from mailcrm.store.customers import CustomerView
 from mailcrm.store.customers import views as customer_views
 from mailcrm.store.db import Database
@@ -551,19 +552,72 @@ def record(
     rows of one connection inside a transaction. Returns the ids that may send their
     final "." and the ids recorded as sent for the first time.
     """
-    moment = now or utcnow()
     with db.write() as session:
         connection = session.connection()
-        sql = _raw(connection)
         driver = connection.connection.driver_connection
         assert driver is not None
-        cursor = driver.cursor()  # inside the session's transaction
-        try:
-            first = _record_sent(cursor, sql, sent) if sent else set()
-            started = _start(cursor, sql, starting, moment) if starting else set()
-        finally:
-            cursor.close()
+        return _record(driver, _raw(connection), sent, starting, now or utcnow())
+
+
+def _record(
+    driver: Any, sql: _RawSql, sent: Sequence[SentRecord], starting: Sequence[ClaimedEmail], moment: datetime
+) -> tuple[set[int], set[int]]:
+    cursor = driver.cursor()  # inside the caller's transaction
+    try:
+        first = _record_sent(cursor, sql, sent) if sent else set()
+        started = _start(cursor, sql, starting, moment) if starting else set()
+    finally:
+        cursor.close()
     return started, first
+
+
+class RecordConnection:
+    """A connection of its own for the sender's group commits (`record` without a session).
+
+    A session per commit costs more than the commit itself; this keeps one pooled
+    driver connection and runs BEGIN/COMMIT on it. Not for concurrent use: the
+    sender's `Recorder` commits one group at a time.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._driver: Any = None
+        self._sql = _raw(db.engine)
+        self._errors: Any = db.engine.dialect.loaded_dbapi.Error
+
+    def record(
+        self,
+        *,
+        sent: Sequence[SentRecord] = (),
+        starting: Sequence[ClaimedEmail] = (),
+        now: datetime | None = None,
+    ) -> tuple[set[int], set[int]]:
+        """As `record`; raises `DatabaseError` (the connection is dropped and reopened next time)."""
+        try:
+            if self._driver is None:
+                self._driver = self._db.engine.raw_connection()
+            driver = self._driver
+            if self._sql.postgres:
+                found = _record(driver, self._sql, sent, starting, now or utcnow())
+            else:
+                driver.execute("BEGIN IMMEDIATE")  # the write lock up front, as `Database.write`
+                found = _record(driver, self._sql, sent, starting, now or utcnow())
+            driver.commit()
+            return found
+        except self._errors as exc:
+            self.close()
+            raise DatabaseError(f"database error on {self._db.display_url}: {exc}") from exc
+        except BaseException:
+            self.close()  # never leave the write lock held
+            raise
+
+    def close(self) -> None:
+        """Give the connection back (rolled back if a transaction was left open)."""
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            with contextlib.suppress(self._errors):
+                driver.rollback()
+            driver.close()
 
 
 def _start(cursor: Any, sql: _RawSql, rows: Sequence[ClaimedEmail], moment: datetime) -> set[int]:
