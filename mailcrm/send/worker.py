@@ -185,6 +185,9 @@ class Sender:
         self._refreshing = asyncio.Lock()
         self._sent_to: dict[int, list[float]] = defaultdict(list)  # customer → loop times sent this batch
         self._recorder = Recorder(db, self._now)  # a new one per batch (`send_due`)
+        self._queues: dict[str | None, deque[ClaimedEmail]] = defaultdict(deque)
+        self._lanes: dict[str | None, list[asyncio.Task[None]]] = defaultdict(list)
+        self._low = asyncio.Event()  # the queues ran low: claim the next batch
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -239,21 +242,19 @@ class Sender:
         return outbox.release(self.db, self.worker_id, self._now(), ambiguous=self.settings.sending.ambiguous)
 
     async def send_due(self, now: datetime | None = None) -> SendStats:
-        """Claim one batch of due rows and send it; `now` shifts the clock (tests, replays)."""
+        """Claim due rows and send them; `now` shifts the clock (tests, replays).
+
+        Claims `sending.batch_size` rows; while a full batch is being sent and its
+        queue runs low, the next batch is claimed and read in the background, so the
+        connections never wait for the database between batches. Returns once no
+        more rows are due (or on stop).
+        """
         sending = self.settings.sending
         if not sending.enabled:
             return SendStats()
         self._offset = (now - utcnow()) if now is not None else timedelta()
         lease = timedelta(seconds=sending.lease_seconds)
-        rows = await asyncio.to_thread(
-            outbox.claim,
-            self.db,
-            self.worker_id,
-            sending.batch_size,
-            lease,
-            self._now(),
-            ambiguous=sending.ambiguous,
-        )
+        rows = await asyncio.to_thread(self._claim, lease)
         stats = SendStats(claimed=len(rows))
         if not rows:
             return stats
@@ -266,21 +267,19 @@ class Sender:
         self._unchecked = {row.id: row for row in rows}
         self._refreshing = asyncio.Lock()
         self._recorder = Recorder(self.db, self._now)
-        queues: dict[str | None, deque[ClaimedEmail]] = defaultdict(deque)
-        for row in rows:
-            queues[row.sender].append(row)
-        lanes = []
-        for sender, queue in queues.items():
-            pool = self._pool(sender)
-            count = min(pool.max_connections if pool else 1, len(queue))
-            lanes += [asyncio.create_task(self._lane(queue, pool, stats)) for _ in range(count)]
+        self._queues = defaultdict(deque)
+        self._lanes = defaultdict(list)
+        self._low = asyncio.Event()
+        self._enqueue(rows, stats)
+        refill = asyncio.create_task(self._refill(stats, lease)) if len(rows) >= sending.batch_size else None
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         try:
             async with self._recorder:
-                await self._join(lanes)
+                await self._join(refill)
         finally:
             self._customer_locks.clear()
             self._prepared, self._checks, self._unchecked = {}, {}, {}
+            self._queues, self._lanes = defaultdict(deque), defaultdict(list)
             self._sent_to.clear()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -297,17 +296,71 @@ class Sender:
         )
         return stats
 
-    async def _join(self, lanes: list[asyncio.Task[None]]) -> None:
-        """Wait for the lanes; after stop, give in-flight transactions `stop_grace` seconds."""
-        everything: asyncio.Future[list[Any]] = asyncio.gather(*lanes, return_exceptions=True)
+    def _claim(self, lease: timedelta) -> list[ClaimedEmail]:
+        sending = self.settings.sending
+        return outbox.claim(
+            self.db, self.worker_id, sending.batch_size, lease, self._now(), ambiguous=sending.ambiguous
+        )
+
+    def _enqueue(self, rows: list[ClaimedEmail], stats: SendStats) -> None:
+        """Queue rows per sending account; each account gets up to one lane per connection."""
+        for row in rows:
+            self._queues[row.sender].append(row)
+        for sender, queue in self._queues.items():
+            pool = self._pool(sender)
+            lanes = self._lanes[sender]
+            lanes[:] = [lane for lane in lanes if not lane.done()]
+            wanted = min(pool.max_connections if pool else 1, len(queue)) - len(lanes)
+            lanes += [asyncio.create_task(self._lane(queue, pool, stats)) for _ in range(max(wanted, 0))]
+
+    def _queued(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    async def _refill(self, stats: SendStats, lease: timedelta) -> None:
+        """Claim the next batch once half of the queued rows are taken; stop when none are due."""
+        batch = self.settings.sending.batch_size
+        while not self._stop.is_set():
+            self._low.clear()
+            if self._queued() > batch // 2:
+                await self._low.wait()
+                continue
+            rows = await asyncio.to_thread(self._claim, lease)
+            stats.claimed += len(rows)
+            if rows:
+                prepared = await asyncio.to_thread(self._prepare_only, rows)
+                self._prepared.update(prepared)
+                self._unchecked.update((row.id, row) for row in rows)  # checked when first taken
+                self._enqueue(rows, stats)
+            if len(rows) < batch:
+                return
+
+    async def _join(self, refill: asyncio.Task[None] | None) -> None:
+        """Wait for the lanes (and the refill); after stop, in-flight transactions get
+        `stop_grace` seconds."""
         stopper: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         try:
-            await asyncio.wait([everything, stopper], return_when=asyncio.FIRST_COMPLETED)
-            if not everything.done():
-                _done, pending = await asyncio.wait(lanes, timeout=self.stop_grace)
-                for lane in pending:
-                    lane.cancel()
-            for result in await everything:
+            while True:
+                pending = [lane for lanes in self._lanes.values() for lane in lanes if not lane.done()]
+                if refill is not None and not refill.done():
+                    pending.append(refill)
+                if not pending:
+                    break
+                await asyncio.wait([*pending, stopper], return_when=asyncio.FIRST_COMPLETED)
+                if stopper.done():
+                    self._low.set()  # the refill sees the stop; a claim under way still ends queued
+                    tasks = [lane for lanes in self._lanes.values() for lane in lanes]
+                    if refill is not None:
+                        tasks.append(refill)
+                    _done, late = await asyncio.wait(tasks, timeout=self.stop_grace)
+                    for task in late:
+                        task.cancel()
+                    if late:
+                        await asyncio.wait(late)
+                    break
+            tasks = [lane for lanes in self._lanes.values() for lane in lanes]
+            if refill is not None:
+                tasks.append(refill)
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     log.error(
                         "send lane failed: %r",
@@ -342,8 +395,11 @@ class Sender:
     # -- one row -----------------------------------------------------------------------------
 
     async def _lane(self, queue: deque[ClaimedEmail], pool: SmtpPool | None, stats: SendStats) -> None:
+        low = self.settings.sending.batch_size // 2
         while queue and not self._stop.is_set():
             row = queue.popleft()
+            if len(queue) <= low:
+                self._low.set()
             try:
                 async with self._customer_locks[row.customer_id]:
                     result = await self._process(row, pool)
@@ -426,6 +482,10 @@ class Sender:
         if self._copier is not None:
             self._copier.schedule(person, built.payload, row.message_id)
         return "sent"
+
+    def _prepare_only(self, rows: list[ClaimedEmail]) -> dict[int, Prepared]:
+        with self.db.read() as session:
+            return outbox.prepare(session, rows)
 
     def _prepare(
         self, rows: list[ClaimedEmail], now: datetime
