@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -113,22 +115,47 @@ def plan(db: Database, settings: Settings, rules: RuleSet, now: datetime | None 
     end = moment + timedelta(hours=settings.planning.lookahead_hours)
     report = PlanReport(start=start, end=end)
     context = _context(settings, start, end, moment)
+    domain = settings.sending.message_id_domain
+    in_memory = db.is_sqlite and db.url.database in (None, "", ":memory:")
     with db.engine.connect() as reading:
         batches = _batches(reading, rules, context)
-        if db.is_sqlite and db.url.database in (None, "", ":memory:"):
-            batches = iter(list(batches))  # one shared connection: read everything before writing
-        for batch in batches:
-            for email in batch.emails:
-                report.per_rule[email.rule] = report.per_rule.get(email.rule, 0) + 1
-                report.skipped_late += email.state == "skipped"
-            report.planned += len(batch.emails)
-            with db.write() as session:
-                connection = session.connection()
-                known = _existing(connection, batch.rule, {email.customer_id for email in batch.emails})
-                fresh = [e for e in batch.emails if (e.customer_id, e.occurrence) not in known]
-                report.inserted += _insert(
-                    connection, fresh, batch.owners, settings.sending.message_id_domain
-                )
+        if in_memory:
+            # One shared connection: read everything, then write in this thread.
+            for batch in list(batches):
+                _count(report, batch)
+                report.inserted += _write(db, batch, domain)
+            return _logged(report)
+        # A writer thread stores batch N while this one reads and plans batch N+1: the
+        # database works on the insert while Python works on the next candidates.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailcrm-plan-write") as writer:
+            pending: deque[Future[int]] = deque()
+            for batch in batches:
+                _count(report, batch)
+                pending.append(writer.submit(_write, db, batch, domain))
+                while len(pending) > 1:  # at most one batch queued behind the one being written
+                    report.inserted += pending.popleft().result()
+            while pending:
+                report.inserted += pending.popleft().result()
+    return _logged(report)
+
+
+def _count(report: PlanReport, batch: _Batch) -> None:
+    for email in batch.emails:
+        report.per_rule[email.rule] = report.per_rule.get(email.rule, 0) + 1
+        report.skipped_late += email.state == "skipped"
+    report.planned += len(batch.emails)
+
+
+def _write(db: Database, batch: _Batch, message_id_domain: str | None) -> int:
+    """One batch in one transaction: what the outbox does not have yet; how many rows are new."""
+    with db.write() as session:
+        connection = session.connection()
+        known = _existing(connection, batch.rule, {email.customer_id for email in batch.emails})
+        fresh = [e for e in batch.emails if (e.customer_id, e.occurrence) not in known]
+        return _insert(connection, fresh, batch.owners, message_id_domain)
+
+
+def _logged(report: PlanReport) -> PlanReport:
     log.info(
         "planned %s emails (%s new)",
         report.planned,
