@@ -29,6 +29,7 @@ from mailcrm.settings import Settings
 from mailcrm.store.candidates import candidates
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, OutboxState, table_of
+from mailcrm.store.outbox import FALLBACK_ID_DOMAIN
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ _OUTBOX = table_of(OutboxItem)
 _BATCH = 5000
 """Candidates planned, and outbox rows written, per step: memory stays flat however many
 customers there are, and no write transaction holds SQLite's lock for long."""
-FALLBACK_ID_DOMAIN = "mailcrm.invalid"
 _COLUMNS = (
     "rule", "customer_id", "occurrence", "template", "sender", "due_at", "state", "attempts",
     "message_id", "in_reply_to", "skip_reason", "ambiguous_attempts", "created_at", "updated_at",
