@@ -43,7 +43,7 @@ import random
 import secrets
 import socket
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -177,7 +177,8 @@ class Sender:
         self._copier = SentCopier() if sending.copy_to_sent else None
         self._stop = asyncio.Event()
         self._offset = timedelta()
-        self._customer_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._customer_locks: dict[int, asyncio.Lock] = {}
+        self._customer_users: dict[int, int] = {}
         self._prepared: dict[int, Prepared] = {}
         self._checks: dict[int, SendCheck] = {}
         self._checked_at = 0.0  # loop time of `_checks`
@@ -278,6 +279,7 @@ class Sender:
                 await self._join(refill)
         finally:
             self._customer_locks.clear()
+            self._customer_users.clear()
             self._prepared, self._checks, self._unchecked = {}, {}, {}
             self._queues, self._lanes = defaultdict(deque), defaultdict(list)
             self._sent_to.clear()
@@ -401,7 +403,7 @@ class Sender:
             if len(queue) <= low:
                 self._low.set()
             try:
-                async with self._customer_locks[row.customer_id]:
+                async with self._customer(row.customer_id):
                     result = await self._process(row, pool)
             except _Stopped:
                 return  # the row is still claimed: given back with the others
@@ -423,7 +425,25 @@ class Sender:
                         outbox.defer, self.db, row, later, note=f"internal error: {exc!r}"
                     )
                 result = "deferred"
+            finally:
+                self._prepared.pop(row.id, None)  # a long run must not keep every row in memory
+                self._checks.pop(row.id, None)
             setattr(stats, result, getattr(stats, result) + 1)
+
+    @contextlib.asynccontextmanager
+    async def _customer(self, customer_id: int) -> AsyncIterator[None]:
+        """One row of a customer at a time (the frequency cap counts the ones before)."""
+        lock = self._customer_locks.setdefault(customer_id, asyncio.Lock())
+        self._customer_users[customer_id] = self._customer_users.get(customer_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users = self._customer_users[customer_id] - 1
+            if users:
+                self._customer_users[customer_id] = users
+            else:
+                del self._customer_users[customer_id], self._customer_locks[customer_id]
 
     async def _process(self, row: ClaimedEmail, pool: SmtpPool | None) -> str:
         """Check, render, send and record one row; returns the SendStats field to count it in."""
@@ -524,8 +544,11 @@ class Sender:
                 return outbox.send_checks(session, rows, prepared, now, window)
 
         async with self._recorder.quiet():  # the sends counted in memory are exactly the later ones
-            self._checked_at = asyncio.get_running_loop().time()
+            self._checked_at = since = asyncio.get_running_loop().time()
             self._checks = await asyncio.to_thread(read)
+        self._sent_to = defaultdict(
+            list, {c: ts for c, t in self._sent_to.items() if (ts := [a for a in t if a >= since])}
+        )
 
     def _refusal(self, row: ClaimedEmail, facts: Prepared, check: SendCheck) -> tuple[str, str] | None:
         """Why this row must not be sent now: (stats field, reason), or None."""
