@@ -384,12 +384,13 @@ def print_report(result: dict[str, Any]) -> None:
             figures = planning.get(store)
             if not figures:
                 continue
-            seconds = figures.get("plan_seconds", figures.get("seconds"))
             print(
-                f"  {store}: {seconds} s, peak RSS {figures.get('peak_rss_mb', 0):.0f} MB, "
-                f"{'OK' if figures.get('ok') else 'MISSED'}"
+                f"  {store}: {figures.get('seconds', 0):.2f} s, {figures.get('planned', 0):,} planned, "
+                f"{figures.get('inserted', 0):,} new outbox rows, "
+                f"peak RSS {figures.get('peak_rss_mb', 0):.0f} MB: "
+                f"{'OK' if figures.get('ok') else 'MISSED'} (targets < 5 s, < 500 MB)"
             )
-    print("OK" if result["ok"] else "MISSED")
+    print("sending: " + ("OK" if result["ok"] else "MISSED"))
 
 
 def main() -> None:

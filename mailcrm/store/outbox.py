@@ -23,9 +23,13 @@ dies after it leaves a row whose delivery is unknown. With `sending.ambiguous:
 resend` (the default) it is sent once more with the same Message-ID, so the
 recipient's client can fold the copies; a second unknown outcome is held. With
 `hold` it becomes `delivery_unknown` for a person to look at (`outbox retry` sends
-it). A sender uses each connection for one transaction at a time and marks the row
-sent before it starts the next, so a kill leaves at most one such row per open
-connection.
+it). A sender uses each connection for one transaction at a time, and a row's `sent`
+is committed in the same transaction as the connection's next start or an earlier
+one (`record`, the sender's group commit), so a kill leaves at most one such row per
+open connection.
+
+Every attempt that reached the server is kept in `outbox_attempt` (outcome, reply
+code and text), which `outbox show` lists.
 """
 
 from __future__ import annotations
@@ -486,7 +490,8 @@ class _RawSql:
             "UPDATE outbox SET attempt_started_at = ?, updated_at = ? "
             "WHERE state = 'claimed' AND claimed_by = ? AND id IN ({ids}) RETURNING id"
         )
-        self.already = "SELECT id FROM outbox WHERE state = 'sent' AND id IN ({ids})"
+        # By id only: with `state = 'sent'` in the WHERE, SQLite walks every sent row.
+        self.states = "SELECT id, state FROM outbox WHERE id IN ({ids})"
         self.sent = self._q(
             "UPDATE outbox SET state = 'sent', sent_at = ?, sender = ?, attempts = attempts + 1, "
             "attempt_started_at = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ? "
@@ -644,7 +649,8 @@ def _select_in(cursor: Any, sql: _RawSql, query: str, keys: Sequence[Any]) -> li
 def _record_sent(cursor: Any, sql: _RawSql, records: Sequence[SentRecord]) -> set[int]:
     """Set-based `mark_sent`: a fixed number of statements per group, not per row."""
     unique = list({r.row.id: r for r in records}.values())
-    already = {found[0] for found in _select_in(cursor, sql, sql.already, [r.row.id for r in unique])}
+    states = _select_in(cursor, sql, sql.states, [r.row.id for r in unique])
+    already = {found[0] for found in states if found[1] == SENT}
     fresh = [r for r in unique if r.row.id not in already]
     stamps = {id(r): sql.stamp(r.at) for r in records}
     if fresh:
