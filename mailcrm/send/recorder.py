@@ -4,7 +4,7 @@ Per message the sender writes twice: `attempt_started_at` before the final "." (
 must be durable before the dot) and `sent` after the 250. One transaction each
 would cap a process at a few hundred emails/s, so every lane hands its writes to one
 `Recorder`, which commits whatever has queued up meanwhile in a single transaction
-(`outbox.record`) while the previous one runs.
+on a connection of its own (`outbox.RecordConnection`) while the previous one runs.
 
 Ordering keeps the crash guarantee: a lane queues its row's `sent` before it asks to
 start its next row, and a start is granted only once the commit holding it is done;
@@ -142,8 +142,11 @@ class Recorder:
                 if attempt < MARK_TRIES:
                     await asyncio.sleep(self._retry_delay * 2**attempt)
                     continue
-                # The rows stay claimed with their start unrecorded (sent: recorded as
-                # started, so given back as interrupted and resent once at most).
+                # Starts fail (their dots are not sent); sends go back to the head of the
+                # queue, so they still precede any later start of their connection. If
+                # they never commit, their rows are given back as interrupted and resent
+                # once at most.
+                self._sent[:0] = sent
                 log.error(
                     "could not record %s sent and %s starting outbox rows: %s",
                     len(sent),
