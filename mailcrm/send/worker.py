@@ -516,11 +516,12 @@ class Sender:
             return prepared, outbox.send_checks(session, rows, prepared, now, window)
 
     async def _check(self, row: ClaimedEmail, facts: Prepared, now: datetime) -> SendCheck:
-        """The row's send-time facts: the batch's, or its own when those are stale.
+        """The row's send-time facts: read with its batch, or again (with every row still
+        queued) when older than `CHECK_MAX_AGE` or claimed by a refill.
 
-        Sends earlier in this batch count towards the frequency cap (the customer
-        lock orders them); a fresh read first waits for pending sends to commit, so
-        it sees them itself.
+        Sends of this run after the read count towards the frequency cap (the
+        customer lock orders a customer's rows; `_refresh_checks` reads while the
+        recorder is quiet, so no send is counted twice or missed).
         """
         loop = asyncio.get_running_loop()
         self._unchecked.pop(row.id, None)
