@@ -67,6 +67,13 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _local_date(value: datetime | date, zone: str) -> date:
+    """The customer's local date of an instant; a date is already local."""
+    if isinstance(value, datetime):
+        return _aware(value).astimezone(ZoneInfo(zone)).date()
+    return value
+
+
 def _base_date(anchor: datetime | date | str, zone: str) -> date | None:
     if isinstance(anchor, datetime):
         return _aware(anchor).astimezone(ZoneInfo(zone)).date()
@@ -123,30 +130,34 @@ class _Memo:
 
 def _due_times(
     rule: Rule, candidate: Candidate, context: PlanContext, memo: _Memo
-) -> Iterator[tuple[str, datetime, str | None]]:
-    """(occurrence key, due instant UTC already in the send window, in_reply_to) for one candidate."""
+) -> Iterator[tuple[str, datetime, str | None, datetime | date]]:
+    """(occurrence key, due instant UTC already in the send window, in_reply_to, trigger) for
+    one candidate; `trigger` is when the trigger happened (an instant, or a local date),
+    before any wait or send window: what a rule's `start` and `end` are compared with."""
     trigger = rule.trigger
     zone = _zone(candidate, context)
     anchor = candidate.anchor
     window = rule.send_window
     if isinstance(trigger, AfterPurchase | OnEvent) and isinstance(anchor, datetime):
-        due = next_in_window(_aware(anchor) + trigger.wait, zone, window)
-        yield occurrence_key(trigger, ref=candidate.ref), due, None
+        at = _aware(anchor)
+        due = next_in_window(at + trigger.wait, zone, window)
+        yield occurrence_key(trigger, ref=candidate.ref), due, None, at
     elif isinstance(trigger, NoPurchaseFor) and isinstance(anchor, datetime):
         last = _aware(anchor)
-        due = next_in_window(last + trigger.period, zone, window)
-        yield occurrence_key(trigger, ref=last.date().isoformat()), due, None
+        lapse = last + trigger.period
+        due = next_in_window(lapse, zone, window)
+        yield occurrence_key(trigger, ref=last.date().isoformat()), due, None, lapse
     elif isinstance(trigger, NoReplyTo) and isinstance(anchor, datetime) and candidate.ref:
         sent = _aware(anchor)
         for step in range(1, trigger.steps + 1):
             key = occurrence_key(trigger, ref=candidate.ref, step=step)
-            yield key, next_in_window(sent + trigger.delay(step), zone, window), candidate.ref
+            yield key, next_in_window(sent + trigger.delay(step), zone, window), candidate.ref, sent
     elif isinstance(trigger, OnDate):
         at = trigger.at
         if at.tzinfo is None:
-            yield occurrence_key(trigger), memo.wall_instant(at, zone), None
+            yield occurrence_key(trigger), memo.wall_instant(at, zone), None, at.date()
         else:
-            yield occurrence_key(trigger), next_in_window(at.astimezone(UTC), zone, window), None
+            yield occurrence_key(trigger), next_in_window(at.astimezone(UTC), zone, window), None, at
     elif isinstance(trigger, AnniversaryOf) and anchor is not None:
         base = _base_date(anchor, zone)
         if base is None:
@@ -154,24 +165,28 @@ def _due_times(
         local_start, local_end = memo.local_range(zone)
         leap_day = trigger.leap_day or context.leap_day
         for day in anniversaries(base, local_start, local_end, leap_day=leap_day, years=trigger.years):
-            yield occurrence_key(trigger, day=day), memo.send_instant(day, zone), None
+            yield occurrence_key(trigger, day=day), memo.send_instant(day, zone), None, day
 
 
 def plan_rule(rule: Rule, candidates: Iterable[Candidate], context: PlanContext) -> list[PlannedEmail]:
-    """The emails `rule` asks for among `candidates`, due in [context.start, context.end)."""
+    """The emails `rule` asks for among `candidates`, due in [context.start, context.end).
+
+    A rule's `start` and `end` (inclusive, the customer's local dates) bound the date its
+    trigger happens, not the date the email is due (see `Rule`): an event on `end` is
+    still thanked for the day after.
+    """
     if not rule.enabled:
         return []
     memo = _Memo(rule, context)
+    bounded = rule.start is not None or rule.end is not None
     planned = []
     for candidate in candidates:
         zone = _zone(candidate, context)
-        for occurrence, due, in_reply_to in _due_times(rule, candidate, context, memo):
+        for occurrence, due, in_reply_to, happened in _due_times(rule, candidate, context, memo):
             if not context.start <= due < context.end:
                 continue
-            if rule.start or rule.end:
-                local_day = due.astimezone(ZoneInfo(zone)).date()
-                if (rule.start and local_day < rule.start) or (rule.end and local_day > rule.end):
-                    continue
+            if bounded and not rule.active_on(_local_date(happened, zone)):
+                continue
             verdict = catch_up(due, context.now, context.grace)
             planned.append(
                 PlannedEmail(

@@ -342,7 +342,15 @@ class Filters:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One named rule; `source` is `file:line` for messages that point back at the YAML."""
+    """One named rule; `source` is `file:line` for messages that point back at the YAML.
+
+    `start` and `end` (both inclusive, optional) limit the rule to triggers that happen
+    on those dates, in the customer's local time: the purchase (`after: purchase`), the
+    event (`event:`), the message without a reply (`no_reply_to:`; its follow-ups go
+    with it), the day the period without a purchase runs out (`no_purchase_for:`), the
+    anniversary day (`anniversary_of:`), the campaign's date (`on:`). They do not bound
+    when the email goes out: a `wait` or a send window may put that after `end`.
+    """
 
     name: str
     trigger: Trigger
@@ -358,7 +366,8 @@ class Rule:
     source: str = ""
 
     def active_on(self, day: date) -> bool:
-        """Enabled, and `day` lies within `start`..`end` (both inclusive)."""
+        """Enabled, and `day` (the local date a trigger happens) lies within `start`..`end`
+        (both inclusive)."""
         if not self.enabled:
             return False
         if self.start is not None and day < self.start:

@@ -7,11 +7,13 @@ the exact local send time is computed afterwards, in the pure core, for those ro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, cast, exists, func, literal, not_, select
+from sqlalchemy import ColumnElement, Integer, Select, cast, exists, false, func, literal, not_, select
 from sqlalchemy.engine import Connection
 
 from mailcrm.domain.occurrences import Candidate
@@ -100,17 +102,19 @@ def _filtered(statement: Select[Any], rule: Rule, connection: Connection) -> Sel
             exists().where(_TAG.c.customer_id == customer.id, _TAG.c.tag.in_(sorted(filters.tags)))
         )
     if filters.bought:
-        products = sorted({product.lower() for product in filters.bought})
+        names = _products_named(connection, filters.bought)
+        bought = _PURCHASE.alias("bought")
         statement = statement.where(
-            exists().where(
-                _PURCHASE.c.customer_id == customer.id, func.lower(_PURCHASE.c.product).in_(products)
-            )
+            exists().where(bought.c.customer_id == customer.id, bought.c.product.in_(names))
+            if names
+            else false()
         )
     if filters.spend_min_minor is not None or filters.spend_max_minor is not None:
+        paid = _PURCHASE.alias("paid")
         spent = (
-            select(func.coalesce(func.sum(_PURCHASE.c.amount_minor), 0))
-            .where(_PURCHASE.c.customer_id == customer.id)
-            .where(_PURCHASE.c.currency == (filters.spend_currency or "USD"))
+            select(func.coalesce(func.sum(paid.c.amount_minor), 0))
+            .where(paid.c.customer_id == customer.id)
+            .where(paid.c.currency == (filters.spend_currency or "USD"))
             .scalar_subquery()
         )
         if filters.spend_min_minor is not None:
@@ -118,6 +122,26 @@ def _filtered(statement: Select[Any], rule: Rule, connection: Connection) -> Sel
         if filters.spend_max_minor is not None:
             statement = statement.where(spent <= filters.spend_max_minor)
     return statement
+
+
+def _product_key(name: str) -> str:
+    """A product name as `bought` compares it: Unicode case folding of the canonical form,
+    so "ÖKO-Panel", "öko-panel" and "Öko-Panel" are one product (as are "STRASSE" and "Straße")."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", name).casefold())
+
+
+def _products_named(connection: Connection, wanted: Iterable[str]) -> list[str]:
+    """The product names, exactly as stored, that equal one of `wanted` ignoring case.
+
+    The comparison runs in Python (`_product_key`), the same on every store: SQLite's
+    lower() folds ASCII only and PostgreSQL's depends on the database's LC_CTYPE. A store
+    holds far fewer distinct product names than purchases and reading them is one pass
+    over the product index, done once per rule and pass; the filter itself is then a plain
+    `product IN (...)` probe per customer.
+    """
+    keys = {_product_key(name) for name in wanted}
+    stored = connection.execute(select(_PURCHASE.c.product).distinct()).scalars()
+    return sorted(name for name in stored if name is not None and _product_key(name) in keys)
 
 
 def _base(*extra: Any) -> Select[Any]:
@@ -148,10 +172,13 @@ def candidates(connection: Connection, rule: Rule, start: datetime, end: datetim
     trigger = rule.trigger
     if isinstance(trigger, AfterPurchase):
         low, high = start - trigger.wait - SLACK, end - trigger.wait + SLACK
-        statement = _base(_PURCHASE.c.purchased_at, _PURCHASE.c.id).join(
-            _PURCHASE, _PURCHASE.c.customer_id == _CUSTOMER.c.id
+        # An alias: the `bought`/`spend` filters' subqueries over purchase must see every
+        # purchase of the customer, not be correlated to this one.
+        purchase = _PURCHASE.alias("trigger")
+        statement = _base(purchase.c.purchased_at, purchase.c.id).join(
+            purchase, purchase.c.customer_id == _CUSTOMER.c.id
         )
-        statement = statement.where(_PURCHASE.c.purchased_at.between(low, high))
+        statement = statement.where(purchase.c.purchased_at.between(low, high))
         yield from _rows(connection, _filtered(statement, rule, connection), ref=True)
     elif isinstance(trigger, AnniversaryOf):
         yield from _anniversaries(connection, rule, trigger, start.date(), end.date())
@@ -215,7 +242,7 @@ def _anniversaries(
     elif field.startswith("custom."):
         key = field[len("custom.") :]
         if connection.dialect.name == "sqlite":
-            column = func.json_extract(_CUSTOMER.c.custom, f"$.{key}")
+            column = func.json_extract(_CUSTOMER.c.custom, _json_path(key))
         else:
             column = _CUSTOMER.c.custom.op("->>")(key)
         statement = _base(column, literal(None))
@@ -227,6 +254,22 @@ def _anniversaries(
         return
     statement = statement.where(_on_month_days(connection, column, start, end))
     yield from _rows(connection, _filtered(statement, rule, connection))
+
+
+_JSON_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _json_path(key: str) -> str:
+    """SQLite's JSON path of the top-level key `key`, quoted so "contract.signed" is one key,
+    not `contract` then `signed` (bound as a parameter, never spliced into SQL).
+
+    SQLite's path syntax has no escape inside a quoted label, so only the characters of a
+    custom field name (`normalize_custom_key`: letters, digits, _ . -) are accepted: no
+    key can close the quotes and add path steps of its own.
+    """
+    if not _JSON_KEY.fullmatch(key):
+        raise ValueError(f"invalid custom field name {key!r}")
+    return f'$."{key}"'
 
 
 def _unanswered(

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from plan_fixtures import ALICE, BOB, Planned, World, make_settings
-from sqlalchemy import text
 
 from mailcrm.store.db import Database
 
@@ -24,19 +23,6 @@ from mailcrm.store.db import Database
 @pytest.fixture
 def world(db: Database, tmp_path: Path) -> World:
     return World(db, make_settings(tmp_path))
-
-
-def xfail_on_sqlite(request: pytest.FixtureRequest, db: Database, reason: str) -> None:
-    if db.is_sqlite:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-def xfail_without_unicode_lower(request: pytest.FixtureRequest, db: Database, reason: str) -> None:
-    """SQLite's lower() folds ASCII only; PostgreSQL's depends on the database's LC_CTYPE."""
-    with db.engine.connect() as connection:
-        folds = connection.execute(text("SELECT lower('Ö') = 'ö'")).scalar_one()
-    if not folds:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 # --- no_purchase_for (win-back) ----------------------------------------------------------
@@ -197,16 +183,9 @@ def test_anniversaries(world: World, when: str, expected: list[tuple[str, str]])
     assert planned == [Planned("yearly", email, "year:2026", due) for email, due in expected]
 
 
-def test_anniversary_of_a_custom_field_with_a_dot_in_its_name(
-    world: World, request: pytest.FixtureRequest, db: Database
-) -> None:
-    xfail_on_sqlite(
-        request,
-        db,
-        "SQLite reads custom.contract.signed with json_extract(custom, '$.contract.signed'), "
-        "a nested path, so a custom key containing '.' (allowed by normalize_custom_key) is "
-        "never found: no anniversary on SQLite, while PostgreSQL's ->> finds it",
-    )
+def test_anniversary_of_a_custom_field_with_a_dot_in_its_name(world: World) -> None:
+    """`contract.signed` is one custom field (normalize_custom_key allows "."), not a
+    field `signed` inside a field `contract`."""
     world.customer("dotted@x.example", **{"custom.contract.signed": "2021-06-15"})
     rules = world.rules(
         """
@@ -374,39 +353,30 @@ def test_filters(world: World, header: str, where: str, expected: tuple[str, ...
     ]
 
 
-def test_bought_ignores_case_beyond_ascii(world: World, request: pytest.FixtureRequest, db: Database) -> None:
-    xfail_without_unicode_lower(
-        request,
-        db,
-        "the bought filter lower-cases the rule's names in Python (str.lower) and the stored "
-        "product with SQL lower(), which on SQLite (and PostgreSQL under a C LC_CTYPE) folds "
-        "ASCII only: 'ÖKO-Panel' becomes 'Öko-panel', never equal to 'öko-panel'",
-    )
+def test_bought_ignores_case_beyond_ascii(world: World) -> None:
+    """Full Unicode case folding on every store (SQLite's lower() folds ASCII only,
+    PostgreSQL's depends on the database's LC_CTYPE)."""
     ann = world.customer("ann@x.example")
     world.purchase(ann, "2026-01-05T10:00", product="ÖKO-Panel")
     world.customer("bob@x.example")
+    cy = world.customer("cy@x.example")
+    world.purchase(cy, "2026-01-05T10:00", product="FUSSMATTE")  # casefold("Fußmatte") == "fussmatte"
+    dee = world.customer("dee@x.example")
+    world.purchase(dee, "2026-01-05T10:00", product="Oko-Panel")  # another letter, not another case
     rules = world.rules(
         """
         rules:
           - name: mailing
             when: {on: "2026-06-12T10:00"}
             template: thank_you
-            where: {bought: [öko-panel]}
+            where: {bought: [öko-panel, Fußmatte]}
         """
     )
     assert world.forecast(rules, "2026-06-10T00:00", days=7) == [
         Planned("mailing", "ann@x.example", "campaign", "2026-06-12T10:00Z"),
+        Planned("mailing", "cy@x.example", "campaign", "2026-06-12T10:00Z"),
     ]
 
-
-CORRELATED = pytest.mark.xfail(
-    strict=True,
-    reason="an `after: purchase` rule with a `spend` or `bought` filter makes planning raise "
-    "sqlalchemy InvalidRequestError ('returned no FROM clauses due to auto-correlation'): "
-    "candidates() joins the purchase table itself (not an alias, unlike the anniversary "
-    "query), so the spend / bought subqueries of _filtered() over purchase and customer "
-    "are correlated to both outer tables and have no FROM left; the planning pass raises",
-)
 
 WHOLE_CUSTOMER = [
     pytest.param(
@@ -414,14 +384,12 @@ WHOLE_CUSTOMER = [
         "{spend: {min: 1000, currency: THB}}",
         [("ann", "purchase:{cable}", "2026-06-10T10:00Z")],
         id="after_purchase-spend",
-        marks=CORRELATED,
     ),
     pytest.param(
         "{after: purchase, wait: 1h}",
         "{bought: [Panel]}",
         [("ann", "purchase:{cable}", "2026-06-10T10:00Z")],
         id="after_purchase-bought",
-        marks=CORRELATED,
     ),
     pytest.param(
         "{no_purchase_for: 90d}",
@@ -514,13 +482,6 @@ def test_disabled_rules_and_start_end_dates(world: World) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config/rules.example/alice.yaml documents `start:` on an event rule as "
-    "'only for events from this date', but plan_rule compares start/end with the local "
-    "date the email is due (event + wait): an event on the day before `start` is mailed, "
-    "one on `end` whose wait ends the next day is not",
-)
 def test_start_and_end_of_an_event_rule_refer_to_the_event(world: World) -> None:
     ann = world.customer("ann@x.example")
     bob = world.customer("bob@x.example")
@@ -538,6 +499,39 @@ def test_start_and_end_of_an_event_rule_refer_to_the_event(world: World) -> None
     )
     planned = world.forecast(rules, "2026-06-10T00:00", days=7)
     assert [(p.customer, p.due) for p in planned] == [("bob@x.example", "2026-06-15T12:00Z")]
+
+
+def test_start_and_end_refer_to_the_purchase_and_to_the_lapse(world: World) -> None:
+    """The same for every trigger: `start`/`end` bound when the trigger happens (here the
+    purchase, and the day the period without a purchase runs out), not the due date."""
+    ann = world.customer("ann@x.example")
+    world.purchase(ann, "2026-06-11T12:00")  # before start; due on Jun 12
+    on_end = world.purchase(ann, "2026-06-14T12:00")  # on end; due on Jun 15
+    bob = world.customer("bob@x.example")
+    world.purchase(bob, "2026-03-13T12:00")  # lapses on Jun 11: before start
+    cy = world.customer("cy@x.example")
+    world.purchase(cy, "2026-03-16T12:00")  # lapses on Jun 14: on end
+    dee = world.customer("dee@x.example")
+    world.purchase(dee, "2026-03-17T12:00")  # lapses on Jun 15: after end
+    rules = world.rules(
+        """
+        rules:
+          - name: thank-you
+            when: {after: purchase, wait: 1d}
+            template: thank_you
+            start: 2026-06-12
+            end: 2026-06-14
+          - name: win-back
+            when: {no_purchase_for: 90d}
+            template: win_back
+            start: 2026-06-12
+            end: 2026-06-14
+        """
+    )
+    assert world.forecast(rules, "2026-06-10T00:00", days=7) == [
+        Planned("win-back", "cy@x.example", "lapse:2026-03-16", "2026-06-14T12:00Z"),
+        Planned("thank-you", "ann@x.example", f"purchase:{on_end}", "2026-06-15T12:00Z"),
+    ]
 
 
 # --- send window across timezones --------------------------------------------------------
