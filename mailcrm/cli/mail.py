@@ -99,6 +99,8 @@ def sync(
                             "bounces": r.stats.bounces,
                             "malformed": r.stats.malformed,
                             "uidvalidity_changed": r.uidvalidity_changed,
+                            "flags_changed": r.flags_changed,
+                            "expunged": r.expunged,
                         }
                         for r in results
                     ],

@@ -55,6 +55,7 @@ from mailcrm.imap.errors import (
 from mailcrm.imap.parse import (
     FetchedMessage,
     FlagUpdate,
+    FolderChanges,
     FolderInfo,
     FolderStatus,
     Line,
@@ -72,6 +73,7 @@ from mailcrm.imap.parse import (
     response_code,
     scan_events,
     uid_set_text,
+    vanished_uids,
 )
 from mailcrm.settings import ImapAccount
 
@@ -145,7 +147,10 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
         # responses ("SEARCH 1 2", "LIST ...") lose the name; anything else goes to NOOP.
         head, _, rest = body.partition(b" ")
         name, payload = head.upper(), rest
-        if head.isdigit():
+        if name == b"VANISHED":
+            # QRESYNC expunges answer UID FETCH ... (VANISHED): they belong to that FETCH.
+            name, payload = b"FETCH", body
+        elif head.isdigit():
             kind = rest.partition(b" ")[0].upper()
             name, payload = (kind, body) if kind in (b"FETCH", b"EXPUNGE") else (b"", body)
         command = self.pending_async_commands.get(name.decode("ascii", "replace")) if name else None
@@ -275,6 +280,7 @@ class ImapClient:
         self._closed = False
         self._selected: str | None = None
         self._condstore_enabled = False
+        self._qresync_enabled = False
         self._background: set[asyncio.Future[Any]] = set()
         self._idle_ending: asyncio.Future[Any] | None = None
 
@@ -298,6 +304,7 @@ class ImapClient:
             await client._open(connect_timeout)
             await client._authenticate(secret)
             await client._load_capabilities()
+            await client._enable_qresync()
         except BaseException:
             client._drop("connect failed")
             raise
@@ -490,6 +497,17 @@ class ImapClient:
         self._protocol.capabilities = set(caps)
         return caps
 
+    async def _enable_qresync(self) -> None:
+        """ENABLE QRESYNC where offered, so expunges since a known MODSEQ can be asked for
+        (``VANISHED``); it must come before any SELECT (RFC 5161)."""
+        if not self.has_qresync or "ENABLE" not in self.capabilities:
+            return
+        reply = await self._execute(
+            "ENABLE", lambda: Command("ENABLE", self._tag(), "QRESYNC", loop=self._loop)
+        )
+        enabled = b" ".join(bytes(line) for line in reply.lines if isinstance(line, bytes)).upper()
+        self._qresync_enabled = reply.result == "OK" and b"QRESYNC" in enabled
+
     # -- capability flags ----------------------------------------------------------------
 
     @property
@@ -499,6 +517,15 @@ class ImapClient:
     @property
     def has_condstore(self) -> bool:
         return "CONDSTORE" in self.capabilities or "QRESYNC" in self.capabilities
+
+    @property
+    def has_qresync(self) -> bool:
+        return "QRESYNC" in self.capabilities
+
+    @property
+    def qresync_enabled(self) -> bool:
+        """QRESYNC is on for this connection: `changes_since` reports expunges too."""
+        return self._qresync_enabled
 
     @property
     def has_uidplus(self) -> bool:
@@ -563,6 +590,18 @@ class ImapClient:
             lambda: Command("SEARCH", self._tag(), "UID", f"{first}:*", prefix="UID", loop=self._loop),
         )
         return sorted({uid for uid in parse_search(reply.lines) if uid >= first})
+
+    async def uids_upto(self, last_uid: int) -> list[int]:
+        """UIDs <= ``last_uid`` still in the selected folder, ascending (expunge detection
+        without QRESYNC). One SEARCH response: the parser handles megabytes of UIDs."""
+        if last_uid < 1:
+            return []
+        self._require_selected("UID SEARCH")
+        reply = await self._run(
+            "UID SEARCH",
+            lambda: Command("SEARCH", self._tag(), "UID", f"1:{last_uid}", prefix="UID", loop=self._loop),
+        )
+        return sorted({uid for uid in parse_search(reply.lines) if uid <= last_uid})
 
     async def fetch(
         self,
@@ -633,6 +672,28 @@ class ImapClient:
         )
         self._condstore_enabled = True
         return flag_updates(reply.lines)
+
+    async def changes_since(self, since_modseq: int, last_uid: int) -> FolderChanges:
+        """Flag changes of UIDs 1..``last_uid`` above ``since_modseq`` in one round trip
+        (``UID FETCH ... (FLAGS) (CHANGEDSINCE n)``), plus the UIDs expunged since then
+        (``VANISHED``) when QRESYNC is enabled. Needs CONDSTORE."""
+        if not self.has_condstore:
+            raise ImapProtocolError(
+                f"IMAP server {self.host} does not support CONDSTORE (CHANGEDSINCE)",
+                command="UID FETCH",
+            )
+        if last_uid < 1:
+            return FolderChanges([], [] if self._qresync_enabled else None)
+        self._require_selected("UID FETCH")
+        modifiers = f"(CHANGEDSINCE {int(since_modseq)}{' VANISHED' if self._qresync_enabled else ''})"
+        reply = await self._run(
+            "UID FETCH (CHANGEDSINCE)",
+            lambda: _FetchCommand(
+                self._tag(), f"1:{last_uid}", "(UID FLAGS)", modifiers, prefix="UID", loop=self._loop
+            ),
+        )
+        updates = [update for update in flag_updates(reply.lines) if update.uid <= last_uid]
+        return FolderChanges(updates, vanished_uids(reply.lines) if self._qresync_enabled else None)
 
     async def append(self, folder: str, raw: bytes, flags: Sequence[str] = ("\\Seen",)) -> int | None:
         """Store ``raw`` in ``folder``; the new UID when the server reports APPENDUID (UIDPLUS)."""

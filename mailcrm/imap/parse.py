@@ -93,6 +93,16 @@ class FlagUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class FolderChanges:
+    """What changed in a folder since a known HIGHESTMODSEQ: flag states, and with QRESYNC
+    the UIDs expunged meanwhile as ranges (``vanished`` is None without QRESYNC, when the
+    caller has to find expunges itself)."""
+
+    flags: list[FlagUpdate]
+    vanished: list[tuple[int, int]] | None
+
+
+@dataclass(frozen=True, slots=True)
 class FetchData:
     """The items of one untagged FETCH response that the sync uses (None when absent)."""
 
@@ -198,6 +208,20 @@ def uid_set_text(uids: Iterable[int]) -> str:
         start = prev = uid
     parts.append(f"{start}:{prev}" if prev > start else str(start))
     return ",".join(parts)
+
+
+def parse_uid_set(text: bytes) -> list[tuple[int, int]]:
+    """``b"1:3,7,9:8"`` -> ``[(1, 3), (7, 7), (8, 9)]``: ranges, never expanded (a
+    VANISHED set can span millions of UIDs)."""
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(b","):
+        first, _, last = part.strip().partition(b":")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ImapParseError(f"malformed UID set: {_snippet(text)}") from None
+        ranges.append((min(low, high), max(low, high)))
+    return ranges
 
 
 # -- wire framing --------------------------------------------------------------------------
@@ -603,6 +627,18 @@ def flag_updates(lines: Sequence[Line]) -> list[FlagUpdate]:
         if data.uid is not None and data.flags is not None
     }
     return [found[uid] for uid in sorted(found)]
+
+
+_VANISHED_DATA = re.compile(rb"(?:\* )?VANISHED (?:\(EARLIER\) )?([0-9:,]+)\s*\Z", re.IGNORECASE)
+
+
+def vanished_uids(lines: Sequence[Line]) -> list[tuple[int, int]]:
+    """UID ranges of ``VANISHED`` responses (QRESYNC), ``(EARLIER)`` or not, in server order."""
+    ranges: list[tuple[int, int]] = []
+    for line in lines:
+        if isinstance(line, bytes) and (match := _VANISHED_DATA.match(line)):
+            ranges.extend(parse_uid_set(match.group(1)))
+    return ranges
 
 
 # -- APPEND and unsolicited responses ------------------------------------------------------

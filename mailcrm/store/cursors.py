@@ -42,6 +42,13 @@ def advance(
     session.add(cursor)
 
 
+def set_highestmodseq(session: Session, cursor: FolderCursor, modseq: int) -> None:
+    """Store HIGHESTMODSEQ; called in the transaction that applied every change below it."""
+    cursor.highestmodseq = modseq
+    cursor.last_sync_at = utcnow()
+    session.add(cursor)
+
+
 def reset(session: Session, cursor: FolderCursor, uidvalidity: int) -> int | None:
     """A new UIDVALIDITY: every UID is void, start the folder again. Returns the old value."""
     old = cursor.uidvalidity

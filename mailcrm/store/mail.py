@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
 from mailcrm.domain.classify import Classification, MessageKind
@@ -408,6 +408,11 @@ def _event_row(
     }
 
 
+def _stored_flags(flags: Iterable[str]) -> str:
+    """Flags as stored; ``\\Recent`` is left out: it belongs to one IMAP session, not the message."""
+    return flags_text(flag for flag in flags if flag.lower() != "\\recent")
+
+
 def _insert_locations(
     session: Session,
     items: Sequence[IncomingMessage],
@@ -430,7 +435,7 @@ def _insert_locations(
             "folder": folder,
             "uidvalidity": uidvalidity,
             "uid": uid,
-            "flags": flags_text(item.flags),
+            "flags": _stored_flags(item.flags),
             "modseq": item.modseq,
         }
         for uid, (item, pk) in located.items()
@@ -438,3 +443,105 @@ def _insert_locations(
     ]
     if rows:
         session.execute(insert(_LOCATION), rows)
+
+
+# -- folder changes (flags, expunges) ------------------------------------------------------
+
+_RANGES_PER_STATEMENT = 200
+
+
+def _folder_rows(mailbox: str, folder: str, uidvalidity: int) -> Any:
+    return and_(
+        _LOCATION.c.mailbox == mailbox,
+        _LOCATION.c.folder == folder,
+        _LOCATION.c.uidvalidity == uidvalidity,
+    )
+
+
+def live_location_count(session: Session, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> int:
+    """Messages of the folder up to `last_uid` not known to be expunged (a cheap check
+    before asking the server for every UID)."""
+    query = select(func.count()).where(
+        _folder_rows(mailbox, folder, uidvalidity),
+        _LOCATION.c.uid <= last_uid,
+        _LOCATION.c.expunged_at.is_(None),
+    )
+    return int(session.execute(query).scalar_one())
+
+
+def live_location_uids(
+    session: Session, mailbox: str, folder: str, uidvalidity: int, last_uid: int
+) -> set[int]:
+    query = select(_LOCATION.c.uid).where(
+        _folder_rows(mailbox, folder, uidvalidity),
+        _LOCATION.c.uid <= last_uid,
+        _LOCATION.c.expunged_at.is_(None),
+    )
+    return {int(uid) for uid in session.execute(query).scalars()}
+
+
+def apply_flag_changes(
+    session: Session,
+    mailbox: str,
+    folder: str,
+    uidvalidity: int,
+    changes: Sequence[tuple[int, frozenset[str], int | None]],
+) -> int:
+    """New flags and MODSEQ of (uid, flags, modseq) changes: one statement, many rows."""
+    if not changes:
+        return 0
+    statement = (
+        update(_LOCATION)
+        .where(_folder_rows(mailbox, folder, uidvalidity), _LOCATION.c.uid == bindparam("b_uid"))
+        .values(flags=bindparam("b_flags"), modseq=bindparam("b_modseq"))
+    )
+    rows = [
+        {"b_uid": uid, "b_flags": _stored_flags(flags), "b_modseq": modseq} for uid, flags, modseq in changes
+    ]
+    session.connection().execute(statement, rows)
+    return len(rows)
+
+
+def mark_expunged(
+    session: Session,
+    mailbox: str,
+    folder: str,
+    uidvalidity: int,
+    ranges: Sequence[tuple[int, int]],
+    at: datetime | None = None,
+) -> int:
+    """Mark the locations in the UID ranges expunged; the rows stay (the timeline keeps
+    its history). Ranges are never expanded: a VANISHED set can span millions of UIDs."""
+    moment = at or utcnow()
+    marked = 0
+    for start in range(0, len(ranges), _RANGES_PER_STATEMENT):
+        chunk = ranges[start : start + _RANGES_PER_STATEMENT]
+        result = session.execute(
+            update(_LOCATION)
+            .where(
+                _folder_rows(mailbox, folder, uidvalidity),
+                _LOCATION.c.expunged_at.is_(None),
+                or_(*(_LOCATION.c.uid.between(low, high) for low, high in chunk)),
+            )
+            .values(expunged_at=moment)
+        )
+        marked += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return marked
+
+
+def expunge_other_validities(
+    session: Session, mailbox: str, folder: str, uidvalidity: int, at: datetime | None = None
+) -> int:
+    """A new UIDVALIDITY voids every older location of the folder: they are marked
+    expunged (kept, like every expunge); the resync adds the current ones."""
+    result = session.execute(
+        update(_LOCATION)
+        .where(
+            _LOCATION.c.mailbox == mailbox,
+            _LOCATION.c.folder == folder,
+            or_(_LOCATION.c.uidvalidity.is_(None), _LOCATION.c.uidvalidity != uidvalidity),
+            _LOCATION.c.expunged_at.is_(None),
+        )
+        .values(expunged_at=at or utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from mailcrm.domain.values import from_minor_units
-from mailcrm.store.models import Message, Note, Purchase, TimelineEvent
+from mailcrm.store.models import Message, MessageLocation, Note, Purchase, TimelineEvent
 
 
 class TimelineEntry(BaseModel):
@@ -27,7 +27,26 @@ class TimelineEntry(BaseModel):
     direction: str | None = None
     message_id: str | None = None
     subject: str | None = None
+    flags: list[str] | None = None  # IMAP flags where the message is still on the server
+    expunged: bool | None = None  # deleted from every synced folder (the entry stays)
     payload: dict[str, Any] = {}
+
+
+def _locations(session: Session, message_pks: set[int]) -> dict[int, tuple[list[str], bool]]:
+    """Per message: its flags (live locations) and whether every location is expunged."""
+    found: dict[int, tuple[set[str], set[str], bool]] = {}
+    if not message_pks:
+        return {}
+    query = select(MessageLocation.message_pk, MessageLocation.flags, MessageLocation.expunged_at).where(
+        col(MessageLocation.message_pk).in_(sorted(message_pks))
+    )
+    for pk, flags, expunged_at in session.exec(query):
+        live, gone, all_gone = found.get(pk, (set(), set(), True))
+        (gone if expunged_at is not None else live).update((flags or "").split())
+        found[pk] = (live, gone, all_gone and expunged_at is not None)
+    return {
+        pk: (sorted(gone if all_gone else live), all_gone) for pk, (live, gone, all_gone) in found.items()
+    }
 
 
 def _events(session: Session, customer_id: int, limit: int) -> Iterator[TimelineEntry]:
@@ -38,7 +57,11 @@ def _events(session: Session, customer_id: int, limit: int) -> Iterator[Timeline
         .order_by(col(TimelineEvent.at).desc(), col(TimelineEvent.id).desc())
         .limit(limit)
     )
-    for event, message in session.exec(query):
+    rows = list(session.exec(query))
+    places = _locations(session, {message.id for _, message in rows if message is not None and message.id})
+    for event, message in rows:
+        place = places.get(message.id) if message is not None and message.id is not None else None
+        flags, expunged = place if place is not None else (None, None)
         payload = dict(event.payload or {})
         subject = message.subject if message else payload.get("subject")
         summary = str(payload.get("summary") or subject or event.kind)
@@ -49,6 +72,8 @@ def _events(session: Session, customer_id: int, limit: int) -> Iterator[Timeline
             direction=message.direction if message else payload.get("direction"),
             message_id=message.message_id if message else payload.get("message_id"),
             subject=subject,
+            flags=flags,
+            expunged=expunged,
             payload=payload,
         )
 

@@ -15,6 +15,12 @@ Invariants:
   the store ignores (one message per Message-ID).
 - A UIDVALIDITY change voids every UID: the folder is read again from the start;
   Message-ID (or a stable header hash when it is missing) keeps it from doubling.
+  The old locations are marked expunged, never deleted, so the timeline keeps them.
+- Known messages are never fetched again. With CONDSTORE and a stored HIGHESTMODSEQ,
+  one `UID FETCH 1:last (FLAGS) (CHANGEDSINCE m [VANISHED])` brings the flag changes
+  (and, with QRESYNC, the expunges); without QRESYNC expunges are found by comparing
+  counts, then UIDs only when the counts differ. The new HIGHESTMODSEQ is stored in
+  the transaction that applied those changes, never before (RFC 7162 erratum 1810).
 - Fetching uses BODY.PEEK[], so syncing never marks mail as read.
 - The three stages run at once, on different batches, joined by queues of one batch:
   at most five batches are in memory (two fetched, two being parsed, one being
@@ -38,8 +44,8 @@ from mailcrm.domain.classify import Classification
 from mailcrm.domain.matching import DEFAULT_POLICY, MatchPolicy, read_batch
 from mailcrm.domain.messages import ParsedMessage
 from mailcrm.imap.client import ImapClient
-from mailcrm.imap.parse import FetchedMessage
-from mailcrm.store import cursors
+from mailcrm.imap.parse import FetchedMessage, FlagUpdate, FolderStatus
+from mailcrm.store import cursors, mail
 from mailcrm.store.db import Database
 from mailcrm.store.mail import IncomingMessage, IngestStats, ingest
 
@@ -66,6 +72,18 @@ class FolderResult:
     fetched: int = 0
     stats: IngestStats = field(default_factory=IngestStats)
     uidvalidity_changed: bool = False
+    flags_changed: int = 0
+    expunged: int = 0
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The cursor as this pass found it."""
+
+    last_uid: int
+    highestmodseq: int | None
+    uidvalidity_changed: bool
+    old_uidvalidity: int | None
 
 
 def prepare_raw(raws: Sequence[bytes]) -> list[IncomingMessage]:
@@ -165,13 +183,87 @@ class FolderSync:
         self.batch_messages = batch_messages
         self.parse_process_from = parse_process_from  # messages to sync before parsing moves to a process
 
-    def _load_cursor(self, uidvalidity: int) -> tuple[int, bool, int | None]:
+    def _load_cursor(self, uidvalidity: int) -> _Start:
         with self.db.write() as session:
             cursor = cursors.get(session, self.mailbox.name, self.folder)
             if cursor.uidvalidity is not None and cursor.uidvalidity != uidvalidity:
                 old = cursors.reset(session, cursor, uidvalidity)
-                return 0, True, old
-            return cursor.last_uid, False, None
+                mail.expunge_other_validities(session, self.mailbox.name, self.folder, uidvalidity)
+                return _Start(0, None, True, old)
+            return _Start(cursor.last_uid, cursor.highestmodseq, False, None)
+
+    async def _changes(
+        self, status: FolderStatus, start: _Start, new_uids: int, result: FolderResult
+    ) -> None:
+        """Flag changes and expunges among the messages already stored (none are fetched again)."""
+        if start.last_uid == 0:
+            return  # first sync of the folder: nothing stored to change
+        known = start.highestmodseq
+        condstore = self.client.has_condstore and status.highestmodseq is not None and known is not None
+        if condstore and status.highestmodseq == known and self.client.qresync_enabled:
+            return  # QRESYNC servers raise HIGHESTMODSEQ on any flag change or expunge
+        flags: list[FlagUpdate] = []
+        vanished: list[tuple[int, int]] | None = None
+        if condstore and status.highestmodseq != known:
+            assert known is not None
+            changes = await self.client.changes_since(known, start.last_uid)
+            flags, vanished = changes.flags, changes.vanished
+        if vanished is None:
+            vanished = await self._missing(status, start.last_uid, new_uids)
+        if not flags and not vanished and (not condstore or status.highestmodseq == known):
+            return
+        changed, expunged = await asyncio.to_thread(
+            self._apply_changes, status, flags, vanished, status.highestmodseq if condstore else None
+        )
+        result.flags_changed, result.expunged = changed, expunged
+        if changed or expunged:
+            log.info(
+                "%s flag changes and %s expunges in %s",
+                changed,
+                expunged,
+                self.folder,
+                extra={"action": "folder_changes", "mailbox": self.mailbox.name, "folder": self.folder,
+                       "flags_changed": changed, "expunged": expunged},
+            )  # fmt: skip
+
+    async def _missing(self, status: FolderStatus, last_uid: int, new_uids: int) -> list[tuple[int, int]]:
+        """Stored UIDs the server no longer has, without QRESYNC: counts first (no UID list
+        unless they differ), then the folder's UIDs compared with the stored ones."""
+        name, folder, validity = self.mailbox.name, self.folder, status.uidvalidity
+
+        def count() -> int:
+            with self.db.read() as session:
+                return mail.live_location_count(session, name, folder, validity, last_uid)
+
+        if await asyncio.to_thread(count) == status.exists - new_uids:
+            return []
+        present = set(await self.client.uids_upto(last_uid))
+
+        def stored() -> set[int]:
+            with self.db.read() as session:
+                return mail.live_location_uids(session, name, folder, validity, last_uid)
+
+        return [(uid, uid) for uid in sorted(await asyncio.to_thread(stored) - present)]
+
+    def _apply_changes(
+        self,
+        status: FolderStatus,
+        flags: list[FlagUpdate],
+        vanished: list[tuple[int, int]],
+        modseq: int | None,
+    ) -> tuple[int, int]:
+        """Flags, expunges and the HIGHESTMODSEQ that covers them, in one transaction."""
+        name, folder, validity = self.mailbox.name, self.folder, status.uidvalidity
+        with self.db.write() as session:
+            changed = mail.apply_flag_changes(
+                session, name, folder, validity, [(u.uid, u.flags, u.modseq) for u in flags]
+            )
+            expunged = mail.mark_expunged(session, name, folder, validity, vanished)
+            if modseq is not None:
+                cursor = cursors.get(session, name, folder)
+                if cursor.uidvalidity == validity:
+                    cursors.set_highestmodseq(session, cursor, modseq)
+        return changed, expunged
 
     def _store(self, items: list[IncomingMessage], uidvalidity: int, modseq: int | None) -> IngestStats:
         with self.db.write() as session:
@@ -198,18 +290,20 @@ class FolderSync:
 
     async def run(self, progress: Progress | None = None) -> FolderResult:
         status = await self.client.select(self.folder)
-        last_uid, changed, old = await asyncio.to_thread(self._load_cursor, status.uidvalidity)
-        if changed:
+        start = await asyncio.to_thread(self._load_cursor, status.uidvalidity)
+        last_uid = start.last_uid
+        if start.uidvalidity_changed:
             log.warning(
                 "UIDVALIDITY of %s changed from %s to %s: resyncing the folder",
                 self.folder,
-                old,
+                start.old_uidvalidity,
                 status.uidvalidity,
                 extra={"action": "uidvalidity_changed", "mailbox": self.mailbox.name,
-                       "folder": self.folder, "old": old, "new": status.uidvalidity},
+                       "folder": self.folder, "old": start.old_uidvalidity, "new": status.uidvalidity},
             )  # fmt: skip
-        result = FolderResult(self.folder, status.uidvalidity, uidvalidity_changed=changed)
+        result = FolderResult(self.folder, status.uidvalidity, uidvalidity_changed=start.uidvalidity_changed)
         uids = await self.client.uids_from(last_uid + 1)
+        await self._changes(status, start, len(uids), result)
         if not uids:
             if status.highestmodseq is not None:
                 await asyncio.to_thread(self._touch, status.uidvalidity, last_uid, status.highestmodseq)

@@ -398,6 +398,27 @@ async def test_flag_changes_since_modseq(
         assert update.modseq is not None and update.modseq > status.highestmodseq
 
 
+async def test_changes_since_reports_flags_and_vanished_uids_in_one_fetch(
+    dovecot: DovecotServer, imap_user: ImapCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(5):
+        dovecot.deliver(imap_user, make_message(index))
+    async with connected(account_for(imap_user, monkeypatch)) as client:
+        assert client.qresync_enabled
+        status = await client.select("INBOX")
+        assert status.highestmodseq is not None
+        user = imap_user.username
+        dovecot.doveadm("flags", "add", "-u", user, "\\Seen", "mailbox", "INBOX", "uid", "1")
+        dovecot.doveadm("expunge", "-u", user, "mailbox", "INBOX", "uid", "2:3")
+        changes = await client.changes_since(status.highestmodseq, 5)
+        assert [(u.uid, "\\Seen" in u.flags) for u in changes.flags] == [(1, True)]
+        assert changes.vanished is not None
+        gone = {uid for low, high in changes.vanished for uid in range(low, high + 1)}
+        assert gone & {1, 2, 3, 4, 5} == {2, 3}
+        # Still usable afterwards.
+        assert await client.uids_upto(5) == [1, 4, 5]
+
+
 # -- append --------------------------------------------------------------------------------
 
 

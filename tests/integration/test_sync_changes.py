@@ -1,0 +1,178 @@
+"""Changes to mail already synced (Y6): flags set and messages deleted while the daemon
+was down reach the store on the next sync, without fetching any message again."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import mailgen
+import pytest
+import test_sync
+from sqlalchemy import select
+from test_sync import ALICE, MailEnv
+
+from mailcrm.imap.client import ImapClient
+from mailcrm.store import mail, timeline
+from mailcrm.store.models import FolderCursor, Message, MessageLocation, TimelineEvent
+from mailcrm.sync.engine import FolderResult
+
+SOMSRI = "somsri@siam.example"
+mail_env = test_sync.mail_env  # the same fixture: two salespeople on a private Dovecot
+
+
+def _deliver(env: MailEnv, count: int) -> None:
+    for index in range(count):
+        env.dovecot.deliver(env.alice, mailgen.make(sender=SOMSRI, to=ALICE, subject=f"m{index}"))
+
+
+def _inbox(results: list[FolderResult]) -> FolderResult:
+    return next(r for r in results if r.folder == "INBOX")
+
+
+def _server_modseq(env: MailEnv) -> int:
+    out = env.dovecot.doveadm("mailbox", "status", "-u", env.alice.username, "highestmodseq", "INBOX")
+    match = re.search(r"highestmodseq=(\d+)", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def _cursor_modseq(env: MailEnv) -> int | None:
+    with env.db.read() as session:
+        return session.execute(
+            select(FolderCursor.highestmodseq).where(
+                FolderCursor.mailbox == ALICE, FolderCursor.folder == "INBOX"
+            )
+        ).scalar_one()
+
+
+def _locations(env: MailEnv) -> dict[int, tuple[set[str], bool]]:
+    with env.db.read() as session:
+        rows = session.execute(
+            select(MessageLocation.uid, MessageLocation.flags, MessageLocation.expunged_at).where(
+                MessageLocation.mailbox == ALICE, MessageLocation.folder == "INBOX"
+            )
+        ).all()
+    return {uid: (set(flags.split()), expunged is not None) for uid, flags, expunged in rows}
+
+
+def _messages(env: MailEnv) -> list[Any]:
+    with env.db.read() as session:
+        return [
+            tuple(row)
+            for row in session.execute(
+                select(Message.id, Message.message_id, Message.subject, Message.created_at).order_by(
+                    Message.id
+                )
+            )
+        ]
+
+
+def _change_while_stopped(env: MailEnv) -> None:
+    """Another client's work while mailcrm is not running: read, flag, delete."""
+    user = env.alice.username
+    env.dovecot.doveadm("flags", "add", "-u", user, "\\Seen", "mailbox", "INBOX", "uid", "1")
+    env.dovecot.doveadm("flags", "add", "-u", user, "\\Flagged", "mailbox", "INBOX", "uid", "2")
+    env.dovecot.doveadm("expunge", "-u", user, "mailbox", "INBOX", "uid", "3:4")
+
+
+@pytest.mark.parametrize("qresync", [True, False], ids=["qresync", "condstore-only"])
+def test_flags_and_expunges_made_while_stopped_are_applied_without_refetching(
+    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch, qresync: bool
+) -> None:
+    env = mail_env
+    if qresync:  # expunges come as VANISHED: the folder's UIDs are never listed
+
+        async def no_listing(self: ImapClient, last_uid: int) -> list[int]:
+            raise AssertionError("UID SEARCH of the whole folder with QRESYNC")
+
+        monkeypatch.setattr(ImapClient, "uids_upto", no_listing)
+    else:  # a CONDSTORE server without QRESYNC: expunges are found by UID comparison
+        monkeypatch.setattr(ImapClient, "has_qresync", property(lambda self: False))
+    _deliver(env, 5)
+    env.sync()
+    before_messages, before_events = _messages(env), env.count(TimelineEvent)
+    before_modseq = _cursor_modseq(env)
+    assert before_modseq is not None
+
+    _change_while_stopped(env)
+    inbox = _inbox(asyncio.run(env.worker().sync_once()))
+
+    assert inbox.fetched == 0  # nothing fetched again
+    assert inbox.flags_changed >= 2 and inbox.expunged == 2
+    locations = _locations(env)
+    assert "\\Seen" in locations[1][0] and "\\Flagged" in locations[2][0]
+    assert "\\Flagged" not in locations[1][0] and "\\Seen" not in locations[5][0]
+    assert {uid for uid, (_, gone) in locations.items() if gone} == {3, 4}
+    assert _messages(env) == before_messages  # rows kept as they were
+    assert env.count(TimelineEvent) == before_events  # history kept
+    modseq = _cursor_modseq(env)
+    assert modseq is not None and modseq > before_modseq
+    assert modseq == _server_modseq(env)
+
+    # The timeline shows the flags and which messages are gone from the server.
+    with env.db.read() as session:
+        entries = timeline.for_customer(session, env.customer_id(SOMSRI))
+    by_subject = {e.subject: e for e in entries}
+    assert by_subject["m0"].flags == ["\\Seen"] and by_subject["m0"].expunged is False
+    assert by_subject["m2"].expunged is True and by_subject["m3"].expunged is True
+    assert by_subject["m4"].flags == [] and by_subject["m4"].expunged is False
+
+    # Nothing more to do on the next pass.
+    again = _inbox(asyncio.run(env.worker().sync_once()))
+    assert (again.fetched, again.flags_changed, again.expunged) == (0, 0, 0)
+
+
+def test_new_mail_and_changes_in_one_pass(mail_env: MailEnv) -> None:
+    env = mail_env
+    _deliver(env, 5)
+    env.sync()
+    _change_while_stopped(env)
+    env.dovecot.deliver(env.alice, mailgen.make(sender=SOMSRI, to=ALICE, subject="new"))
+    inbox = _inbox(asyncio.run(env.worker().sync_once()))
+    assert inbox.fetched == 1 and inbox.stats.new_messages == 1 and inbox.expunged == 2
+    assert env.count(Message) == 6
+    assert _cursor_modseq(env) == _server_modseq(env)
+
+
+def test_highestmodseq_is_kept_until_the_changes_are_stored(
+    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = mail_env
+    _deliver(env, 4)
+    env.sync()
+    before = _cursor_modseq(env)
+    _change_while_stopped(env)
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mail, "mark_expunged", broken)
+        with pytest.raises(RuntimeError):
+            asyncio.run(env.worker().sync_once())
+    assert _cursor_modseq(env) == before  # not moved past changes that were not stored
+    assert "\\Seen" not in _locations(env)[1][0]  # the flags rolled back with it
+
+    inbox = _inbox(asyncio.run(env.worker().sync_once()))
+    assert inbox.expunged == 2
+    assert "\\Seen" in _locations(env)[1][0]
+    assert _cursor_modseq(env) == _server_modseq(env)
+
+
+def test_without_condstore_expunges_are_still_found(
+    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = mail_env
+    monkeypatch.setattr(ImapClient, "has_condstore", property(lambda self: False))
+    monkeypatch.setattr(ImapClient, "has_qresync", property(lambda self: False))
+    _deliver(env, 5)
+    env.sync()
+    assert _cursor_modseq(env) is None
+    _change_while_stopped(env)
+    env.dovecot.deliver(env.alice, mailgen.make(sender=SOMSRI, to=ALICE, subject="new"))
+    inbox = _inbox(asyncio.run(env.worker().sync_once()))
+    assert inbox.fetched == 1 and inbox.expunged == 2 and inbox.flags_changed == 0
+    assert {uid for uid, (_, gone) in _locations(env).items() if gone} == {3, 4}
+    assert env.count(Message) == 6
