@@ -101,6 +101,7 @@ def sync(
                             "uidvalidity_changed": r.uidvalidity_changed,
                             "flags_changed": r.flags_changed,
                             "expunged": r.expunged,
+                            "confirmed_sends": r.stats.confirmed_sends,
                         }
                         for r in results
                     ],

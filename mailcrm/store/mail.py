@@ -84,6 +84,7 @@ class IngestStats:
     malformed: int = 0
     unmatched: int = 0
     cancelled_followups: int = 0
+    confirmed_sends: int = 0  # outbox rows of unknown outcome found in this mailbox
     message_ids: list[str] = field(default_factory=list)
 
     def add(self, other: IngestStats) -> None:
@@ -92,6 +93,7 @@ class IngestStats:
         self.malformed += other.malformed
         self.unmatched += other.unmatched
         self.cancelled_followups += other.cancelled_followups
+        self.confirmed_sends += other.confirmed_sends
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:

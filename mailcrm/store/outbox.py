@@ -1216,3 +1216,47 @@ def cancel(db: Database, outbox_id: int, reason: str = "manual", now: datetime |
         if not _changed(result):
             raise ConflictError(f"outbox row {outbox_id} changed meanwhile; try again")
         return get(session, outbox_id)
+
+
+# --- confirmation by the mailbox (S3) -------------------------------------------------------
+
+ATTEMPT_CONFIRMED = "confirmed"
+
+
+def confirm_from_mailbox(
+    session: Session, message_ids: Iterable[str], *, mailbox: str, folder: str, now: datetime | None = None
+) -> list[int]:
+    """Rows in `delivery_unknown` whose Message-ID a sync just found in a mailbox folder
+    (the copy the provider filed in Sent) are `sent`: the server did take the message.
+
+    Called by the sync in the transaction that stores the batch; one UPDATE per chunk of
+    Message-IDs. `sent_at` is the time the outcome became unknown (the attempt), and an
+    attempt with outcome `confirmed` names the folder. Returns the confirmed row ids.
+    """
+    moment = now or utcnow()
+    confirmed: list[int] = []
+    for chunk in _chunks(sorted(set(message_ids))):
+        result = session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.state == UNKNOWN, _OUTBOX.c.message_id.in_(list(chunk)))
+            .values(state=SENT, sent_at=_OUTBOX.c.updated_at, updated_at=moment)
+            .returning(_OUTBOX.c.id)
+        )
+        ids = sorted(int(pk) for pk in result.scalars())
+        if ids:
+            reply = f"found in {folder} of {mailbox}"
+            session.execute(
+                insert(_ATTEMPT),
+                [
+                    {
+                        "outbox_id": pk,
+                        "at": moment,
+                        "outcome": ATTEMPT_CONFIRMED,
+                        "code": None,
+                        "reply": reply,
+                    }
+                    for pk in ids
+                ],
+            )
+            confirmed.extend(ids)
+    return confirmed

@@ -45,7 +45,7 @@ from mailcrm.domain.matching import DEFAULT_POLICY, MatchPolicy, read_batch
 from mailcrm.domain.messages import ParsedMessage
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.parse import FetchedMessage, FlagUpdate, FolderStatus
-from mailcrm.store import cursors, mail
+from mailcrm.store import cursors, mail, outbox
 from mailcrm.store.db import Database
 from mailcrm.store.mail import IncomingMessage, IngestStats, ingest
 
@@ -277,6 +277,14 @@ class FolderSync:
                 policy=self.mailbox.policy,
                 uidvalidity=uidvalidity,
             )
+            # A send whose outcome was unknown is confirmed by its copy in the mailbox.
+            confirmed = outbox.confirm_from_mailbox(
+                session,
+                (item.parsed.message_id for item in items if not item.parsed.message_id_synthetic),
+                mailbox=self.mailbox.name,
+                folder=self.folder,
+            )
+            stats.confirmed_sends = len(confirmed)
             cursor = cursors.get(session, self.mailbox.name, self.folder)
             cursors.advance(
                 session,
@@ -286,6 +294,14 @@ class FolderSync:
                 highestmodseq=modseq,
                 added=stats.new_messages,
             )
+        if confirmed:
+            log.info(
+                "%s sends of unknown outcome confirmed by %s",
+                len(confirmed),
+                self.folder,
+                extra={"action": "sends_confirmed", "mailbox": self.mailbox.name, "folder": self.folder,
+                       "outbox_ids": confirmed},
+            )  # fmt: skip
         return stats
 
     async def run(self, progress: Progress | None = None) -> FolderResult:

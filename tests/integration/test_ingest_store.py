@@ -152,3 +152,59 @@ def test_a_hard_bounce_suppresses_once_and_tells_the_timeline(crm: Database) -> 
     assert store(crm, [bounce()]).bounces == 0
     assert count(crm, EmailAddress, EmailAddress.address.like("mailer-daemon%")) == 0  # type: ignore[attr-defined]
     assert count(crm, MessageLocation) == 0  # messages from files have no folder location
+
+
+def test_flag_changes_and_expunges_keep_the_rows(crm: Database) -> None:
+    from mailcrm.store import mail
+
+    raws = [mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{i}") for i in range(4)]
+    store(crm, [incoming(raw, uid=i + 1, flags=["\\Recent"]) for i, raw in enumerate(raws)])
+    store(crm, [incoming(raws[0], uid=1)], uidvalidity=6)  # an older UIDVALIDITY's location
+    with crm.write() as session:
+        assert mail.live_location_count(session, ALICE, "INBOX", 7, 4) == 4
+        changed = mail.apply_flag_changes(session, ALICE, "INBOX", 7, [(2, frozenset({"\\Seen"}), 99)])
+        marked = mail.mark_expunged(session, ALICE, "INBOX", 7, [(3, 4), (10, 1_000_000)])
+        assert (changed, marked) == (1, 2)
+        assert mail.mark_expunged(session, ALICE, "INBOX", 7, [(3, 3)]) == 0  # once
+        assert mail.live_location_uids(session, ALICE, "INBOX", 7, 4) == {1, 2}
+        assert mail.expunge_other_validities(session, ALICE, "INBOX", 7) == 1
+    with crm.read() as session:
+        rows = session.execute(
+            select(MessageLocation.uidvalidity, MessageLocation.uid, MessageLocation.flags,
+                   MessageLocation.modseq, MessageLocation.expunged_at.is_not(None))  # type: ignore[union-attr]
+            .order_by(MessageLocation.uidvalidity, MessageLocation.uid)  # type: ignore[arg-type]
+        ).all()  # fmt: skip
+    assert [tuple(row) for row in rows] == [
+        (6, 1, "", None, True),
+        (7, 1, "", None, False),  # \Recent belongs to one session: not stored
+        (7, 2, "\\Seen", 99, False),
+        (7, 3, "", None, True),
+        (7, 4, "", None, True),
+    ]
+    assert count(crm, Message) == 4 and kinds(crm, "somsri@siam.example") == ["reply"] * 4
+
+
+def test_sends_of_unknown_outcome_are_confirmed_once_by_message_id(crm: Database) -> None:
+    from datetime import UTC, datetime
+
+    from mailcrm.store import outbox
+    from mailcrm.store.models import OutboxAttempt, OutboxItem
+
+    somsri = customer_of(crm, "somsri@siam.example")
+    states = {"<a@acme.example>": "delivery_unknown", "<b@acme.example>": "due", "<c@acme.example>": "sent"}
+    with crm.write() as session:
+        for index, (message_id, state) in enumerate(states.items()):
+            session.add(
+                OutboxItem(rule="r", customer_id=somsri, occurrence=str(index), template="t",
+                           due_at=datetime.now(UTC), state=state, message_id=message_id)
+            )  # fmt: skip
+    found = ["<a@acme.example>", "<b@acme.example>", "<c@acme.example>", "<x@elsewhere.example>"]
+    with crm.write() as session:
+        first = outbox.confirm_from_mailbox(session, found, mailbox=ALICE, folder="Sent")
+    with crm.write() as session:
+        second = outbox.confirm_from_mailbox(session, found, mailbox=ALICE, folder="Sent")
+    assert len(first) == 1 and second == []
+    with crm.read() as session:
+        now = dict(session.execute(select(OutboxItem.message_id, OutboxItem.state)).all())
+    assert now == {"<a@acme.example>": "sent", "<b@acme.example>": "due", "<c@acme.example>": "sent"}
+    assert count(crm, OutboxAttempt, OutboxAttempt.outcome == "confirmed") == 1
