@@ -4,6 +4,7 @@ was down reach the store on the next sync, without fetching any message again.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from mailcrm.imap.client import ImapClient
 from mailcrm.store import mail, timeline
 from mailcrm.store.models import FolderCursor, Message, MessageLocation, TimelineEvent
 from mailcrm.sync.engine import FolderResult
+from mailcrm.sync.supervisor import MailboxWorker, workers
 
 SOMSRI = "somsri@siam.example"
 mail_env = test_sync.mail_env  # the same fixture: two salespeople on a private Dovecot
@@ -176,3 +178,66 @@ def test_without_condstore_expunges_are_still_found(
     assert inbox.fetched == 1 and inbox.expunged == 2 and inbox.flags_changed == 0
     assert {uid for uid, (_, gone) in _locations(env).items() if gone} == {3, 4}
     assert env.count(Message) == 6
+
+
+def _with_folders(env: MailEnv, *folders: str) -> MailboxWorker:
+    alice = env.settings.salespeople[0]
+    assert alice.imap is not None
+    person = alice.model_copy(update={"imap": alice.imap.model_copy(update={"folders": list(folders)})})
+    settings = env.settings.model_copy(update={"salespeople": [person, *env.settings.salespeople[1:]]})
+    return next(w for w in workers(env.db, settings) if w.person.email == ALICE)
+
+
+def _folder_cursor(env: MailEnv, folder: str) -> tuple[int | None, int]:
+    with env.db.read() as session:
+        row = session.execute(
+            select(FolderCursor.uidvalidity, FolderCursor.last_uid).where(
+                FolderCursor.mailbox == ALICE, FolderCursor.folder == folder
+            )
+        ).one()
+    return row[0], row[1]
+
+
+def test_a_folder_recreated_with_other_mail_is_read_again_and_history_is_kept(
+    mail_env: MailEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = mail_env
+    user = env.alice.username
+    env.dovecot.create_folder(env.alice, "Projects")
+    for index in range(3):
+        env.dovecot.deliver(
+            env.alice, mailgen.make(sender=SOMSRI, to=ALICE, subject=f"old {index}"), "Projects"
+        )
+    asyncio.run(_with_folders(env, "Projects").sync_once())
+    old_validity, old_last = _folder_cursor(env, "Projects")
+    assert old_last == 3
+
+    env.dovecot.doveadm("mailbox", "delete", "-u", user, "Projects")
+    env.dovecot.create_folder(env.alice, "Projects")
+    status = env.dovecot.doveadm("mailbox", "status", "-u", user, "uidvalidity", "Projects")
+    match = re.search(r"uidvalidity=(\d+)", status)
+    assert match, status
+    new_validity = int(match.group(1))
+    if new_validity == old_validity:  # recreated within the same second
+        new_validity += 1000
+        env.dovecot.doveadm("mailbox", "update", "-u", user, "--uid-validity", str(new_validity), "Projects")
+    for index in range(2):
+        env.dovecot.deliver(
+            env.alice,
+            mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"new {index}"),
+            "Projects",
+        )
+
+    with caplog.at_level(logging.WARNING, logger="mailcrm"):
+        results = asyncio.run(_with_folders(env, "Projects").sync_once())
+    projects = next(r for r in results if r.folder == "Projects")
+    assert projects.uidvalidity_changed and projects.stats.new_messages == 2
+    assert any(getattr(r, "action", None) == "uidvalidity_changed" for r in caplog.records)
+    assert _folder_cursor(env, "Projects") == (new_validity, 2)  # cursor reset to the new folder
+    assert env.kinds("wang@golden.example") == ["reply", "reply"]
+    # The old messages stay on the timeline, shown as gone from the server.
+    with env.db.read() as session:
+        old = [e for e in timeline.for_customer(session, env.customer_id(SOMSRI)) if e.kind != "note"]
+    assert sorted(e.subject or "" for e in old) == ["old 0", "old 1", "old 2"]
+    assert all(e.expunged for e in old)
+    assert env.count(Message) == 5
