@@ -12,9 +12,9 @@ import stat
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from mailcrm.domain.addresses import normalize_address
@@ -212,6 +212,9 @@ class SendingSettings(_Strict):
     batch_size: int = Field(default=100, ge=1, le=5000)
     copy_to_sent: bool = False
     ambiguous: Literal["resend", "hold"] = "resend"
+    # Sender processes on this machine (0 or "auto": one per CPU); each SMTP account's
+    # connections and per_minute are shared out among them (`mailcrm.send.processes`).
+    processes: Annotated[int, BeforeValidator(lambda v: 0 if v == "auto" else v), Field(ge=0, le=64)] = 1
 
     @field_validator("frequency_window", "retry_deadline", mode="before")
     @classmethod
