@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from mailcrm.store.models import FolderCursor
@@ -65,6 +66,19 @@ def record_error(session: Session, mailbox: str, folder: str, error: str) -> Non
     cursor.errors += 1
     cursor.last_error = error[:2000]
     session.add(cursor)
+
+
+def clear_error(session: Session, mailbox: str, folder: str) -> None:
+    """Forget the last failure (the error count stays); no row is created."""
+    session.execute(
+        update(FolderCursor)
+        .where(
+            col(FolderCursor.mailbox) == mailbox,
+            col(FolderCursor.folder) == folder,
+            col(FolderCursor.last_error).is_not(None),
+        )
+        .values(last_error=None)
+    )
 
 
 def all_cursors(session: Session) -> list[FolderCursor]:

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from mailcrm.domain.backoff import Backoff
 from mailcrm.domain.matching import MatchPolicy
-from mailcrm.errors import DatabaseError
+from mailcrm.errors import DatabaseError, MailcrmError
 from mailcrm.imap.client import ImapClient, TokenProvider
 from mailcrm.imap.errors import ImapAuthError, ImapError
 from mailcrm.settings import SalespersonSettings, Settings
@@ -101,12 +101,27 @@ class MailboxWorker:
         return results
 
     async def sync_once(self, progress: Progress | None = None) -> list[FolderResult]:
-        """Connect, sync every folder once, disconnect (`mailcrm sync --once`)."""
-        client = await self._connect()
+        """Connect, sync every folder once, disconnect (`mailcrm sync --once`). A failure
+        is recorded for `mailboxes status` (as the daemon does), then raised."""
         try:
-            return await self._sync_folders(client, await self._folders(client), progress)
-        finally:
-            await client.close()
+            client = await self._connect()
+            try:
+                results = await self._sync_folders(client, await self._folders(client), progress)
+            finally:
+                await client.close()
+        except (MailcrmError, OSError) as exc:
+            await asyncio.to_thread(self._record_error, exc)
+            raise
+        await asyncio.to_thread(self._clear_error)
+        return results
+
+    def _clear_error(self) -> None:
+        """A good sync ends the connection-level error shown by `mailboxes status`."""
+        try:
+            with self.db.write() as session:
+                cursors.clear_error(session, self.person.email, MAILBOX_LEVEL)
+        except DatabaseError:
+            log.exception("cannot clear the error of mailbox %s", self.person.email)
 
     def _record_error(self, error: BaseException) -> None:
         self.state.connected = False
@@ -133,6 +148,7 @@ class MailboxWorker:
                 self.state.connected = True
                 folders = await self._folders(client)
                 await self._sync_folders(client, folders, None)
+                await asyncio.to_thread(self._clear_error)
                 attempt = 0
                 while not stop.is_set():
                     await client.select("INBOX")

@@ -165,3 +165,74 @@ def test_backfill_from_mbox_and_maildir_is_idempotent(cli: CLI, tmp_path: Path) 
     )
     bad = cli("import", "maildir", "takeout.mbox")
     assert bad.code == 1 and "not a Maildir" in bad.stderr
+
+
+BOB = "bob@acme.example"
+
+
+@pytest.fixture
+def two_mailboxes(tmp_path: Path, dovecot: DovecotServer) -> tuple[dict[str, str], ImapCredentials]:
+    """Alice's mailbox works (with an extra folder, Projects); Bob's password is wrong."""
+    alice, bob = dovecot.add_user(), dovecot.add_user()
+    dovecot.create_folder(alice, "Projects")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailcrm.yaml").write_text(
+        f"""\
+database:
+  url: sqlite:///crm.db
+salespeople:
+  - name: Alice
+    email: {ALICE}
+    imap:
+      host: {alice.host}
+      port: {alice.port}
+      security: plain
+      username: {alice.username}
+      password_env: ALICE_IMAP_PASSWORD
+      folders: [Projects]
+  - name: Bob
+    email: {BOB}
+    imap:
+      host: {bob.host}
+      port: {bob.port}
+      security: plain
+      username: {bob.username}
+      password_env: BOB_IMAP_PASSWORD
+""",
+        encoding="utf-8",
+    )
+    return {"ALICE_IMAP_PASSWORD": alice.password, "BOB_IMAP_PASSWORD": "not bob's password"}, alice
+
+
+def test_one_broken_mailbox_does_not_stop_the_others(
+    cli: CLI, two_mailboxes: tuple[dict[str, str], ImapCredentials], dovecot: DovecotServer
+) -> None:
+    env, alice = two_mailboxes
+    assert cli("customers", "add", "--name", "Somsri", "-e", "somsri@siam.example").code == 0
+    dovecot.deliver(alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="In the inbox"))
+    dovecot.deliver(alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Filed"), "Projects")
+
+    result = cli("sync", "--once", "--json", extra_env=env)
+    assert result.code == 1  # one mailbox failed
+    report = {entry["mailbox"]: entry for entry in result.json()}
+    assert "login failed" in report[BOB]["error"]
+    assert "not bob's password" not in result.stdout + result.stderr
+    folders = {f["folder"]: f["new_messages"] for f in report[ALICE]["folders"]}
+    assert folders == {"Sent": 0, "INBOX": 1, "Projects": 1}  # the extra folder is synced too
+    subjects = {e["subject"] for e in cli("timeline", "somsri@siam.example", "--json").json()}
+    assert subjects == {"In the inbox", "Filed"}
+
+    status = cli("mailboxes", "status", "--json").json()
+    bob = [row for row in status if row["mailbox"] == BOB]
+    assert len(bob) == 1 and bob[0]["folder"] is None  # the connection itself
+    assert bob[0]["errors"] == 1 and "login failed" in bob[0]["last_error"]
+    assert {row["folder"] for row in status if row["mailbox"] == ALICE} == {"Sent", "INBOX", "Projects"}
+    assert all(row["last_error"] is None for row in status if row["mailbox"] == ALICE)
+
+    # --mailbox syncs that mailbox only: Bob's failure is not even tried.
+    dovecot.deliver(alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Later"))
+    only = cli("sync", "--once", "--json", "--mailbox", ALICE, extra_env=env)
+    assert only.code == 0, only.stderr
+    assert [entry["mailbox"] for entry in only.json()] == [ALICE]
+    status = cli("mailboxes", "status", "--json").json()
+    assert next(row for row in status if row["mailbox"] == BOB)["errors"] == 1
