@@ -1,9 +1,13 @@
 """The composition root of `mailcrm run`: settings → database → mailbox workers, the
 planner (APScheduler ticks) and the sender; signals.
 
+With `sending.processes` above 1 this process is one sender and supervises the
+others as child processes (`mailcrm.send.processes`): one sender is CPU-bound.
+
 SIGTERM and Ctrl-C set one stop event: every mailbox worker finishes the batch it is
 storing (the cursor only moves with committed data), the sender finishes the SMTP
-transactions in flight and gives every other claim back, and connections are closed.
+transactions in flight and gives every other claim back, and connections are closed;
+child senders get SIGTERM by PID and are waited for (SIGKILL after 15 s).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from mailcrm import planner
 from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import RuleWatcher
 from mailcrm.schedule import PlanningSchedule
+from mailcrm.send import processes
 from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
@@ -57,8 +62,13 @@ async def run(
     if plan_and_send:
         schedule = PlanningSchedule(_planning_job(db, settings), settings.planning.interval_seconds)
         schedule.start()
-        sender = Sender(db, settings, TemplateRenderer(settings.templates_path()))
+        count = processes.resolve(settings)
+        renderer = TemplateRenderer(settings.templates_path())
+        sender = Sender(db, processes.share(settings, 0, count), renderer)
         tasks.append(asyncio.create_task(sender.run(stop), name="sender"))
+        if count > 1:  # this process is sender 0; the others are children it supervises
+            children = processes.SenderProcesses(settings, count)
+            tasks.append(asyncio.create_task(children.run(stop), name="sender processes"))
     try:
         await stop.wait()
         log.info("stopping", extra={"action": "daemon_stopping"})
