@@ -14,6 +14,11 @@ The SMTP shell (`send/smtp.py`) turns aiosmtplib's exceptions into an `SmtpOutco
 
 Retries back off exponentially with jitter (`domain.backoff`) until a deadline; past
 it the row fails as expired with the last reply.
+
+Two more decisions are taken here: whether a row that was never attempted is too late
+to go out at all (`late_reason`: a daemon that was down must not send a birthday card
+days later), and which replies are soft bounces (`is_soft_bounce`: a full mailbox is
+retried, and the address is suppressed only after repeated ones, `too_many_soft`).
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from mailcrm.domain.backoff import Backoff
+from mailcrm.domain.calendar import catch_up
+from mailcrm.domain.rules import format_duration
 
 AmbiguousPolicy = Literal["resend", "hold"]
 
@@ -147,3 +154,47 @@ def after_ambiguous(policy: AmbiguousPolicy, previous_ambiguous: int) -> Verdict
     if policy == "resend" and previous_ambiguous == 0:
         return Verdict.RETRY
     return Verdict.AMBIGUOUS
+
+
+SEND_SLACK = timedelta(minutes=15)
+"""The least lateness tolerated at send time, whatever the planning grace: a sender that is
+merely busy (a long batch, a paused account) must not skip rows it was asked to send."""
+
+
+def ever_attempted(attempts: int, deadline_at: datetime | None, ambiguous_attempts: int = 0) -> bool:
+    """A row that reached a server, or entered the retry schedule (which fixes its deadline)."""
+    return attempts > 0 or ambiguous_attempts > 0 or deadline_at is not None
+
+
+def late_reason(due_at: datetime, now: datetime, grace: timedelta, *, attempted: bool) -> str | None:
+    """Why a row must not be sent at `now`: due longer than `grace` ago and never attempted.
+
+    The planner records occurrences older than the grace as skipped; rows already in the
+    outbox while the daemon was down get the same treatment when it comes back. A row
+    that is being retried was on time once: its retry deadline governs, not the grace.
+    """
+    if attempted or catch_up(due_at, now, max(grace, SEND_SLACK)) != "late":
+        return None
+    due = due_at.astimezone(UTC) if due_at.tzinfo else due_at
+    return f"late: due {due:%Y-%m-%d %H:%M} UTC, grace {format_duration(grace)}"
+
+
+# Mailbox-status replies (RFC 3463 X.2.x) that say "not now" about this recipient: full
+# or temporarily unavailable. 5.2.1 (disabled) is a hard bounce; 5.2.3/5.2.4 are about
+# the message or a list, not the mailbox.
+SOFT_BOUNCE_STATUSES = frozenset({"4.2.0", "4.2.1", "4.2.2", "5.2.2"})
+
+
+def is_soft_bounce(code: int | None, text: str | None) -> bool:
+    """A 4xx/5xx reply about the recipient's mailbox being full or unavailable for now.
+
+    Reads only the code and the reply text, so it works on the attempt history too.
+    """
+    if code is None or not 400 <= code < 600 or not text:
+        return False
+    return enhanced_status(text) in SOFT_BOUNCE_STATUSES
+
+
+def too_many_soft(count: int, limit: int) -> bool:
+    """Suppress after `limit` soft bounces inside the window (`count` includes this one)."""
+    return count >= limit

@@ -5,8 +5,10 @@ template data and send-time facts set-based (`outbox.prepare`, `outbox.send_chec
 then run one lane per pooled SMTP connection of each sending account. A lane takes
 the next row and
 
-1. checks what may have changed since planning (send time, not plan time):
-   archived customer, suppressed address, a reply that makes a follow-up moot, the
+1. checks what may have changed since planning (send time, not plan time): a row
+   never attempted and due longer ago than `planning.grace_hours` (the daemon was
+   down) is skipped as late, as the planner does with such occurrences; archived
+   customer, suppressed address, a reply that makes a follow-up moot, the
    per-customer frequency cap (facts older than `CHECK_MAX_AGE` are read again);
 2. renders the template (customer language → owner language → default → en); a
    template error fails that row only;
@@ -53,6 +55,7 @@ from mailcrm.domain.backoff import Backoff
 from mailcrm.domain.messages import make_snippet
 from mailcrm.domain.mime import Address, build_message
 from mailcrm.domain.retry import (
+    SEND_SLACK,
     Phase,
     RetryPolicy,
     SmtpOutcome,
@@ -61,6 +64,8 @@ from mailcrm.domain.retry import (
     classify,
     deadline_for,
     enhanced_status,
+    ever_attempted,
+    late_reason,
     next_attempt,
 )
 from mailcrm.domain.rules import format_duration
@@ -255,8 +260,9 @@ class Sender:
             return SendStats()
         self._offset = (now - utcnow()) if now is not None else timedelta()
         lease = timedelta(seconds=sending.lease_seconds)
+        late = await asyncio.to_thread(self._skip_late)
         rows = await asyncio.to_thread(self._claim, lease)
-        stats = SendStats(claimed=len(rows))
+        stats = SendStats(claimed=len(rows) + late, skipped=late)
         if not rows:
             return stats
         try:
@@ -297,6 +303,33 @@ class Sender:
             extra={"action": "send_batch", "worker": self.worker_id, **vars(stats)},
         )
         return stats
+
+    @property
+    def grace(self) -> timedelta:
+        """The planning catch-up grace, applied again at send time."""
+        return timedelta(hours=self.settings.planning.grace_hours)
+
+    def _late(self, row: ClaimedEmail, now: datetime) -> str | None:
+        attempted = ever_attempted(row.attempts, row.deadline_at, row.ambiguous_attempts)
+        return late_reason(row.due_at, now, self.grace, attempted=attempted)
+
+    def _skip_late(self) -> int:
+        """Skip, set-based, the due rows a restart finds too late to send (see `_late`)."""
+        now, grace = self._now(), self.grace
+        skipped = outbox.skip_late(
+            self.db,
+            now - max(grace, SEND_SLACK),
+            lambda due_at: late_reason(due_at, now, grace, attempted=False),
+            now,
+        )
+        if skipped:
+            log.warning(
+                "%s outbox rows skipped as late: due more than %s ago and never attempted",
+                skipped,
+                format_duration(grace),
+                extra={"action": "send_skipped_late", "worker": self.worker_id, "count": skipped},
+            )
+        return skipped
 
     def _claim(self, lease: timedelta) -> list[ClaimedEmail]:
         sending = self.settings.sending
@@ -448,6 +481,9 @@ class Sender:
     async def _process(self, row: ClaimedEmail, pool: SmtpPool | None) -> str:
         """Check, render, send and record one row; returns the SendStats field to count it in."""
         now = self._now()
+        late = self._late(row, now)  # claimed by a refill or taken over from a stopped sender
+        if late is not None:
+            return await self._not_sent(row, "skipped", late)
         facts = self._prepared[row.id]
         check = await self._check(row, facts, now)
         refusal = self._refusal(row, facts, check)

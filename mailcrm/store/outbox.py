@@ -37,13 +37,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import DateTime, and_, delete, func, insert, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -83,6 +83,8 @@ _PURCHASE = table_of(Purchase)
 _ATTEMPT = table_of(OutboxAttempt)
 
 _CHUNK = 500
+_LATE_CHUNK = 2000  # rows `skip_late` settles per transaction
+_LATE_ROUNDS = 1000
 FALLBACK_ID_DOMAIN = "mailcrm.invalid"
 
 DUE = OutboxState.DUE.value
@@ -867,6 +869,44 @@ def mark_skipped(
         "updated_at": now or utcnow(),
     }
     return _finish(db, row, values)
+
+
+def skip_late(db: Database, before: datetime, reason: Callable[[datetime], str | None], now: datetime) -> int:
+    """Skip due rows that were never attempted and are due before `before` (catch-up grace).
+
+    `reason(due_at)` gives each row its skip reason (None: keep it). Set-based, in chunks,
+    so a backlog left by a long outage costs a few statements rather than a transaction
+    per row; on PostgreSQL rows another sender holds are left to it. Returns the count.
+    """
+    query = (
+        select(_OUTBOX.c.id, _OUTBOX.c.due_at)
+        .where(
+            _OUTBOX.c.state == DUE,
+            _OUTBOX.c.due_at < before,
+            _OUTBOX.c.attempts == 0,
+            _OUTBOX.c.ambiguous_attempts == 0,
+            _OUTBOX.c.deadline_at.is_(None),
+        )
+        .order_by(_OUTBOX.c.due_at, _OUTBOX.c.id)
+        .limit(_LATE_CHUNK)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == bindparam("pk"), _OUTBOX.c.state == DUE)
+        .values(state=SKIPPED, skip_reason=bindparam("reason"), updated_at=now)
+    )
+    total = 0
+    for _ in range(_LATE_ROUNDS):  # bounded: each round skips a chunk or ends the loop
+        with db.write() as session:
+            found = list(session.execute(query))
+            values = [{"pk": r.id, "reason": why} for r in found if (why := reason(r.due_at)) is not None]
+            if values:
+                session.execute(statement, values)
+        total += len(values)
+        if len(found) < _LATE_CHUNK or not values:
+            break
+    return total
 
 
 # --- send-time facts -------------------------------------------------------------------
