@@ -3,10 +3,12 @@
 ``RecordingHandler`` keeps every accepted message and can be scripted to reject a command,
 either always (``reply_at``), for one recipient (``reply_for_rcpt``) or for the next few
 attempts only (``queue_reply``), which is what bounce and retry tests need.
+``BlackholeServer`` accepts connections and never answers (S11: timeouts, not hangs).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import deque
@@ -173,6 +175,84 @@ class RecordingSMTPServer:
             controller.stop()
 
     def __enter__(self) -> RecordingSMTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class BlackholeServer:
+    """A loopback TCP server that accepts connections and never sends a byte.
+
+    A client waiting for the SMTP greeting (or any reply) gets nothing until it gives up,
+    as with a firewall that drops replies or a wedged server. Connections are held open
+    until `stop`, which also ends the accepting thread.
+    """
+
+    def __init__(self) -> None:
+        self.host = HOST
+        self.port = free_port(HOST)
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._held: list[socket.socket] = []
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted so far."""
+        with self._lock:
+            return len(self._held)
+
+    def wait_for_connections(self, count: int, timeout: float = WAIT_TIMEOUT) -> None:
+        """Block until `count` connections were accepted; TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while self.accepted < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {count} connections, got {self.accepted}")
+            time.sleep(0.02)
+
+    def start(self) -> None:
+        if self._listener is not None:
+            return
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(16)
+        listener.settimeout(0.1)  # the accept loop checks for `stop` this often
+        self._listener = listener
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._accept, name="blackhole-smtp", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        while not self._stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._held.append(connection)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            held, self._held = self._held, []
+        for connection in held:
+            connection.close()
+
+    def __enter__(self) -> BlackholeServer:
         self.start()
         return self
 
