@@ -212,11 +212,15 @@ class SendingSettings(_Strict):
     batch_size: int = Field(default=100, ge=1, le=5000)
     copy_to_sent: bool = False
     ambiguous: Literal["resend", "hold"] = "resend"
+    # Soft bounces (mailbox full, 4.2.x/5.2.2) are retried; an address is suppressed
+    # once it collected `soft_bounce_limit` of them within `soft_bounce_window`.
+    soft_bounce_limit: int = Field(default=5, ge=1)
+    soft_bounce_window: timedelta = timedelta(days=7)
     # Sender processes on this machine (0 or "auto": one per CPU); each SMTP account's
     # connections and per_minute are shared out among them (`mailcrm.send.processes`).
     processes: Annotated[int, BeforeValidator(lambda v: 0 if v == "auto" else v), Field(ge=0, le=64)] = 1
 
-    @field_validator("frequency_window", "retry_deadline", mode="before")
+    @field_validator("frequency_window", "retry_deadline", "soft_bounce_window", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, str):

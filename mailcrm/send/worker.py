@@ -21,7 +21,10 @@ the next row and
    batch's `Recorder`, which commits all lanes' writes together;
 5. records it: `sent` plus the message on the customer's timeline, or a retry with
    backoff, a failure, a suppression, or an unknown delivery (`domain.retry`); every
-   attempt, with the server's reply code and text, goes into the row's history.
+   attempt, with the server's reply code and text, goes into the row's history. An
+   unknown user is suppressed at once; a full mailbox only after
+   `sending.soft_bounce_limit` soft bounces within `sending.soft_bounce_window`
+   (counted from that history), since it usually empties again.
 
 `sending.ambiguous` defaults to `resend`: the promise is "nothing lost; a duplicate
 only for messages inside an SMTP transaction at a crash". A resend carries the same
@@ -65,8 +68,10 @@ from mailcrm.domain.retry import (
     deadline_for,
     enhanced_status,
     ever_attempted,
+    is_soft_bounce,
     late_reason,
     next_attempt,
+    too_many_soft,
 )
 from mailcrm.domain.rules import format_duration
 from mailcrm.errors import DatabaseError, ValidationError
@@ -789,6 +794,15 @@ class Sender:
         """Act on the classification of a failed attempt (see `domain.retry`)."""
         decision = classify(outcome)
         if decision.verdict is Verdict.RETRY:
+            if is_soft_bounce(outcome.code, outcome.text):
+                softs = await asyncio.to_thread(self._soft_bounces, row)
+                if too_many_soft(softs + 1, self.settings.sending.soft_bounce_limit):  # + this one
+                    window = format_duration(self.settings.sending.soft_bounce_window)
+                    detail = f"{softs + 1} soft bounces in {window}; last: {decision.reason}"
+                    await asyncio.to_thread(self._suppress, row, recipient, outcome, "soft_bounce", detail)
+                    return await self._fail(
+                        row, f"suppressed: {detail}", reply=outcome, kind=outbox.ATTEMPT_SUPPRESSED
+                    )
             return await self._retry(row, outcome)
         if decision.verdict is Verdict.AMBIGUOUS:
             if after_ambiguous(self.settings.sending.ambiguous, row.ambiguous_attempts) is Verdict.RETRY:
@@ -816,23 +830,37 @@ class Sender:
             return await self._fail(row, decision.reason, reply=outcome, kind=outbox.ATTEMPT_SUPPRESSED)
         return await self._fail(row, decision.reason, reply=outcome)
 
-    def _suppress(self, row: ClaimedEmail, recipient: str, outcome: SmtpOutcome) -> None:
+    def _soft_bounces(self, row: ClaimedEmail) -> int:
+        """Soft bounces of the customer inside `sending.soft_bounce_window`, from the history."""
+        since = self._now() - self.settings.sending.soft_bounce_window
+        return outbox.soft_bounces(self.db, row.customer_id, since, is_soft_bounce)
+
+    def _suppress(
+        self,
+        row: ClaimedEmail,
+        recipient: str,
+        outcome: SmtpOutcome,
+        reason: str = "hard_bounce",
+        detail: str | None = None,
+    ) -> None:
         with self.db.write() as session:
             added = outbox.suppress(
                 session,
                 recipient,
-                "hard_bounce",
-                detail=outcome.describe(),
+                reason,
+                detail=detail or outcome.describe(),
                 customer_id=row.customer_id,
                 status=enhanced_status(outcome.text),
                 message_id=row.message_id,
             )
         if added:
+            why = "the server says it does not exist" if reason == "hard_bounce" else detail
             log.warning(
-                "%s suppressed: the server says it does not exist (%s)",
+                "%s suppressed: %s (%s)",
                 recipient,
+                why,
                 enhanced_status(outcome.text),
-                extra={"action": "address_suppressed", "reason": "hard_bounce"},
+                extra={"action": "address_suppressed", "reason": reason, "customer_id": row.customer_id},
             )
 
 

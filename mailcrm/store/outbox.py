@@ -1076,6 +1076,24 @@ def sent_since(db: Database, sender: str, since: datetime) -> tuple[int, datetim
     return int(count), oldest
 
 
+def soft_bounces(
+    db: Database, customer_id: int, since: datetime, is_soft: Callable[[int | None, str | None], bool]
+) -> int:
+    """Attempts to the customer since `since` whose reply `is_soft` calls a soft bounce.
+
+    Counted from the attempt history, so it holds across rows, rules and restarts. The
+    history keeps no recipient: all of the customer's attempts count, which is the
+    primary address in all but the rare case of an address changed inside the window.
+    """
+    query = (
+        select(_ATTEMPT.c.code, _ATTEMPT.c.reply)
+        .join(_OUTBOX, _OUTBOX.c.id == _ATTEMPT.c.outbox_id)
+        .where(_OUTBOX.c.customer_id == customer_id, _ATTEMPT.c.at >= since, _ATTEMPT.c.code >= 400)
+    )
+    with db.read() as session:
+        return sum(1 for code, reply in session.execute(query) if is_soft(code, reply))
+
+
 # --- suppression ------------------------------------------------------------------------
 
 
