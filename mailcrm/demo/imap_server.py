@@ -97,11 +97,16 @@ class DemoImapServer:
         self._passwords[username] = password
         return password
 
+    def login(self, username: str) -> str:
+        """The password of `username`, made on first use: the sync and, with `--serve`, the
+        daemon and the user all log in with the same one."""
+        return self._passwords.get(username) or self.add_login(username)
+
     async def _ensure_user(self, username: str) -> MailboxSet:
         cached = self._config.set_cache.get(username)
         if cached is not None:
             return cached[0]
-        password = self._passwords.get(username) or self.add_login(username)
+        password = self.login(username)
         identity = Identity(username, self._login, None, frozenset())
         await identity.set(UserMetadata(self._config, username, password=password))
         boxes = MailboxSet()

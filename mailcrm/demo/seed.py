@@ -8,7 +8,8 @@ import ipaddress
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -279,41 +280,61 @@ class MailboxReport:
         }
 
 
-async def sync_mail(
-    db: Database, settings: Settings, server: DemoImapServer, mail: Sequence[DemoMail]
-) -> list[MailboxReport]:
-    """Serve the history, sync every mailbox once, then deliver the late mail and sync again.
-
-    The second pass is how a reply from a customer's new address is recognised: the
-    thread it answers must already be stored, as it is for any mail that arrives after
-    a mailbox's first sync. The server is stopped and the passwords are removed from
-    the environment whatever happens.
-    """
-    chosen = workers(db, settings)
+@contextmanager
+def login_env(server: DemoImapServer, settings: Settings) -> Iterator[None]:
+    """While the block runs, every salesperson's IMAP password for `server` is in the
+    environment variable the config names (the config never holds it); the previous
+    values come back afterwards."""
     saved: dict[str, str | None] = {}
-    for worker in chosen:
-        account = worker.person.imap
+    for person in settings.salespeople:
+        account = person.imap
         if account is not None and account.password_env:
-            saved[account.password_env] = os.environ.get(account.password_env)
-            os.environ[account.password_env] = server.add_login(account.username)
-    reports = {worker.person.email: MailboxReport(worker.person.email) for worker in chosen}
+            saved.setdefault(account.password_env, os.environ.get(account.password_env))
+            os.environ[account.password_env] = server.login(account.username)
     try:
-        await server.start(m for m in mail if not m.late)
-        for worker in chosen:
-            reports[worker.person.email].add(await worker.sync_once())
-        late = [m for m in mail if m.late]
-        for message in late:
-            await server.deliver(message)
-        for worker in chosen:
-            if any(m.mailbox == worker.person.email for m in late):
-                reports[worker.person.email].add(await worker.sync_once())
+        yield
     finally:
-        await server.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+async def sync_mail(
+    db: Database,
+    settings: Settings,
+    server: DemoImapServer,
+    mail: Sequence[DemoMail],
+    *,
+    keep_serving: bool = False,
+) -> list[MailboxReport]:
+    """Serve the history, sync every mailbox once, then deliver the late mail and sync again.
+
+    The second pass is how a reply from a customer's new address is recognised: the
+    thread it answers must already be stored, as it is for any mail that arrives after
+    a mailbox's first sync. The passwords are removed from the environment whatever
+    happens; the server is stopped too, unless `keep_serving` (`demo --serve`, whose
+    daemon syncs from it next) and all went well.
+    """
+    chosen = workers(db, settings)
+    reports = {worker.person.email: MailboxReport(worker.person.email) for worker in chosen}
+    with login_env(server, settings):
+        try:
+            await server.start(m for m in mail if not m.late)
+            for worker in chosen:
+                reports[worker.person.email].add(await worker.sync_once())
+            late = [m for m in mail if m.late]
+            for message in late:
+                await server.deliver(message)
+            for worker in chosen:
+                if any(m.mailbox == worker.person.email for m in late):
+                    reports[worker.person.email].add(await worker.sync_once())
+        except BaseException:
+            await server.stop()
+            raise
+        if not keep_serving:
+            await server.stop()
     return list(reports.values())
 
 

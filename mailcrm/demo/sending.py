@@ -34,8 +34,11 @@ def plan(db: Database, settings: Settings, now: datetime | None = None) -> plann
     return planner.plan(db, settings, planner.configured_rules(settings), now)
 
 
-async def send(db: Database, settings: Settings, server: DemoSmtpServer) -> SendStats:
-    """Send every due email through the demo SMTP server; the server is stopped whatever happens.
+async def send(
+    db: Database, settings: Settings, server: DemoSmtpServer, *, keep_serving: bool = False
+) -> SendStats:
+    """Send every due email through the demo SMTP server; the server is stopped afterwards,
+    unless `keep_serving` (`demo --serve`, whose daemon sends through it next) and all went well.
 
     Batches until one claims nothing (rows retried or held by the frequency cap wait for
     later), at most MAX_BATCHES and SEND_TIMEOUT seconds.
@@ -44,14 +47,19 @@ async def send(db: Database, settings: Settings, server: DemoSmtpServer) -> Send
     await server.start()
     sender = Sender(db, settings, TemplateRenderer(settings.templates_path()), worker_id="mailcrm-demo")
     try:
-        async with asyncio.timeout(SEND_TIMEOUT):
-            for _ in range(MAX_BATCHES):
-                stats = await sender.send_due()
-                total.add(stats)
-                if stats.claimed == 0:
-                    break
-    finally:
-        await sender.close()
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                for _ in range(MAX_BATCHES):
+                    stats = await sender.send_due()
+                    total.add(stats)
+                    if stats.claimed == 0:
+                        break
+        finally:
+            await sender.close()
+    except BaseException:
+        await server.stop()
+        raise
+    if not keep_serving:
         await server.stop()
     return total
 
