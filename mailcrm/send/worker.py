@@ -728,9 +728,15 @@ class Sender:
         attempted: bool = True,
         reply: SmtpOutcome | None = None,
         kind: str = outbox.ATTEMPT_FAILED,
+        notify: bool = False,
     ) -> str:
-        """`failed`; `reply` (the attempt's outcome) goes into the row's history."""
-        await asyncio.to_thread(
+        """`failed`; `reply` (the attempt's outcome) goes into the row's history.
+
+        `notify`: the row was given up on after retrying (no person saw the retries), so
+        its owner is told on the customer's timeline and in a warning naming them.
+        """
+        salesperson = row.sender or "(no salesperson)"
+        changed = await asyncio.to_thread(
             partial(
                 outbox.mark_failed,
                 self.db,
@@ -741,14 +747,36 @@ class Sender:
                 outcome=kind,
                 code=reply.code if reply else None,
                 reply=_reply_text(reply),
+                notify=salesperson if notify else None,
             )
         )
-        log.warning(
-            "outbox row %s failed: %s",
-            row.id,
-            error,
-            extra={"action": "send_failed", "outbox_id": row.id, "rule": row.rule},
-        )
+        extra = {
+            "action": "send_failed",
+            "outbox_id": row.id,
+            "rule": row.rule,
+            "customer_id": row.customer_id,
+            "salesperson": row.sender,
+        }
+        if notify and changed:
+            log.warning(
+                "gave up on outbox row %s (rule %s) to customer %s; salesperson %s is told: %s",
+                row.id,
+                row.rule,
+                row.customer_id,
+                salesperson,
+                error,
+                extra={**extra, "action": "send_given_up"},
+            )
+        else:
+            log.warning(
+                "outbox row %s (rule %s, customer %s, salesperson %s) failed: %s",
+                row.id,
+                row.rule,
+                row.customer_id,
+                salesperson,
+                error,
+                extra=extra,
+            )
         return "failed"
 
     async def _retry(
@@ -765,6 +793,7 @@ class Sender:
                 f"expired: no delivery before {deadline.isoformat()}; last: {reason}",
                 attempted=attempted,
                 reply=outcome,
+                notify=True,
             )
         await asyncio.to_thread(
             partial(

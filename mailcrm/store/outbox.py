@@ -213,6 +213,9 @@ ATTEMPT_FAILED = "failed"
 ATTEMPT_SUPPRESSED = "suppressed"
 ATTEMPT_AMBIGUOUS = "ambiguous"
 
+SEND_FAILED_EVENT = "send_failed"
+"""Timeline kind telling the owner an automated email was given up on."""
+
 
 def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), size):
@@ -806,14 +809,22 @@ def _finish(
     row: ClaimedEmail,
     values: dict[str, Any],
     attempt: tuple[str, int | None, str | None] | None = None,
+    event: tuple[str, dict[str, Any]] | None = None,
 ) -> bool:
-    """End the row's claim; `attempt` (outcome, code, reply) goes into its history."""
+    """End the row's claim; `attempt` (outcome, code, reply) goes into its history, and
+    `event` (kind, payload) onto the customer's timeline if this call ended the claim."""
     moment = values.setdefault("updated_at", utcnow())
     values.update(attempt_started_at=None, claimed_by=None, claimed_until=None)
     with db.write() as session:
         changed = _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
         if attempt is not None:
             _attempt(session, row.id, attempt[0], moment, attempt[1], attempt[2])
+        if event is not None and changed:
+            session.execute(
+                insert(_EVENT).values(
+                    customer_id=row.customer_id, kind=event[0], at=moment, message_pk=None, payload=event[1]
+                )
+            )
         return changed
 
 
@@ -827,16 +838,31 @@ def mark_failed(
     outcome: str = ATTEMPT_FAILED,
     code: int | None = None,
     reply: str | None = None,
+    notify: str | None = None,
 ) -> bool:
     """Give up on the row; `error` (the server's reply or the template error) is kept.
 
     `attempted`: the server was asked, and the attempt (`outcome`: failed or
-    suppressed, with `code` and `reply`) goes into the row's history.
+    suppressed, with `code` and `reply`) goes into the row's history. `notify` (the
+    salesperson to tell) puts a `send_failed` event on the customer's timeline, in the
+    same transaction, so the owner learns of it exactly once.
     """
     values: dict[str, Any] = {"state": FAILED, "last_error": error, "updated_at": now or utcnow()}
     if attempted:
         values["attempts"] = _OUTBOX.c.attempts + 1
-    return _finish(db, row, values, (outcome, code, reply or error) if attempted else None)
+    event: tuple[str, dict[str, Any]] | None = None
+    if notify is not None:
+        payload = {
+            "summary": f"automated email '{row.rule}' was not sent: {error}",
+            "rule": row.rule,
+            "template": row.template,
+            "outbox_id": row.id,
+            "reason": error,
+            "salesperson": notify,
+            "message_id": row.message_id,
+        }
+        event = (SEND_FAILED_EVENT, payload)
+    return _finish(db, row, values, (outcome, code, reply or error) if attempted else None, event)
 
 
 def mark_unknown(
