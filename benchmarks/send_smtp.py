@@ -6,7 +6,13 @@ for a thank-you rule, inserted with `outbox.insert_planned` (the planner's own i
 which fixes each row's Message-ID) rather than by running the planner, whose speed
 `benchmarks/plan_anniversary.py` measures.
 
-Timed: `Sender.send_due` in one process until the outbox is empty. Every email is claimed,
+Timed: the senders until the outbox is empty, the way `mailcrm run` sends with
+`sending.processes: N` (default: one per CPU): this process is sender 0 and
+`mailcrm.send.processes.SenderProcesses` starts and supervises the other N-1 from a
+config file written for the run. The rows are made due once every child is ready, as
+in a daemon that is already running (the children's start-up is printed, not timed;
+nor is the single process's import time). Unless `--no-single`, the same number of emails is also sent by
+`Sender.send_due` in this process alone, on a fresh database, for comparison. Every email is claimed,
 checked (suppression, frequency cap, archived), rendered from the shipped `thank_you`
 templates (Jinja2, Babel dates and money), built (`domain.mime`), sent over pooled
 aiosmtplib connections to `smtp-sink` on loopback, and recorded: `sent`, the message, a
@@ -17,8 +23,11 @@ the issue compares against (target: >= 1,000 emails/s and >= 0.1x of smtp-source
 Unless `--skip-planning`, `benchmarks/plan_anniversary.py --json` runs as a subprocess
 and its figures are part of the report.
 
-    python benchmarks/send_smtp.py [--count N] [--connections N] [--batch N]
-                                   [--skip-planning] [--planning-customers N] [--json]
+    python benchmarks/send_smtp.py [--count N] [--processes N] [--no-single] [--connections N]
+                                   [--batch N] [--skip-planning] [--planning-customers N] [--json]
+
+`--connections` is the account's `max_connections`, divided among the processes as
+the daemon divides it.
 
 Every process started here (smtp-sink, smtp-source, the planning benchmark) is stopped by
 its PID and bounded in time; everything listens on 127.0.0.1 only.
@@ -45,13 +54,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.render import TemplateRenderer
-from mailcrm.send import worker
+from mailcrm.send import processes, worker
+from mailcrm.send.processes import SenderProcesses
 from mailcrm.send.worker import Sender, SendStats
-from mailcrm.settings import SalespersonSettings, SendingSettings, Settings, SmtpAccount, WebSettings
+from mailcrm.settings import (
+    SalespersonSettings,
+    SendingSettings,
+    Settings,
+    SmtpAccount,
+    WebSettings,
+    load_settings,
+)
 from mailcrm.store import migrate, outbox
 from mailcrm.store.db import Database
 from mailcrm.store.models import Customer, EmailAddress, OutboxItem, Purchase, Salesperson, table_of
@@ -62,6 +79,7 @@ OWNER = "alice@acme.example"
 TARGET_RATE = 1000.0
 TARGET_RATIO = 0.1
 MAX_COUNT = 200_000
+IDLE_POLL = 0.1  # seconds between an idle sender's looks for due rows
 PLANNING_LIMIT = 1800.0  # seconds for the whole planning benchmark (two stores, 1M customers each)
 SBIN = (Path("/usr/sbin"), Path("/usr/lib/postfix/sbin"), Path("/usr/libexec/postfix"))
 PLANNING_SCRIPT = Path(__file__).resolve().parent / "plan_anniversary.py"
@@ -127,8 +145,9 @@ def smtp_sink() -> Iterator[int]:
 # --- setup -------------------------------------------------------------------------------
 
 
-def setup(db: Database, count: int) -> None:
-    """N customers with an address and a purchase, and one due thank-you row each."""
+def setup(db: Database, count: int, *, due_in: timedelta = timedelta(minutes=-1)) -> None:
+    """N customers with an address and a purchase, and one thank-you row each, due `due_in`
+    from now (already due by default)."""
     migrate.upgrade(db)
     rng = random.Random(42)
     now = utcnow()
@@ -188,7 +207,7 @@ def setup(db: Database, count: int) -> None:
                 customer_id=cid,
                 occurrence=f"purchase:{bought[cid]}",
                 template="thank_you",
-                due_at=now - timedelta(minutes=1),
+                due_at=now + due_in,
             )
             for cid in ids
         ]
@@ -205,6 +224,100 @@ def _settings(port: int, connections: int, batch: int) -> Settings:
         sending=SendingSettings.model_validate({"batch_size": batch}),
         web=WebSettings(base_url="https://crm.acme.example"),
     )
+
+
+def _config_file(folder: Path, db: Database, port: int, connections: int, batch: int, count: int) -> Path:
+    """The settings of `_settings` as a file: child senders load it like the daemon's."""
+    path = folder / "mailcrm.yaml"
+    path.write_text(
+        f"""\
+database:
+  url: {db.url.render_as_string(hide_password=False)}
+salespeople:
+  - name: Alice Example
+    email: {OWNER}
+    language: en
+    smtp: {{host: {HOST}, port: {port}, security: plain, max_connections: {connections}}}
+sending:
+  batch_size: {batch}
+  processes: {count}
+web:
+  base_url: https://crm.acme.example
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _sent_rows(db: Database) -> int:
+    table = table_of(OutboxItem)
+    with db.read() as session:
+        return int(
+            session.execute(
+                select(func.count()).select_from(table).where(table.c.state == "sent")
+            ).scalar_one()
+        )
+
+
+def _child_cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of live processes (Linux /proc; 0 where unknown)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+async def _send_with_processes(
+    db: Database, settings: Settings, count: int, limit: float
+) -> tuple[float, float, float, float, int]:
+    """Sender 0 here plus `count - 1` supervised children, as `mailcrm run` starts them.
+
+    The rows were set up due later: once every child is ready (started, imported, its
+    sender built; the single-process figure pays no start-up either) they are made due
+    and the clock runs until none is due or claimed. Returns wall seconds, CPU seconds
+    (all senders), the children's peak RSS (MB), their start-up seconds and restarts.
+    """
+    stop = asyncio.Event()
+    sender = Sender(
+        db,
+        processes.share(settings, 0, count),
+        TemplateRenderer(settings.templates_path()),
+        worker_id="bench-0",
+    )
+    children = SenderProcesses(settings, count, interval=IDLE_POLL)
+    launched = time.perf_counter()
+    tasks = [asyncio.create_task(children.run(stop))]
+    child_cpu, child_rss, startup = 0.0, 0.0, 0.0
+    try:
+        await asyncio.wait_for(children.ready(), timeout=60)
+        startup = time.perf_counter() - launched
+        child_cpu = -_child_cpu_seconds(children.pids)
+        await asyncio.to_thread(_make_due, db)
+        started, cpu = time.perf_counter(), time.process_time()
+        tasks.append(asyncio.create_task(sender.run(stop, interval=IDLE_POLL)))
+        while time.perf_counter() - started < limit and not any(t.done() for t in tasks):
+            await asyncio.sleep(0.05)
+            if await asyncio.to_thread(_open_rows, db) == 0:
+                break
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        child_cpu += _child_cpu_seconds(children.pids)
+        child_rss = children.peak_rss_mb()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return seconds, cpu + child_cpu, child_rss, startup, children.restarts
+
+
+def _make_due(db: Database) -> None:
+    table = table_of(OutboxItem)
+    with db.write() as session:
+        session.execute(update(table).values(due_at=utcnow() - timedelta(minutes=1)))
 
 
 def _open_rows(db: Database) -> int:
@@ -229,33 +342,53 @@ async def _send_all(sender: Sender, limit: float) -> tuple[SendStats, float, flo
     return totals, time.perf_counter() - started, time.process_time() - cpu
 
 
-def run_sender(port: int, count: int, connections: int, batch: int, limit: float) -> dict[str, Any]:
+def run_sender(
+    port: int, count: int, connections: int, batch: int, limit: float, wanted: int = 1
+) -> dict[str, Any]:
+    """Set up a fresh database and send it all with `wanted` sender processes."""
     folder = Path(tempfile.mkdtemp(prefix="mailcrm-send-bench-"))
+    rss_before = peak_rss_mb()
     try:
         db = Database(f"sqlite:///{folder}/bench.db")
         began = time.perf_counter()
-        setup(db, count)
+        setup(db, count, due_in=timedelta(minutes=-1) if wanted == 1 else timedelta(days=1))
         setup_seconds = time.perf_counter() - began
-        settings = _settings(port, connections, batch)
         _count_built_bytes()
-        sender = Sender(db, settings, TemplateRenderer(settings.templates_path()), worker_id="bench")
-        totals, seconds, cpu = asyncio.run(_send_all(sender, limit))
+        child_rss, startup, restarts = 0.0, 0.0, 0
+        if wanted == 1:
+            settings = _settings(port, connections, batch)
+            sender = Sender(db, settings, TemplateRenderer(settings.templates_path()), worker_id="bench")
+            totals, seconds, cpu = asyncio.run(_send_all(sender, limit))
+            sent, used = totals.sent, 1
+        else:
+            settings = load_settings(_config_file(folder, db, port, connections, batch, wanted))
+            used = processes.resolve(settings)
+            figures = asyncio.run(_send_with_processes(db, settings, used, limit))
+            seconds, cpu, child_rss, startup, restarts = figures
+            sent = _sent_rows(db)
         left = _open_rows(db)
         db.dispose()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {
+        "processes": used,
         "count": count,
         "connections": connections,
         "batch_size": batch,
         "setup_seconds": round(setup_seconds, 2),
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
-        "sent": totals.sent,
-        "not_sent": count - totals.sent,
+        "sent": sent,
+        "sent_by_this_process": _BUILT["count"],
+        "not_sent": count - sent,
         "left_open": left,
-        "emails_per_second": round(totals.sent / seconds, 1) if seconds else 0.0,
+        "child_startup_seconds": round(startup, 2),
+        "restarts": restarts,
+        "emails_per_second": round(sent / seconds, 1) if seconds else 0.0,
         "mean_message_bytes": round(_BUILT["bytes"] / _BUILT["count"]) if _BUILT["count"] else 0,
+        # this process's peak so far (setup included) plus the children's
+        "peak_rss_mb": round(max(rss_before, peak_rss_mb()) + child_rss, 1),
+        "peak_rss_children_mb": round(child_rss, 1),
     }
 
 
@@ -263,8 +396,10 @@ _BUILT = {"count": 0, "bytes": 0}
 
 
 def _count_built_bytes() -> None:
-    """Wrap the sender's `build_message` to learn the mean size sent (smtp-source gets the same)."""
-    build = worker.build_message
+    """Wrap the sender's `build_message` to learn the mean size sent (smtp-source gets the same);
+    with several processes, this process's share is the sample."""
+    _BUILT.update(count=0, bytes=0)
+    build = getattr(worker.build_message, "__wrapped__", worker.build_message)
 
     def counting(**kwargs: Any) -> bytes:
         payload = build(**kwargs)
@@ -272,6 +407,7 @@ def _count_built_bytes() -> None:
         _BUILT["bytes"] += len(payload)
         return payload
 
+    counting.__wrapped__ = build  # type: ignore[attr-defined]
     worker.build_message = counting
 
 
@@ -356,23 +492,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def print_report(result: dict[str, Any]) -> None:
-    s, src = result["sender"], result["smtp_source"]
-    print(f"sender: {s['sent']:,} emails in {s['seconds']:.2f} s = {s['emails_per_second']:,.0f} emails/s")
+def _print_sender(s: dict[str, Any]) -> None:
+    n = s["processes"]
+    label = "1 process" if n == 1 else f"{n} processes"
+    print(
+        f"sender, {label}: {s['sent']:,} emails in {s['seconds']:.2f} s"
+        f" = {s['emails_per_second']:,.0f} emails/s"
+    )
     print(
         f"  claimed, checked, rendered, built, sent over {s['connections']} connections and recorded "
         f"(batches of {s['batch_size']}); CPU {s['cpu_seconds']:.1f} s; setup {s['setup_seconds']:.1f} s"
     )
+    if n > 1:
+        print(
+            f"  this process sent {s['sent_by_this_process']:,}, the {n - 1} child process(es) "
+            f"{s['sent'] - s['sent_by_this_process']:,}; children ready after "
+            f"{s['child_startup_seconds']:.1f} s (not timed), restarts: {s['restarts']}"
+        )
+    print(
+        f"  peak RSS summed over the sender processes: {s['peak_rss_mb']:.0f} MB"
+        + (f" (children {s['peak_rss_children_mb']:.0f} MB)" if n > 1 else "")
+    )
     if s["not_sent"] or s["left_open"]:
         print(f"  NOT SENT: {s['not_sent']}; still due/claimed: {s['left_open']}")
+
+
+def print_report(result: dict[str, Any]) -> None:
+    s, src = result["sender"], result["smtp_source"]
+    _print_sender(s)
+    single = result.get("single")
+    if single is not None:
+        _print_sender(single)
     print(
         f"smtp-source -d -s 10 -m {src['count']}: {src['seconds']:.2f} s = "
         f"{src['messages_per_second']:,.0f} msg/s ({src['message_bytes']:,} byte file)"
     )
     print(
-        f"ratio: {result['ratio']:.3f}x of smtp-source (target >= {TARGET_RATIO}x, >= {TARGET_RATE:,.0f}/s)"
+        f"ratio: {result['ratio']:.3f}x of smtp-source with {s['processes']} process(es)"
+        + (f", {result['ratio_single']:.3f}x with 1" if single is not None else "")
+        + f" (target >= {TARGET_RATIO}x, >= {TARGET_RATE:,.0f}/s)"
     )
-    print(f"peak RSS of the sender process: {result['peak_rss_mb']:.0f} MB")
     planning = result.get("planning")
     if planning is None:
         print("planning: skipped (--skip-planning)")
@@ -396,7 +555,18 @@ def print_report(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=50_000, help="due emails to send (default 50,000)")
-    parser.add_argument("--connections", type=int, default=16, help="SMTP connections (default 16)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=processes.cpu_count(),
+        help=f"sender processes, as sending.processes (default: one per CPU, {processes.cpu_count()})",
+    )
+    parser.add_argument(
+        "--no-single", action="store_true", help="skip the single-process figure (sent after the other)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=16, help="SMTP connections, shared by the processes (default 16)"
+    )
     parser.add_argument("--batch", type=int, default=1000, help="rows claimed per batch (default 1,000)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="bound on each timed phase")
     parser.add_argument("--skip-planning", action="store_true", help="do not run plan_anniversary.py")
@@ -409,12 +579,16 @@ def main() -> None:
         parser.error(f"--count must be between 1 and {MAX_COUNT:,}")
     if not 1 <= args.connections <= 100:
         parser.error("--connections must be between 1 and 100")
+    if not 1 <= args.processes <= processes.MAX_PROCESSES:
+        parser.error(f"--processes must be between 1 and {processes.MAX_PROCESSES}")
     if not 1 <= args.batch <= 5000:
         parser.error("--batch must be between 1 and 5,000")
 
+    single: dict[str, Any] | None = None
     with smtp_sink() as port:
-        sender = run_sender(port, args.count, args.connections, args.batch, args.max_seconds)
-        rss = peak_rss_mb()
+        sender = run_sender(port, args.count, args.connections, args.batch, args.max_seconds, args.processes)
+        if sender["processes"] > 1 and not args.no_single:
+            single = run_sender(port, args.count, args.connections, args.batch, args.max_seconds)
         size = sender["mean_message_bytes"] or 3000
         source = run_smtp_source(port, args.count, size, args.max_seconds)
     ratio = sender["emails_per_second"] / source["messages_per_second"]
@@ -422,13 +596,16 @@ def main() -> None:
         "sender": sender,
         "smtp_source": source,
         "ratio": round(ratio, 4),
-        "peak_rss_mb": round(rss, 1),
+        "peak_rss_mb": sender["peak_rss_mb"],
         "target_emails_per_second": TARGET_RATE,
         "target_ratio": TARGET_RATIO,
         "ok": sender["sent"] == args.count
         and sender["emails_per_second"] >= TARGET_RATE
         and ratio >= TARGET_RATIO,
     }
+    if single is not None:
+        result["single"] = single
+        result["ratio_single"] = round(single["emails_per_second"] / source["messages_per_second"], 4)
     if not args.skip_planning:
         result["planning"] = run_planning(args.planning_customers, PLANNING_LIMIT)
     if args.json:

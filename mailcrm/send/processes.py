@@ -55,6 +55,9 @@ CHILD_STOP_SECONDS = 15.0
 HEALTHY_SECONDS = 60.0
 """A child that ran this long before it died restarts after the shortest delay again."""
 PARENT_POLL_SECONDS = 1.0
+IDLE_INTERVAL = 5.0
+"""Seconds an idle sender waits before it looks for due rows again (`Sender.run`)."""
+READY = b"READY"
 RESTART = Backoff(base=1.0, cap=60.0)
 
 
@@ -170,13 +173,17 @@ class SenderProcesses:
         *,
         stop_seconds: float = CHILD_STOP_SECONDS,
         restart: Backoff = RESTART,
+        interval: float = IDLE_INTERVAL,
     ) -> None:
         self.settings = settings
         self.count = count
         self.stop_seconds = stop_seconds
         self.restart = restart
+        self.interval = interval
         self.restarts = 0
         self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._ready: set[int] = set()
+        self._changed = asyncio.Condition()
         self._rng = random.Random()
 
     @property
@@ -194,10 +201,15 @@ class SenderProcesses:
                         total += int(line.split()[1]) / 1024
         return total
 
+    async def ready(self) -> None:
+        """Wait until every child has built its sender and is looking for due rows."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._ready) >= self.count - 1)
+
     def command(self, slot: int) -> list[str]:
         """The command line of child `slot`."""
         command = [sys.executable, "-m", __name__, "--slot", str(slot), "--of", str(self.count)]
-        command += ["--parent", str(os.getpid()), *_log_options()]
+        command += ["--parent", str(os.getpid()), "--interval", str(self.interval), *_log_options()]
         if self.settings.source is not None:
             command += ["--config", str(self.settings.source)]
         return command
@@ -227,7 +239,7 @@ class SenderProcesses:
             started = loop.time()
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *self.command(slot), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+                    *self.command(slot), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
                 )
             except OSError as exc:
                 code: int | str = f"could not start: {exc}"
@@ -239,6 +251,7 @@ class SenderProcesses:
                     process.pid,
                     extra={"action": "send_process_started", "slot": slot, "pid": process.pid},
                 )
+                reader = asyncio.create_task(self._read(slot, process))
                 try:
                     if await _first(process.wait(), stop.wait()) == 1:
                         await self._stop(slot, process)
@@ -247,6 +260,10 @@ class SenderProcesses:
                     if process.returncode is None:  # cancelled: never leave it behind
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(process.pid, signal.SIGKILL)
+                    reader.cancel()
+                    await asyncio.gather(reader, return_exceptions=True)
+                    async with self._changed:
+                        self._ready.discard(slot)
                 code = process.returncode if process.returncode is not None else "unknown"
                 del self._children[slot]
             failures = 1 if loop.time() - started >= HEALTHY_SECONDS else failures + 1
@@ -261,6 +278,21 @@ class SenderProcesses:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def _read(self, slot: int, process: asyncio.subprocess.Process) -> None:
+        """The child says READY on stdout once its sender is built; the rest is drained."""
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            if line.strip() == READY:
+                log.info(
+                    "sender process %s is ready (pid %s)",
+                    slot,
+                    process.pid,
+                    extra={"action": "send_process_ready", "slot": slot, "pid": process.pid},
+                )
+                async with self._changed:
+                    self._ready.add(slot)
+                    self._changed.notify_all()
 
     async def _stop(self, slot: int, process: asyncio.subprocess.Process) -> None:
         """SIGTERM; SIGKILL if it is still there after `stop_seconds`."""
@@ -318,7 +350,9 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=PARENT_POLL_SECONDS)
 
 
-async def serve(settings: Settings, slot: int, count: int, parent: int | None = None) -> None:
+async def serve(
+    settings: Settings, slot: int, count: int, parent: int | None = None, interval: float = IDLE_INTERVAL
+) -> None:
     """Run sender `slot` of `count` until SIGTERM/SIGINT (or the parent goes away)."""
     from mailcrm.render import TemplateRenderer
     from mailcrm.send.worker import Sender
@@ -332,7 +366,10 @@ async def serve(settings: Settings, slot: int, count: int, parent: int | None = 
     watcher = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
     try:
         sender = Sender(db, share(settings, slot, count), TemplateRenderer(settings.templates_path()))
-        await sender.run(stop)
+        with contextlib.suppress(OSError):  # nobody listening: the parent's watch stops us
+            sys.stdout.buffer.write(READY + b"\n")
+            sys.stdout.flush()
+        await sender.run(stop, interval=interval)
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -348,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--of", type=int, required=True, dest="count")
     parser.add_argument("--parent", type=int, default=None)
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument("--interval", type=float, default=IDLE_INTERVAL)
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--log-format", default="text")
     args = parser.parse_args(argv)
@@ -356,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logsetup.configure(args.log_level, args.log_format)
     try:
         settings = load_settings(args.config)
-        asyncio.run(serve(settings, args.slot, args.count, args.parent))
+        asyncio.run(serve(settings, args.slot, args.count, args.parent, args.interval))
     except MailcrmError as exc:
         sys.stderr.write(f"mailcrm sender process {args.slot}: {exc}\n")
         raise SystemExit(1) from None
