@@ -73,7 +73,7 @@ async def run(
         await stop.wait()
         log.info("stopping", extra={"action": "daemon_stopping"})
         if schedule is not None:
-            schedule.shutdown()
+            await schedule.stop()
             schedule = None
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
@@ -82,7 +82,7 @@ async def run(
             await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         if schedule is not None:
-            schedule.shutdown()
+            await schedule.stop()
         for signum in installed:
             loop.remove_signal_handler(signum)
     log.info("daemon stopped", extra={"action": "daemon_stopped"})

@@ -136,10 +136,6 @@ async def run(
             finished = await daemon.run(db, settings, stop=stop)
         for signum in installed:  # daemon.run removed its handlers (the same stop.set) on return
             loop.add_signal_handler(signum, stop.set)
-        # daemon.run returns while a planning pass started before the stop may still run in
-        # a worker thread (as at the end of `mailcrm run`, where asyncio.run waits for it):
-        # it finishes before the servers go and before the summary line.
-        await loop.shutdown_default_executor()
         await smtp.stop()
         await imap.stop()
     finally:
