@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailcrm.domain.mime import make_message_id
 from mailcrm.domain.occurrences import PlanContext, plan_rule
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.domain.rules import RuleSet
 from mailcrm.settings import Settings
+from mailcrm.store import outbox
 from mailcrm.store.candidates import candidates
 from mailcrm.store.db import Database
-from mailcrm.store.models import OutboxItem, OutboxState, table_of
-from mailcrm.store.outbox import FALLBACK_ID_DOMAIN
+from mailcrm.store.models import OutboxItem, table_of
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +34,6 @@ _OUTBOX = table_of(OutboxItem)
 _BATCH = 5000
 """Candidates planned, and outbox rows written, per step: memory stays flat however many
 customers there are, and no write transaction holds SQLite's lock for long."""
-_COLUMNS = (
-    "rule", "customer_id", "occurrence", "template", "sender", "due_at", "state", "attempts",
-    "message_id", "in_reply_to", "skip_reason", "ambiguous_attempts", "created_at", "updated_at",
-)  # fmt: skip
-_PG_TYPES = (
-    "text", "bigint", "text", "text", "text", "timestamp", "text", "integer",
-    "text", "text", "text", "integer", "timestamp", "timestamp",
-)  # fmt: skip
 
 
 @dataclass
@@ -152,7 +141,9 @@ def _write(db: Database, batch: _Batch, message_id_domain: str | None) -> int:
         connection = session.connection()
         known = _existing(connection, batch.rule, {email.customer_id for email in batch.emails})
         fresh = [e for e in batch.emails if (e.customer_id, e.occurrence) not in known]
-        return _insert(connection, fresh, batch.owners, message_id_domain)
+        return outbox.insert_planned(
+            connection, fresh, message_id_domain=message_id_domain, owners=batch.owners
+        )
 
 
 def _logged(report: PlanReport) -> PlanReport:
@@ -188,85 +179,6 @@ def _existing(connection: Connection, rule: str, customer_ids: set[int]) -> set[
         )
         rows = connection.exec_driver_sql(query, (rule, json.dumps(ids)))
     return {(int(customer_id), str(occurrence)) for customer_id, occurrence in rows}
-
-
-def _domain_of(address: str | None) -> str | None:
-    if not address or "@" not in address:
-        return None
-    return address.rpartition("@")[2] or None
-
-
-def _insert(
-    connection: Connection,
-    emails: Sequence[PlannedEmail],
-    owners: Mapping[int, str | None],
-    message_id_domain: str | None,
-) -> int:
-    """INSERT ... ON CONFLICT (rule, customer_id, occurrence) DO NOTHING for one batch; how many
-    rows are new.
-
-    SQLite: one prepared statement through executemany. PostgreSQL: one statement over
-    arrays (`unnest`), as a multi-row VALUES statement with thousands of parameters costs
-    more to build and parse client-side than the insert itself. Each new row gets its
-    Message-ID now, so every later attempt (and any resend after a crash) carries the same one.
-    """
-    if not emails:
-        return 0
-    dialect = connection.dialect
-    processor = _OUTBOX.c.due_at.type.bind_processor(dialect)
-
-    def stamp(value: datetime) -> Any:
-        """A timestamp exactly as the column type stores it (naive UTC; ISO text on SQLite)."""
-        return processor(value) if processor is not None else value
-
-    now = stamp(datetime.now(UTC))
-    # Message-IDs: 128 random bits like `make_message_id`, whose base32 step is pure Python
-    # and, at tens of thousands of rows, a tenth of the pass.
-    checked: set[str] = set()
-    rows: list[tuple[Any, ...]] = []
-    for email in emails:
-        domain = (
-            message_id_domain
-            or _domain_of(email.sender or owners.get(email.customer_id))
-            or FALLBACK_ID_DOMAIN
-        )
-        if domain not in checked:
-            make_message_id(domain)  # its checks of the domain, once per domain
-            checked.add(domain)
-        message_id = f"<{secrets.token_hex(16)}@{domain}>"
-        skipped = email.state == OutboxState.SKIPPED.value
-        rows.append(
-            (
-                email.rule,
-                email.customer_id,
-                email.occurrence,
-                email.template,
-                email.sender,
-                stamp(email.due_at),
-                OutboxState.SKIPPED.value if skipped else OutboxState.DUE.value,
-                0,
-                message_id,
-                email.in_reply_to,
-                email.note if skipped else None,
-                0,
-                now,
-                now,
-            )
-        )
-    columns = ", ".join(_COLUMNS)
-    conflict = "ON CONFLICT (rule, customer_id, occurrence) DO NOTHING"
-    if dialect.name == "postgresql":
-        # One statement per batch: the rows travel as one array per column.
-        arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)  # %b: binary, no text quoting
-        statement = f"INSERT INTO {_OUTBOX.name} ({columns}) SELECT * FROM unnest({arrays}) {conflict}"
-        result = connection.exec_driver_sql(
-            statement, tuple(list(column) for column in zip(*rows, strict=True))
-        )
-    else:
-        markers = ", ".join("?" * len(_COLUMNS))
-        statement = f"INSERT INTO {_OUTBOX.name} ({columns}) VALUES ({markers}) {conflict}"
-        result = connection.exec_driver_sql(statement, rows)
-    return max(result.rowcount, 0)
 
 
 def forecast(
