@@ -302,7 +302,7 @@ async def _send_with_processes(
         started, cpu = time.perf_counter(), time.process_time()
         tasks.append(asyncio.create_task(sender.run(stop, interval=IDLE_POLL)))
         while time.perf_counter() - started < limit and not any(t.done() for t in tasks):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
             if await asyncio.to_thread(_open_rows, db) == 0:
                 break
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

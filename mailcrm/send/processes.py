@@ -47,7 +47,7 @@ from mailcrm.domain.backoff import Backoff
 from mailcrm.errors import MailcrmError
 from mailcrm.settings import Settings, SmtpAccount, load_settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mailcrm.send.processes")  # not __name__: a child runs this as __main__
 
 MAX_PROCESSES = 64
 CHILD_STOP_SECONDS = 15.0
@@ -208,7 +208,15 @@ class SenderProcesses:
 
     def command(self, slot: int) -> list[str]:
         """The command line of child `slot`."""
-        command = [sys.executable, "-m", __name__, "--slot", str(slot), "--of", str(self.count)]
+        command = [
+            sys.executable,
+            "-m",
+            "mailcrm.send.processes",
+            "--slot",
+            str(slot),
+            "--of",
+            str(self.count),
+        ]
         command += ["--parent", str(os.getpid()), "--interval", str(self.interval), *_log_options()]
         if self.settings.source is not None:
             command += ["--config", str(self.settings.source)]

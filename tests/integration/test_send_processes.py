@@ -183,3 +183,55 @@ def test_limits_are_shared_out_among_processes() -> None:
     )
     assert processes.resolve(narrow) == 1  # one connection cannot be split: limits stay exact
     assert processes.share(settings, 0, 1) is settings
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def test_a_dead_child_is_restarted_and_a_killed_daemon_leaves_no_child(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    db = Database(sqlite_url)
+    log_path = tmp_path / "daemon.log"
+    with RecordingSMTPServer() as sink, log_path.open("w", encoding="utf-8") as log_file:
+        config = _config(tmp_path, db, sink.port)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+        env.update(MAILCRM_LOG_LEVEL="info", MAILCRM_LOG_FORMAT="json")
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "mailcrm", "--config", str(config), "run"],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        try:
+
+            def ready() -> list[int]:
+                return [x["pid"] for x in _log_lines(log_path) if x.get("action") == "send_process_ready"]
+
+            _wait_for(lambda: len(ready()) == 1, 60, "the child sender")
+            first = ready()[0]
+            os.kill(first, signal.SIGKILL)
+            _wait_for(lambda: len(ready()) == 2, 60, "the restarted child")
+            second = ready()[1]
+            assert second != first and _senders_of(daemon.pid) == [second]
+            os.kill(daemon.pid, signal.SIGKILL)  # no SIGTERM for the children: they must notice
+            daemon.wait(timeout=10)
+            _wait_for(lambda: not _alive(second), 30, "the orphaned child to stop")
+        finally:
+            if daemon.poll() is None:
+                os.kill(daemon.pid, signal.SIGKILL)
+                daemon.wait(timeout=10)
+            for pid in _senders_of(daemon.pid):
+                os.kill(pid, signal.SIGKILL)
+    db.dispose()
+    died = [x for x in _log_lines(log_path) if x.get("action") == "send_process_died"]
+    assert [x["code"] for x in died] == [-signal.SIGKILL]
+    assert any(x.get("action") == "send_process_orphaned" for x in _log_lines(log_path))
