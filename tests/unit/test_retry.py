@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailcrm.domain.retry import (
+    SEND_SLACK,
+    SOFT_BOUNCE_STATUSES,
     Phase,
     RetryPolicy,
     SmtpOutcome,
@@ -18,8 +20,12 @@ from mailcrm.domain.retry import (
     classify,
     deadline_for,
     enhanced_status,
+    is_soft_bounce,
+    late_reason,
     next_attempt,
+    too_many_soft,
 )
+from mailcrm.domain.rules import format_duration
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -124,3 +130,104 @@ def test_ambiguous_outcome_is_resent_at_most_once() -> None:
     assert after_ambiguous("resend", 0) is Verdict.RETRY
     assert after_ambiguous("resend", 1) is Verdict.AMBIGUOUS
     assert after_ambiguous("hold", 0) is Verdict.AMBIGUOUS
+
+
+# -- late rows -----------------------------------------------------------------------------
+
+
+def test_a_row_within_its_grace_is_not_late() -> None:
+    due = NOW - timedelta(hours=5)
+    assert late_reason(due, NOW, timedelta(hours=6), attempted=False) is None
+
+
+def test_a_row_past_its_grace_is_late_with_its_due_time_and_grace() -> None:
+    due = NOW - timedelta(days=2)
+    reason = late_reason(due, NOW, timedelta(days=1), attempted=False)
+    assert reason == "late: due 2026-02-28 09:00 UTC, grace 1d"
+
+
+def test_overdue_by_exactly_the_grace_is_late() -> None:
+    grace = timedelta(hours=2)
+    assert late_reason(NOW - grace, NOW, grace, attempted=False) is not None
+    assert late_reason(NOW - grace + timedelta(seconds=1), NOW, grace, attempted=False) is None
+
+
+def test_a_future_row_is_never_late() -> None:
+    assert late_reason(NOW + timedelta(days=30), NOW, timedelta(), attempted=False) is None
+
+
+def test_a_row_being_retried_is_governed_by_its_deadline_not_the_grace() -> None:
+    assert late_reason(NOW - timedelta(days=10), NOW, timedelta(hours=1), attempted=True) is None
+
+
+@pytest.mark.parametrize("grace", [timedelta(), timedelta(minutes=5), -timedelta(hours=1)])
+def test_a_small_grace_still_tolerates_a_busy_sender(grace: timedelta) -> None:
+    """A grace below SEND_SLACK (even zero or negative) must not skip rows a busy sender is behind on."""
+    just_inside = NOW - SEND_SLACK + timedelta(seconds=1)
+    assert late_reason(just_inside, NOW, grace, attempted=False) is None
+    reason = late_reason(NOW - SEND_SLACK, NOW, grace, attempted=False)
+    assert reason is not None and reason.endswith(f"grace {format_duration(grace)}")
+
+
+def test_the_due_time_is_reported_in_utc() -> None:
+    due = datetime(2026, 3, 1, 11, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert late_reason(due, NOW, timedelta(hours=1), attempted=False) == (
+        "late: due 2026-03-01 09:30 UTC, grace 1h"
+    )
+
+
+@given(
+    overdue=st.integers(min_value=-(10**7), max_value=10**7),
+    grace=st.integers(min_value=0, max_value=10**6),
+    attempted=st.booleans(),
+)
+def test_late_exactly_when_unattempted_and_overdue_beyond_grace_and_slack(
+    overdue: int, grace: int, attempted: bool
+) -> None:
+    reason = late_reason(NOW - timedelta(seconds=overdue), NOW, timedelta(seconds=grace), attempted=attempted)
+    limit = max(timedelta(seconds=grace), SEND_SLACK).total_seconds()
+    expected_late = not attempted and overdue > 0 and overdue >= limit
+    assert (reason is not None) is expected_late
+
+
+# -- soft bounces --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "soft"),
+    [
+        (452, "4.2.2 mailbox full", True),
+        (552, "5.2.2 mailbox full", True),
+        (450, "4.2.1 mailbox temporarily disabled", True),
+        (450, "4.2.0 mailbox status", True),
+        (452, "  4.02.002 padded status", True),
+        (550, "5.2.1 mailbox disabled", False),  # a hard bounce: suppressed at once
+        (550, "5.1.1 no such user", False),
+        (552, "5.2.3 message too big", False),  # about the message, not the mailbox
+        (452, "4.3.1 insufficient system storage", False),  # the server's problem
+        (452, "mailbox full", False),  # no enhanced status to go by
+        (452, "", False),
+        (452, None, False),
+        (None, "4.2.2 mailbox full", False),
+        (250, "4.2.2 mailbox full", False),
+        (354, "4.2.2 mailbox full", False),
+        (600, "5.2.2 mailbox full", False),
+    ],
+)
+def test_soft_bounce(code: int | None, text: str | None, soft: bool) -> None:
+    assert is_soft_bounce(code, text) is soft
+
+
+@given(code=st.one_of(st.none(), st.integers()), text=st.one_of(st.none(), st.text()))
+def test_a_soft_bounce_is_a_4xx_or_5xx_with_a_mailbox_status(code: int | None, text: str | None) -> None:
+    if is_soft_bounce(code, text):
+        assert code is not None and 400 <= code < 600
+        assert text is not None and enhanced_status(text) in SOFT_BOUNCE_STATUSES
+
+
+def test_soft_bounces_suppress_once_the_limit_is_reached() -> None:
+    assert not too_many_soft(4, 5)
+    assert too_many_soft(5, 5)  # the count includes the bounce just received
+    assert too_many_soft(6, 5)
+    assert too_many_soft(1, 1)
+    assert not too_many_soft(0, 1)
