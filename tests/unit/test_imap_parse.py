@@ -31,10 +31,12 @@ from mailcrm.imap.parse import (
     parse_list,
     parse_search,
     parse_select,
+    parse_uid_set,
     response_code,
     scan_events,
     split_wire,
     uid_set_text,
+    vanished_uids,
 )
 
 
@@ -507,3 +509,111 @@ def test_uid_set_text_round_trip(uids: set[int]) -> None:
         first, _, last = part.partition(":")
         expanded.update(range(int(first), int(last or first) + 1))
     assert expanded == uids
+
+
+@pytest.mark.parametrize(
+    ("text", "ranges"),
+    [
+        (b"7", [(7, 7)]),
+        (b"1:3,7,9:10", [(1, 3), (7, 7), (9, 10)]),
+        (b"5:3", [(3, 5)]),  # RFC 3501: a range may be written high to low
+        (b"4:4", [(4, 4)]),
+        (b"9,2:3,1", [(9, 9), (2, 3), (1, 1)]),  # kept in server order, not sorted
+        (b"1:5,3:8", [(1, 5), (3, 8)]),  # overlaps are not merged
+        (b"1:4294967295", [(1, 4294967295)]),  # the largest UID; never expanded
+    ],
+)
+def test_parse_uid_set(text: bytes, ranges: list[tuple[int, int]]) -> None:
+    assert parse_uid_set(text) == ranges
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b"", b"1:*", b"*", b"*:4", b"1,,2", b"1,", b":3", b"1:2:3", b"a", b"1:b", b"9" * 5000],
+)
+def test_parse_uid_set_rejects_malformed_sets(bad: bytes) -> None:
+    with pytest.raises(ImapParseError, match="malformed UID set"):
+        parse_uid_set(bad)
+
+
+def test_a_huge_uid_set_stays_as_many_ranges_as_it_has_parts() -> None:
+    """A VANISHED set can name millions of UIDs: its size must follow the text, not the UIDs."""
+    text = ",".join(f"{n * 1_000_000 + 1}:{n * 1_000_000 + 999_999}" for n in range(4000)).encode()
+    ranges = parse_uid_set(text)
+    assert len(ranges) == 4000
+    assert ranges[0] == (1, 999_999) and ranges[-1] == (3_999_000_001, 3_999_999_999)
+
+
+@given(st.sets(st.integers(min_value=1, max_value=5000), min_size=1))
+def test_parse_uid_set_reads_back_uid_set_text(uids: set[int]) -> None:
+    expanded: set[int] = set()
+    for low, high in parse_uid_set(uid_set_text(uids).encode()):
+        expanded.update(range(low, high + 1))
+    assert expanded == uids
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 2**32 - 1), st.one_of(st.none(), st.integers(1, 2**32 - 1))),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_parse_uid_set_reads_any_valid_sequence_set(parts: list[tuple[int, int | None]]) -> None:
+    text = ",".join(f"{a}" if b is None else f"{a}:{b}" for a, b in parts).encode()
+    expected = [(a, a) if b is None else (min(a, b), max(a, b)) for a, b in parts]
+    assert parse_uid_set(text) == expected
+
+
+@given(st.one_of(st.binary(max_size=200), st.text(alphabet="0123456789:,* -+_", max_size=60).map(str.encode)))
+def test_parse_uid_set_raises_only_its_parse_error(text: bytes) -> None:
+    try:
+        ranges = parse_uid_set(text)
+    except ImapParseError:
+        return
+    assert ranges and len(ranges) == text.count(b",") + 1
+    assert all(low <= high for low, high in ranges)
+
+
+def test_vanished_uids_reads_both_forms_in_server_order() -> None:
+    lines: list[Line] = [
+        b"* VANISHED (EARLIER) 41,43:116",
+        b"* 3 FETCH (UID 200 FLAGS (\\Seen) MODSEQ (90))",
+        b"VANISHED 300:298",  # prefix stripped, reversed range
+        b"* vanished (earlier) 7",
+    ]
+    assert vanished_uids(lines) == [(41, 41), (43, 116), (298, 300), (7, 7)]
+
+
+def test_vanished_uids_ignores_other_responses_and_literal_payloads() -> None:
+    lines: list[Line] = [
+        b"* 4 EXPUNGE",
+        b"* OK [HIGHESTMODSEQ 90]",
+        b"* 5 FETCH (UID 9 BODY[] {14}",
+        bytearray(b"VANISHED 1:5\r\n"),  # message text, not a response
+        b")",
+    ]
+    assert vanished_uids(lines) == []
+    assert vanished_uids([]) == []
+
+
+def test_vanished_uids_does_not_read_a_star_as_uids() -> None:
+    """RFC 7162 forbids ``*`` in a VANISHED set; such a line yields no ranges rather than guesses."""
+    assert vanished_uids([b"* VANISHED 1:*"]) == []
+    assert vanished_uids([b"* VANISHED (EARLIER) 3,5:*"]) == []
+
+
+def test_vanished_uids_rejects_a_malformed_set() -> None:
+    with pytest.raises(ImapParseError):
+        vanished_uids([b"* VANISHED 1,,2"])
+    with pytest.raises(ImapParseError):
+        vanished_uids([b"* VANISHED (EARLIER) 1:2:3"])
+
+
+@given(st.lists(st.one_of(st.binary(max_size=80), st.binary(max_size=40).map(lambda b: b"* VANISHED " + b))))
+def test_vanished_uids_raises_only_its_parse_error(lines: list[bytes]) -> None:
+    try:
+        ranges = vanished_uids(lines)
+    except ImapParseError:
+        return
+    assert all(0 <= low <= high for low, high in ranges)
