@@ -216,12 +216,15 @@ def parse_uid_set(text: bytes) -> list[tuple[int, int]]:
     ranges: list[tuple[int, int]] = []
     for part in text.split(b","):
         first, _, last = part.strip().partition(b":")
-        try:
-            low, high = int(first), int(last or first)
-        except ValueError:
-            raise ImapParseError(f"malformed UID set: {_snippet(text)}") from None
+        last = last or first
+        if not (_UID.fullmatch(first) and _UID.fullmatch(last)):
+            raise ImapParseError(f"malformed UID set: {_snippet(text)}")
+        low, high = int(first), int(last)
         ranges.append((min(low, high), max(low, high)))
     return ranges
+
+
+_UID = re.compile(rb"[1-9][0-9]{0,9}")  # RFC 3501 nz-number; UIDs are 32-bit
 
 
 # -- wire framing --------------------------------------------------------------------------

@@ -617,3 +617,9 @@ def test_vanished_uids_raises_only_its_parse_error(lines: list[bytes]) -> None:
     except ImapParseError:
         return
     assert all(0 <= low <= high for low, high in ranges)
+
+
+@pytest.mark.parametrize("text", [b"0", b"-5", b"+3", b"1_0", b"3:0", b" ", b"12345678901"])
+def test_uid_sets_accept_only_nonzero_numbers(text: bytes) -> None:
+    with pytest.raises(ImapParseError):
+        parse_uid_set(text)
