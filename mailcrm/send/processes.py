@@ -16,10 +16,11 @@ each process its part of them:
 
 * `max_connections` and `per_minute` are enforced in memory per process: they are
   divided among the processes (the remainder goes to the lowest slots);
-* `per_day` counts sent rows in the database, which every process sees, but not the
-  emails another process has in flight (at most two per connection: one inside its
-  transaction, one sent and not yet committed), so each process's cap is lowered by
-  twice the connections the other processes hold to that account.
+* `per_day` counts, in the database, sent rows and rows inside an SMTP transaction
+  (attempt started), which every process sees; a process's own rows between its cap
+  check and their start are reserved in its memory, invisible to the others (at most
+  one per connection), so each process's cap is lowered by the connections the other
+  processes hold to that account.
 
 `resolve` lowers N (with a warning) until every account can be shared that way, so a
 1-connection account keeps its limits exactly. The supervisor restarts a child that
@@ -85,7 +86,7 @@ def _shared(account: SmtpAccount, count: int, slot: int) -> SmtpAccount | None:
         if update["per_minute"] < 1:
             return None
     if account.per_day is not None:
-        update["per_day"] = account.per_day - 2 * (account.max_connections - connections)
+        update["per_day"] = account.per_day - (account.max_connections - connections)
         if update["per_day"] < 1:
             return None
     return account.model_copy(update=update)

@@ -195,10 +195,13 @@ class Sender:
         self._unchecked: dict[int, ClaimedEmail] = {}  # claimed rows no lane has taken yet
         self._refreshing = asyncio.Lock()
         self._sent_to: dict[int, list[float]] = defaultdict(list)  # customer → loop times sent this batch
+        self._active = 0  # lanes running: the recorder stops lingering once all wait on it
         self._recorder = Recorder(db, self._now)  # a new one per batch (`send_due`)
         self._queues: dict[str | None, deque[ClaimedEmail]] = defaultdict(deque)
         self._lanes: dict[str | None, list[asyncio.Task[None]]] = defaultdict(list)
         self._low = asyncio.Event()  # the queues ran low: claim the next batch
+        self._reserved: dict[str, set[int]] = defaultdict(set)  # sender → rows holding a daily-cap slot
+        self._cap_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -278,7 +281,7 @@ class Sender:
         self._checked_at = asyncio.get_running_loop().time()
         self._unchecked = {row.id: row for row in rows}
         self._refreshing = asyncio.Lock()
-        self._recorder = Recorder(self.db, self._now)
+        self._recorder = Recorder(self.db, self._now, lanes=lambda: self._active)
         self._queues = defaultdict(deque)
         self._lanes = defaultdict(list)
         self._low = asyncio.Event()
@@ -435,6 +438,13 @@ class Sender:
     # -- one row -----------------------------------------------------------------------------
 
     async def _lane(self, queue: deque[ClaimedEmail], pool: SmtpPool | None, stats: SendStats) -> None:
+        self._active += 1
+        try:
+            await self._run_lane(queue, pool, stats)
+        finally:
+            self._active -= 1
+
+    async def _run_lane(self, queue: deque[ClaimedEmail], pool: SmtpPool | None, stats: SendStats) -> None:
         low = self.settings.sending.batch_size // 2
         while queue and not self._stop.is_set():
             row = queue.popleft()
@@ -510,6 +520,15 @@ class Sender:
             return await self._fail(row, f"message not built: {exc}", attempted=False)
         if await self._daily_cap(row, pool, now):
             return "deferred"
+        try:
+            return await self._deliver(row, pool, person, built, facts)
+        finally:
+            self._unreserve(row)
+
+    async def _deliver(
+        self, row: ClaimedEmail, pool: SmtpPool, person: SalespersonSettings, built: _Built, facts: Prepared
+    ) -> str:
+        """Send one built row over a pooled connection and record the outcome."""
         async with pool.connection() as connection:
             await self._rate_slot(pool)
             paused = pool.paused_for()
@@ -659,14 +678,27 @@ class Sender:
         return _Built(payload=payload, rendered=rendered, sender=person, recipient=facts.recipient)
 
     async def _daily_cap(self, row: ClaimedEmail, pool: SmtpPool, now: datetime) -> bool:
-        """Defer the row when the account sent `per_day` emails in the last 24 h (rolling)."""
+        """Reserve one of the account's `per_day` emails for the row (rolling 24 h), or defer it.
+
+        True: deferred. False: the row may go; with a cap it holds a reservation,
+        given back by `_unreserve` once its outcome is recorded. The check and the
+        reservation happen under one lock per account, and the count leaves out the
+        rows this process holds in memory (reserved: counted there), so concurrent
+        lanes of a process never pass the cap together. Other processes' rows count
+        from the database once started; `processes.share` covers the rest.
+        """
         per_day = pool.account.per_day
         if per_day is None or row.sender is None:
             return False
-        await self._recorder.flush()  # count this batch's sends too
-        count, oldest = await asyncio.to_thread(outbox.sent_since, self.db, row.sender, now - DAILY_WINDOW)
-        if count + pool.in_flight < per_day:
-            return False
+        reserved = self._reserved[row.sender]
+        async with self._cap_locks[row.sender]:
+            held = set(reserved)  # released meanwhile: still counted (sent, or rarely a retry)
+            count, oldest = await asyncio.to_thread(
+                partial(outbox.sent_since, self.db, row.sender, now - DAILY_WINDOW, exclude=held)
+            )
+            if count + len(held) < per_day:
+                reserved.add(row.id)
+                return False
         until = (oldest or now) + DAILY_WINDOW
         await asyncio.to_thread(outbox.defer, self.db, row, until, now=self._now())
         log.info(
@@ -678,6 +710,12 @@ class Sender:
             extra={"action": "send_deferred", "outbox_id": row.id, "sender": row.sender},
         )
         return True
+
+    def _unreserve(self, row: ClaimedEmail) -> None:
+        """Give back the row's daily-cap reservation: its outcome is in the database or
+        queued to it (a queued `sent` is a started row, which `sent_since` counts)."""
+        if row.sender is not None:
+            self._reserved[row.sender].discard(row.id)
 
     async def _rate_slot(self, pool: SmtpPool) -> None:
         delay = pool.limiter.reserve()

@@ -38,13 +38,13 @@ import contextlib
 import json
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import DateTime, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -1126,15 +1126,41 @@ def send_checks(
     return checks
 
 
-def sent_since(db: Database, sender: str, since: datetime) -> tuple[int, datetime | None]:
-    """How many emails `sender` sent since `since`, and the oldest of them (daily caps)."""
+def sent_since(
+    db: Database, sender: str, since: datetime, *, exclude: Collection[int] = ()
+) -> tuple[int, datetime | None]:
+    """How many emails `sender` sent since `since` or has inside an SMTP transaction now
+    (any process: claimed with `attempt_started_at` set), and the oldest sent (daily caps).
+
+    Rows in `exclude` are left out of the count: the caller holds them in memory (its
+    own reservations), so each row is counted once whatever state its write reached.
+    """
+    ids = list(exclude)
     with db.read() as session:
+        sent = and_(_OUTBOX.c.sender == sender, _OUTBOX.c.state == SENT, _OUTBOX.c.sent_at >= since)
+        counted = _OUTBOX.c.id.not_in(ids) if ids else None
         count, oldest = session.execute(
-            select(func.count(), func.min(_OUTBOX.c.sent_at)).where(
-                _OUTBOX.c.sender == sender, _OUTBOX.c.state == SENT, _OUTBOX.c.sent_at >= since
-            )
+            select(
+                func.count() if counted is None else func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
+                func.min(_OUTBOX.c.sent_at),
+            ).where(sent)
         ).one()
-    return int(count), oldest
+        # A claimed row carries no sender when it is the customer's owner's.
+        effective = func.coalesce(_OUTBOX.c.sender, _SALESPERSON.c.email)
+        started = (
+            select(func.count())
+            .select_from(_OUTBOX)
+            .join(_CUSTOMER, _CUSTOMER.c.id == _OUTBOX.c.customer_id)
+            .join(_SALESPERSON, _SALESPERSON.c.id == _CUSTOMER.c.owner_id, isouter=True)
+            .where(
+                _OUTBOX.c.state == CLAIMED,
+                _OUTBOX.c.attempt_started_at.is_not(None),
+                effective == sender,
+                *([counted] if counted is not None else []),
+            )
+        )
+        in_flight = session.execute(started).scalar_one()
+    return int(count) + int(in_flight), oldest
 
 
 def soft_bounces(

@@ -169,8 +169,8 @@ def test_limits_are_shared_out_among_processes() -> None:
     )
     parts = [processes.share(settings, slot, 2).salespeople[0].smtp for slot in range(2)]
     assert [(p.max_connections, p.per_minute) for p in parts if p] == [(3, 4), (2, 3)]
-    # a process cannot see the others' transactions in flight: its daily cap leaves room for them
-    assert [p.per_day for p in parts if p] == [100 - 2 * 2, 100 - 2 * 3]
+    # a process cannot see the others' rows reserved but not yet started: one per connection
+    assert [p.per_day for p in parts if p] == [100 - 2, 100 - 3]
     assert processes.resolve(settings) == 2
     narrow = settings.model_copy(
         update={

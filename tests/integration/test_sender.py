@@ -27,6 +27,7 @@ from servers.smtpd import RecordingHandler, RecordingSMTPServer
 from sqlalchemy import insert, select, update
 
 from mailcrm.render import TemplateRenderer
+from mailcrm.send import processes
 from mailcrm.send.worker import Sender, SendStats
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, WebSettings
 from mailcrm.store import outbox
@@ -364,6 +365,39 @@ async def test_daily_cap_defers_the_rest(db: Database, smtpd: RecordingSMTPServe
     # A restart does not forget what was sent: the cap still holds.
     again = await _send(_sender(db, settings, templates), now=utcnow() + HOUR)
     assert again.claimed == 0 and len(smtpd.messages) == 2
+
+
+async def test_daily_cap_holds_across_concurrent_connections(
+    db: Database, smtpd: RecordingSMTPServer, templates: Path
+) -> None:
+    ids = seed_customers(db, 20)
+    plan(db, ids)
+    settings = make_settings(smtpd.port, connections=4, per_day=5)
+    stats = await _send(_sender(db, settings, templates))
+    assert (stats.sent, stats.deferred, stats.failed) == (5, 15, 0)
+    assert len(smtpd.messages) == 5
+    rows = _rows(db)
+    assert sorted(r.state for r in rows) == ["due"] * 15 + ["sent"] * 5
+    assert all(r.attempts == 0 for r in rows if r.state == "due")  # waiting, not failed or retried
+
+
+async def test_daily_cap_holds_across_sender_processes(
+    db: Database, smtpd: RecordingSMTPServer, templates: Path
+) -> None:
+    ids = seed_customers(db, 20)
+    plan(db, ids)
+    settings = make_settings(smtpd.port, connections=4, per_day=5)
+    senders = [
+        Sender(db, processes.share(settings, slot, 2), TemplateRenderer(templates), worker_id=f"test-{slot}")
+        for slot in range(2)
+    ]
+    results = await asyncio.gather(*(_send(sender) for sender in senders))
+    sent = sum(stats.sent for stats in results)
+    assert 5 - 2 <= sent <= 5  # a process leaves room for the other's unstarted rows
+    assert len(smtpd.messages) == sent
+    assert sum(stats.failed for stats in results) == 0
+    rows = _rows(db)
+    assert sorted(r.state for r in rows) == ["due"] * (20 - sent) + ["sent"] * sent
 
 
 async def test_a_dead_pooled_connection_is_replaced(
