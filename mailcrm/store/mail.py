@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
-from mailcrm.domain.classify import Classification, MessageKind
+from mailcrm.domain.classify import BouncedRecipient, Classification, MessageKind
 from mailcrm.domain.matching import (
     DEFAULT_POLICY,
     BatchPlan,
@@ -45,6 +45,7 @@ from mailcrm.store.models import (
     TimelineEvent,
     table_of,
 )
+from mailcrm.store.outbox import FoundBounce, record_bounces
 from mailcrm.store.types import utcnow
 
 _MESSAGE = table_of(Message)
@@ -308,11 +309,33 @@ def ingest(
     stats.bounces = len(plan.suppressions)
     stats.unmatched = plan.unmatched
     stats.malformed = sum(int(item.parsed.malformed) for item in items)
+    record_bounces(session, _returned(items, mailbox), now=now)
     if plan.replied:  # one statement per batch, not per reply
         stats.cancelled_followups = _cancel_followups(
             session, sorted({customer(c) for c in plan.replied}), now
         )
     return stats
+
+
+def _returned(items: Sequence[IncomingMessage], mailbox: str) -> dict[str, FoundBounce]:
+    """Bounces of the batch by the Message-ID they returned, so the outbox row that sent
+    it shows the bounce in its history (hard bounces first: they decide `last_error`)."""
+    found: dict[str, FoundBounce] = {}
+    for item in items:
+        classification = item.classification
+        original = classification.original_message_id
+        if classification.kind is not MessageKind.BOUNCE or not original or not classification.bounced:
+            continue
+        ordered = sorted(classification.bounced, key=lambda b: not b.hard)
+        reply = "; ".join(_bounce_text(b) for b in ordered) + f" (reported by {mailbox})"
+        found.setdefault(original, FoundBounce(reply=reply, hard=ordered[0].hard))
+    return found
+
+
+def _bounce_text(bounced: BouncedRecipient) -> str:
+    kind = "hard" if bounced.hard else "soft"
+    text = f"{bounced.status or 'no status'} {kind}"
+    return f"{text}: {bounced.diagnostic}" if bounced.diagnostic else text
 
 
 def _cancel_followups(session: Session, customers: Sequence[int], now: datetime) -> int:
