@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import DateTime, and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
@@ -1136,30 +1136,29 @@ def sent_since(
     own reservations), so each row is counted once whatever state its write reached.
     """
     ids = list(exclude)
-    with db.read() as session:
-        sent = and_(_OUTBOX.c.sender == sender, _OUTBOX.c.state == SENT, _OUTBOX.c.sent_at >= since)
-        counted = _OUTBOX.c.id.not_in(ids) if ids else None
-        count, oldest = session.execute(
-            select(
-                func.count() if counted is None else func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
-                func.min(_OUTBOX.c.sent_at),
-            ).where(sent)
-        ).one()
-        # A claimed row carries no sender when it is the customer's owner's.
-        effective = func.coalesce(_OUTBOX.c.sender, _SALESPERSON.c.email)
-        started = (
-            select(func.count())
-            .select_from(_OUTBOX)
-            .join(_CUSTOMER, _CUSTOMER.c.id == _OUTBOX.c.customer_id)
-            .join(_SALESPERSON, _SALESPERSON.c.id == _CUSTOMER.c.owner_id, isouter=True)
-            .where(
-                _OUTBOX.c.state == CLAIMED,
-                _OUTBOX.c.attempt_started_at.is_not(None),
-                effective == sender,
-                *([counted] if counted is not None else []),
-            )
+    counted = [_OUTBOX.c.id.not_in(ids)] if ids else []
+    sent = and_(_OUTBOX.c.sender == sender, _OUTBOX.c.state == SENT, _OUTBOX.c.sent_at >= since)
+    sent_count = select(func.count()).select_from(_OUTBOX).where(sent, *counted).scalar_subquery()
+    oldest_sent = select(func.min(_OUTBOX.c.sent_at)).where(sent).scalar_subquery()
+    # A claimed row carries no sender when it is the customer's owner's.
+    effective = func.coalesce(_OUTBOX.c.sender, _SALESPERSON.c.email)
+    started = (
+        select(func.count())
+        .select_from(_OUTBOX)
+        .join(_CUSTOMER, _CUSTOMER.c.id == _OUTBOX.c.customer_id)
+        .join(_SALESPERSON, _SALESPERSON.c.id == _CUSTOMER.c.owner_id, isouter=True)
+        .where(
+            _OUTBOX.c.state == CLAIMED,
+            _OUTBOX.c.attempt_started_at.is_not(None),
+            effective == sender,
+            *counted,
         )
-        in_flight = session.execute(started).scalar_one()
+        .scalar_subquery()
+    )
+    # One statement, so one snapshot: with two, a row committed from `claimed` to `sent`
+    # between them (PostgreSQL reads each statement afresh) would be counted by neither.
+    with db.read() as session:
+        count, oldest, in_flight = session.execute(select(sent_count, oldest_sent, started)).one()
     return int(count) + int(in_flight), oldest
 
 
