@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, insert, select
 
@@ -173,6 +176,51 @@ def open_rows(db: Database) -> int:
                 select(func.count()).select_from(table).where(table.c.state.in_(["due", "claimed"]))
             ).scalar_one()
         )
+
+
+class SenderProcesses:
+    """Sender subprocesses (this script) started by one test; each is stopped by its PID."""
+
+    def __init__(self, db_url: str, smtp_port: int, templates: Path, *, lease: float = 3.0) -> None:
+        self.db_url = db_url
+        self.smtp_port = smtp_port
+        self.templates = templates
+        self.lease = lease
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, worker: str, *extra: str) -> subprocess.Popen[str]:
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--db", self.db_url,
+            "--smtp-port", str(self.smtp_port),
+            "--templates", str(self.templates),
+            "--worker-id", worker,
+            "--lease", str(self.lease),
+            *extra,
+        ]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.started.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[str]) -> None:
+        """`kill -9` the process (if it still runs) and reap it."""
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=10)
+
+    def finish(self, process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+        """Wait for a clean exit and return the JSON line it printed."""
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err[-3000:]
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
 
 async def _main(args: argparse.Namespace) -> dict[str, object]:

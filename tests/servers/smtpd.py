@@ -8,6 +8,7 @@ attempts only (``queue_reply``), which is what bounce and retry tests need.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -258,3 +259,67 @@ class BlackholeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class GatedHandler(RecordingHandler):
+    """Holds one SMTP verb (``"RCPT"`` by default) on a gate once ``hold_after`` messages arrived.
+
+    A held command gets no reply until ``gate`` is set (or ``hold_seconds`` pass), so a test
+    can kill the client while a transaction waits there; ``held`` counts the commands that
+    were held. Once the gate is open nothing is held again.
+    """
+
+    def __init__(self, verb: str = "RCPT", *, hold_after: int = 0, hold_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.verb = verb.upper()
+        self.hold_after = hold_after
+        self.hold_seconds = hold_seconds
+        self.gate = threading.Event()
+        self._held = 0
+
+    @property
+    def held(self) -> int:
+        with self._cond:
+            return self._held
+
+    def wait_held(self, count: int, timeout: float = WAIT_TIMEOUT) -> None:
+        """Block until ``count`` commands are being held; raise TimeoutError otherwise."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._held >= count, timeout):
+                raise TimeoutError(f"expected {count} held {self.verb}, got {self._held}")
+
+    async def _hold(self, verb: str) -> None:
+        if verb != self.verb or self.gate.is_set() or len(self.messages) < self.hold_after:
+            return
+        with self._cond:
+            self._held += 1
+            self._cond.notify_all()
+        await asyncio.to_thread(self.gate.wait, self.hold_seconds)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        await self._hold("MAIL")
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        await self._hold("RCPT")
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._hold("DATA")
+        return await super().handle_DATA(server, session, envelope)
+
+
+class DelayingHandler(RecordingHandler):
+    """Waits ``delay`` seconds before answering each DATA, so a batch takes a while to send."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
