@@ -10,11 +10,9 @@ open connection), and then with the same Message-ID.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sendrunner import plan, seed_customers, write_templates
+from sendrunner import SenderProcesses, plan, seed_customers, write_templates
 from servers.smtpd import RecordingHandler, RecordingSMTPServer
 from sqlalchemy import select
 
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, table_of
 
-RUNNER = Path(__file__).resolve().parents[1] / "sendrunner.py"
 CONNECTIONS = 2
 _OUTBOX = table_of(OutboxItem)
 
@@ -55,42 +52,11 @@ class HoldingSink(RecordingHandler):
         return reply
 
 
-class Runners:
-    """Sender subprocesses started by one test; every one is stopped by its PID."""
-
-    def __init__(self, db_url: str, smtp_port: int, templates: Path) -> None:
-        self.db_url = db_url
-        self.smtp_port = smtp_port
-        self.templates = templates
-        self.started: list[subprocess.Popen[str]] = []
+class Runners(SenderProcesses):
+    """Sender subprocesses with this module's connection count; each is stopped by its PID."""
 
     def start(self, worker: str, *extra: str) -> subprocess.Popen[str]:
-        command = [
-            sys.executable,
-            str(RUNNER),
-            "--db", self.db_url,
-            "--smtp-port", str(self.smtp_port),
-            "--templates", str(self.templates),
-            "--worker-id", worker,
-            "--connections", str(CONNECTIONS),
-            "--lease", "3",
-            *extra,
-        ]  # fmt: skip
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.started.append(process)
-        return process
-
-    def finish(self, process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-        out, err = process.communicate(timeout=timeout)
-        assert process.returncode == 0, err[-3000:]
-        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        return result
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        return super().start(worker, "--connections", str(CONNECTIONS), *extra)
 
 
 @pytest.fixture
