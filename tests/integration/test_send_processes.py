@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sendrunner import OWNER, open_rows, plan, seed_customers, write_templates
 from servers.smtpd import RecordingSMTPServer
@@ -99,21 +99,26 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
 
 
+def _start_daemon(config: Path, cwd: Path, log_file: IO[str]) -> subprocess.Popen[bytes]:
+    """`mailcrm run` with JSON logs at info level into `log_file` (the tests read who sent what)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+    env.update(MAILCRM_LOG_LEVEL="info", MAILCRM_LOG_FORMAT="json")
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailcrm", "--config", str(config), "run"],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+    )
+
+
 def test_two_sender_processes_send_every_email_once(db: Database, tmp_path: Path) -> None:
     assert plan(db, seed_customers(db, ROWS)) == ROWS
     log_path = tmp_path / "daemon.log"
     with RecordingSMTPServer() as sink, log_path.open("w", encoding="utf-8") as log_file:
         config = _config(tmp_path, db, sink.port)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
-        env.update(MAILCRM_LOG_LEVEL="info", MAILCRM_LOG_FORMAT="json")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "mailcrm", "--config", str(config), "run"],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+        daemon = _start_daemon(config, tmp_path, log_file)
         children: list[int] = []
         try:
             deadline = time.monotonic() + 150
@@ -201,16 +206,7 @@ def test_a_dead_child_is_restarted_and_a_killed_daemon_leaves_no_child(
     log_path = tmp_path / "daemon.log"
     with RecordingSMTPServer() as sink, log_path.open("w", encoding="utf-8") as log_file:
         config = _config(tmp_path, db, sink.port)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
-        env.update(MAILCRM_LOG_LEVEL="info", MAILCRM_LOG_FORMAT="json")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "mailcrm", "--config", str(config), "run"],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+        daemon = _start_daemon(config, tmp_path, log_file)
         try:
 
             def ready() -> list[int]:
