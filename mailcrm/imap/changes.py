@@ -3,10 +3,17 @@ and, with QRESYNC enabled, the UIDs expunged meanwhile (``VANISHED``)."""
 
 from __future__ import annotations
 
+import logging
+
 from mailcrm.imap.connection import Connection
 from mailcrm.imap.errors import ImapProtocolError
-from mailcrm.imap.parse import FlagUpdate, FolderChanges, flag_updates, vanished_uids
+from mailcrm.imap.parse import FlagUpdate, FolderChanges, flag_updates, unread_vanished, vanished_uids
 from mailcrm.imap.protocol import _FetchCommand
+
+log = logging.getLogger(__name__)
+
+# Longest part of an unreadable server line quoted in a log message.
+_QUOTED = 200
 
 
 class Changes(Connection):
@@ -39,7 +46,7 @@ class Changes(Connection):
             )
         if last_uid < 1:
             return FolderChanges([], [] if self._qresync_enabled else None)
-        self._require_selected("UID FETCH")
+        folder = self._require_selected("UID FETCH")
         modifiers = f"(CHANGEDSINCE {int(since_modseq)}{' VANISHED' if self._qresync_enabled else ''})"
         reply = await self._run(
             "UID FETCH (CHANGEDSINCE)",
@@ -48,4 +55,26 @@ class Changes(Connection):
             ),
         )
         updates = [update for update in flag_updates(reply.lines) if update.uid <= last_uid]
-        return FolderChanges(updates, vanished_uids(reply.lines) if self._qresync_enabled else None)
+        if not self._qresync_enabled:
+            return FolderChanges(updates, None)
+        if unread := unread_vanished(reply.lines):
+            self._warn_unread_vanished(folder, unread)
+        return FolderChanges(updates, vanished_uids(reply.lines))
+
+    def _warn_unread_vanished(self, folder: str, lines: list[bytes]) -> None:
+        """The expunges such a line names are not applied: say so, once per reply."""
+        raw = lines[0].decode("utf-8", "replace")
+        if len(raw) > _QUOTED:
+            raw = raw[:_QUOTED] + "..."
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        log.warning(
+            "IMAP server %s sent a VANISHED response that cannot be read (RFC 7162 allows no '*' "
+            "in it) for folder %s of %s; ignored: %s%s",
+            self.host,
+            folder,
+            self.account.username,
+            raw,
+            more,
+            extra={"action": "imap_vanished_unreadable", "host": self.host, "user": self.account.username,
+                   "folder": folder},
+        )  # fmt: skip

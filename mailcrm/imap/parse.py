@@ -644,6 +644,16 @@ def vanished_uids(lines: Sequence[Line]) -> list[tuple[int, int]]:
     return ranges
 
 
+def unread_vanished(lines: Sequence[Line]) -> list[bytes]:
+    """``VANISHED`` lines that `vanished_uids` skips, such as a set with ``*`` (which RFC 7162
+    does not allow), so the caller can report them rather than lose them unnoticed."""
+    return [
+        bytes(line)
+        for line in lines
+        if isinstance(line, bytes) and _VANISHED.match(line) and not _VANISHED_DATA.match(line)
+    ]
+
+
 # -- APPEND and unsolicited responses ------------------------------------------------------
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)

@@ -36,6 +36,7 @@ from mailcrm.imap.parse import (
     scan_events,
     split_wire,
     uid_set_text,
+    unread_vanished,
     vanished_uids,
 )
 
@@ -601,6 +602,18 @@ def test_vanished_uids_does_not_read_a_star_as_uids() -> None:
     """RFC 7162 forbids ``*`` in a VANISHED set; such a line yields no ranges rather than guesses."""
     assert vanished_uids([b"* VANISHED 1:*"]) == []
     assert vanished_uids([b"* VANISHED (EARLIER) 3,5:*"]) == []
+
+
+def test_unread_vanished_lists_exactly_the_lines_vanished_uids_skips() -> None:
+    lines: list[Line] = [
+        b"* VANISHED (EARLIER) 41,43:116",
+        b"* VANISHED 1:*",
+        b"VANISHED (EARLIER) 3,5:*",
+        b"* 3 FETCH (UID 200 FLAGS (\\Seen) MODSEQ (90))",
+        bytearray(b"VANISHED *\r\n"),  # message text, not a response
+    ]
+    assert unread_vanished(lines) == [b"* VANISHED 1:*", b"VANISHED (EARLIER) 3,5:*"]
+    assert unread_vanished([b"* VANISHED 7"]) == []
 
 
 def test_vanished_uids_rejects_a_malformed_set() -> None:
