@@ -8,6 +8,8 @@
   the caller can tell a safe retry (nothing delivered) from an unknown outcome.
 * A pooled connection found dead (closed, or idle too long) before MAIL FROM is
   replaced: nothing was sent on it, so that is always safe.
+* Where the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one
+  write and their replies are judged in order (`pipelining.ReplyTap`).
 * `per_minute` is enforced as an even spacing between transactions of the account
   in this process (`RateLimiter`); `per_day` is counted by the caller from the outbox.
 
@@ -32,6 +34,7 @@ from functools import lru_cache
 from aiosmtplib import (
     SMTP,
     SMTPException,
+    SMTPResponse,
     SMTPResponseException,
     SMTPServerDisconnected,
     SMTPTimeoutError,
@@ -39,6 +42,7 @@ from aiosmtplib import (
 
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.errors import MailcrmError
+from mailcrm.send.pipelining import PipelineBroken, ReplyTap
 from mailcrm.settings import SmtpAccount
 
 log = logging.getLogger(__name__)
@@ -72,11 +76,19 @@ class SendAborted(Exception):
 
 
 def data_block(payload: bytes) -> bytes:
-    """The DATA payload as sent: CRLF line endings, dot-stuffed, with the final "."."""
-    text = _LINE_ENDINGS.sub(b"\r\n", payload)
-    if not text.endswith(b"\r\n"):
-        text += b"\r\n"
-    return _LEADING_DOT.sub(b"..", text) + b".\r\n"
+    """The DATA payload as sent: CRLF line endings, dot-stuffed, with the final ".".
+
+    Built messages already have CRLF endings and rarely a leading dot, so three
+    counts (C speed) usually prove the regular expressions have nothing to do.
+    """
+    crlf = payload.count(b"\r\n")
+    if payload.count(b"\n") != crlf or payload.count(b"\r") != crlf:
+        payload = _LINE_ENDINGS.sub(b"\r\n", payload)
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    if payload.startswith(b".") or b"\n." in payload:
+        payload = _LEADING_DOT.sub(b"..", payload)
+    return payload + b".\r\n"
 
 
 def _is_loopback(host: str) -> bool:
@@ -121,6 +133,7 @@ class SmtpConnection:
     def __init__(self, pool: SmtpPool) -> None:
         self._pool = pool
         self._client: SMTP | None = None
+        self._tap: ReplyTap | None = None
         self._last_used = 0.0
 
     @property
@@ -135,6 +148,7 @@ class SmtpConnection:
             return client, True
         self.close()
         self._client = await self._pool.open_client()
+        self._tap = ReplyTap.install(self._client)
         return self._client, False
 
     async def send(
@@ -168,12 +182,8 @@ class SmtpConnection:
             if not await before_dot():
                 self.close()  # leaving DATA unfinished makes the server discard the message
                 raise SendAborted("the outbox row is no longer held by this sender")
-            protocol = client.protocol
-            if protocol is None:
-                raise SMTPServerDisconnected("Connection lost")
             phase = Phase.DOT
-            protocol.write(data_block(payload))
-            reply = await protocol.read_response(timeout=pool.account.timeout_seconds)
+            reply = await self._final_reply(client, data_block(payload))
             if reply.code != 250:
                 raise SMTPResponseException(reply.code, reply.message)
             self._last_used = time.monotonic()
@@ -202,6 +212,21 @@ class SmtpConnection:
             self.close()  # cancelled: the protocol state is unknown
             raise
 
+    async def _final_reply(self, client: SMTP, block: bytes) -> SMTPResponse:
+        """Write the message with its final "." and read the server's verdict."""
+        timeout = self._timeout
+        if self._tap is not None:
+            try:
+                (reply,) = await self._tap.exchange(block, 1, timeout)
+            except PipelineBroken as exc:
+                raise SMTPServerDisconnected("Connection lost") from exc.__cause__
+            return reply
+        protocol = client.protocol
+        if protocol is None:
+            raise SMTPServerDisconnected("Connection lost")
+        protocol.write(block)
+        return await protocol.read_response(timeout=timeout)
+
     async def _envelope(self, client: SMTP, sender: str, recipients: Sequence[str], payload: bytes) -> Phase:
         """MAIL, RCPT and DATA up to the 354; returns the phase reached (DATA).
 
@@ -212,6 +237,8 @@ class SmtpConnection:
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()
         options, encoding = _mail_options(client, sender, recipients, payload)
+        if self._tap is not None:
+            return await self._pipelined_envelope(self._tap, sender, recipients, options, encoding)
         mail = await client.execute_command(
             b"MAIL", b"FROM:" + _path(sender, encoding), *(o.encode("ascii") for o in options)
         )
@@ -225,6 +252,44 @@ class SmtpConnection:
         if start.code != 354:
             raise _PhasedRefusal(Phase.DATA, start.code, start.message)
         return Phase.DATA
+
+    async def _pipelined_envelope(
+        self, tap: ReplyTap, sender: str, recipients: Sequence[str], options: list[str], encoding: str
+    ) -> Phase:
+        """MAIL, every RCPT and DATA in one write; the replies are judged in order.
+
+        The first refusal wins, as if the commands had gone one by one. A refusal
+        that still got DATA's 354 (some recipients accepted) cannot be undone by
+        RSET, which the server would take as message text: the connection is
+        closed instead, and the server drops the unfinished message.
+        """
+        mail = b"MAIL FROM:" + _path(sender, encoding) + b"".join(b" " + o.encode("ascii") for o in options)
+        commands = [mail, *(b"RCPT TO:" + _path(r, encoding) for r in recipients), b"DATA"]
+        lost: PipelineBroken | None = None
+        try:
+            replies = await tap.exchange(b"\r\n".join(commands) + b"\r\n", len(commands), self._timeout)
+        except PipelineBroken as exc:
+            replies, lost = exc.replies, exc
+        refusal: _PhasedRefusal | None = None
+        for index, reply in enumerate(replies[: len(commands) - 1]):
+            phase, accepted = (Phase.MAIL, (250,)) if index == 0 else (Phase.RCPT, (250, 251))
+            if reply.code not in accepted:
+                refusal = _PhasedRefusal(phase, reply.code, reply.message)
+                break
+        started = len(replies) == len(commands) and replies[-1].code == 354
+        if refusal is not None:
+            if started or refusal.code == 421:  # 421: the server is closing the connection
+                self.close()
+            raise refusal
+        if lost is not None:
+            raise SMTPServerDisconnected("Connection lost") from lost.__cause__
+        if not started:
+            raise _PhasedRefusal(Phase.DATA, replies[-1].code, replies[-1].message)
+        return Phase.DATA
+
+    @property
+    def _timeout(self) -> float:
+        return self._pool.account.timeout_seconds
 
     async def _reset_after_refusal(self, phase: Phase) -> None:
         """A refused command leaves the connection usable once the transaction is reset."""
@@ -241,7 +306,7 @@ class SmtpConnection:
         self._last_used = time.monotonic()
 
     async def quit(self) -> None:
-        client, self._client = self._client, None
+        client, self._client, self._tap = self._client, None, None
         if client is None or not client.is_connected:
             return
         with contextlib.suppress(SMTPException, OSError, TimeoutError):
@@ -249,7 +314,7 @@ class SmtpConnection:
         client.close()
 
     def close(self) -> None:
-        client, self._client = self._client, None
+        client, self._client, self._tap = self._client, None, None
         if client is not None:
             client.close()
 
@@ -400,6 +465,8 @@ class SmtpPool:
                 except MailcrmError as exc:
                     raise self._refuse(exc.message) from None
                 await client.login(account.username, secret)
+            if client.is_ehlo_or_helo_needed:  # its extensions decide pipelining and SMTPUTF8
+                await client.ehlo()
         except BaseException:
             client.close()
             raise

@@ -44,6 +44,10 @@ class RecordingHandler:
     values are complete reply lines such as ``"550 5.1.1 no such user"``.
     """
 
+    # Advertise PIPELINING (RFC 2920) as production servers do, so the sender's pipelined
+    # path is the one tested; aiosmtpd reads pipelined commands one by one either way.
+    pipelining = True
+
     def __init__(self) -> None:
         self.reply_at: dict[str, str] = {}
         self.reply_for_rcpt: dict[str, str] = {}
@@ -51,6 +55,14 @@ class RecordingHandler:
         self._messages: list[ReceivedMessage] = []
         self._rejections: list[tuple[str, str, str]] = []
         self._cond = threading.Condition()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     # -- scripting --------------------------------------------------------------------------
 
