@@ -16,7 +16,7 @@ from aioimaplib.aioimaplib import AioImapException, Command, IdleCommand
 
 from mailcrm.imap.connection import Connection
 from mailcrm.imap.errors import ImapProtocolError
-from mailcrm.imap.parse import Line, scan_events
+from mailcrm.imap.parse import Line, MailboxEvents, scan_events
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ class Waiting(Connection):
         """Wait up to ``timeout`` seconds for the server to announce new, removed or changed
         messages in the selected folder: IDLE (renewed every ``idle_renew`` seconds) when
         offered, else NOOP every ``poll_interval`` seconds. False when nothing happened."""
+        return (await self.wait_for_events(timeout)).changed
+
+    async def wait_for_events(self, timeout: float) -> MailboxEvents:  # noqa: ASYNC109
+        """`wait_for_changes`, telling what the server announced (new mail only, or flag
+        changes and expunges too), so the caller can skip work the push rules out."""
         self._require_selected("IDLE" if self.has_idle else "NOOP")
         deadline = self._loop.time() + max(0.0, timeout)
         async with self._lock:
@@ -35,11 +40,11 @@ class Waiting(Connection):
             if not self.has_idle:
                 return await self._poll(deadline)
             while (remaining := deadline - self._loop.time()) > 0:
-                if await self._idle_once(min(remaining, self._idle_renew)):
-                    return True
-            return False
+                if (events := await self._idle_once(min(remaining, self._idle_renew))).changed:
+                    return events
+            return MailboxEvents()
 
-    async def _poll(self, deadline: float) -> bool:
+    async def _poll(self, deadline: float) -> MailboxEvents:
         while True:
             reply = await self._execute("NOOP", lambda: Command("NOOP", self._tag(), loop=self._loop))
             self._expect_ok(reply, "NOOP")
@@ -47,13 +52,13 @@ class Waiting(Connection):
             if events.bye:
                 raise self._fail(self._lost_error("NOOP", f"server said BYE {events.bye}"))
             if events.changed:
-                return True
+                return events
             remaining = deadline - self._loop.time()
             if remaining <= 0:
-                return False
+                return MailboxEvents()
             await self._race(asyncio.sleep(min(remaining, self._poll_interval)), "NOOP polling")
 
-    async def _idle_once(self, window: float) -> bool:
+    async def _idle_once(self, window: float) -> MailboxEvents:
         """One IDLE command: start, wait up to ``window`` for a push, DONE."""
         protocol = self._protocol
         if self._idle_ending is not None and not self._idle_ending.done():
@@ -78,7 +83,7 @@ class Waiting(Connection):
                     command="IDLE",
                 )
             acknowledged = True
-            changed = await self._idle_listen(queue, idle, window)
+            pushed = await self._idle_listen(queue, idle, window)
             if not idle.done():
                 protocol.idle_done()
             await self._guard(idle, "IDLE DONE", self._timeout)
@@ -87,7 +92,7 @@ class Waiting(Connection):
             events = scan_events([*_drain(queue), list(command.buffer)])
             if events.bye:
                 raise self._fail(self._lost_error("IDLE", f"server said BYE {events.bye}"))
-            return changed or events.changed
+            return pushed.plus(events)
         except asyncio.CancelledError:
             if acknowledged and not idle.done() and self._broken is None:
                 # Leave IDLE cleanly so close() can still LOGOUT; the OK arrives in the background.
@@ -107,7 +112,7 @@ class Waiting(Connection):
 
     async def _idle_listen(
         self, queue: asyncio.Queue[list[Line]], idle: asyncio.Future[Any], window: float
-    ) -> bool:
+    ) -> MailboxEvents:
         end = self._loop.time() + window
         while (remaining := end - self._loop.time()) > 0:
             getter = asyncio.ensure_future(queue.get())
@@ -125,12 +130,12 @@ class Waiting(Connection):
                     log.debug(
                         "IMAP IDLE push on %s: %s", self.host, events, extra={"action": "imap_idle_push"}
                     )
-                    return True
+                    return events
             if self._lost.done():
                 raise self._fail(self._lost_error("IDLE"))
             if idle.done():
-                return False  # the server ended IDLE itself; the caller starts a new one
-        return False
+                return MailboxEvents()  # the server ended IDLE itself; the caller starts a new one
+        return MailboxEvents()
 
 
 async def _first_of(*futures: asyncio.Future[Any]) -> None:

@@ -128,6 +128,20 @@ class MailboxEvents:
     def changed(self) -> bool:
         return self.exists is not None or self.expunged > 0 or self.flag_changes > 0
 
+    @property
+    def only_new_mail(self) -> bool:
+        """Only EXISTS was announced: no FETCH (flags), EXPUNGE or VANISHED."""
+        return self.exists is not None and self.expunged == 0 and self.flag_changes == 0
+
+    def plus(self, later: MailboxEvents) -> MailboxEvents:
+        """Both summaries as one: counts added, the later EXISTS and BYE winning."""
+        return MailboxEvents(
+            later.exists if later.exists is not None else self.exists,
+            self.expunged + later.expunged,
+            self.flag_changes + later.flag_changes,
+            later.bye or self.bye,
+        )
+
 
 # -- modified UTF-7 (RFC 3501 section 5.1.3) -----------------------------------------------
 

@@ -21,6 +21,9 @@ Invariants:
   (and, with QRESYNC, the expunges); without QRESYNC expunges are found by comparing
   counts, then UIDs only when the counts differ. The new HIGHESTMODSEQ is stored in
   the transaction that applied those changes, never before (RFC 7162 erratum 1810).
+- A pass may skip the flag changes (`run(check_flags=False)`, after an IDLE push that
+  announced only new mail): it then keeps the stored HIGHESTMODSEQ as it was, so the
+  next pass that does check asks for every change since then and none is lost.
 - Fetching uses BODY.PEEK[], so syncing never marks mail as read.
 - The three stages run at once, on different batches, joined by queues of one batch:
   at most five batches are in memory (two fetched, two being parsed, one being
@@ -74,6 +77,7 @@ class FolderResult:
     uidvalidity_changed: bool = False
     flags_changed: int = 0
     expunged: int = 0
+    flags_checked: bool = True  # False: a CHANGEDSINCE was due but skipped (HIGHESTMODSEQ kept)
 
 
 @dataclass(frozen=True)
@@ -193,25 +197,34 @@ class FolderSync:
             return _Start(cursor.last_uid, cursor.highestmodseq, False, None)
 
     async def _changes(
-        self, status: FolderStatus, start: _Start, new_uids: int, result: FolderResult
-    ) -> None:
-        """Flag changes and expunges among the messages already stored (none are fetched again)."""
+        self, status: FolderStatus, start: _Start, new_uids: int, result: FolderResult, check_flags: bool
+    ) -> int | None:
+        """Flag changes and expunges among the messages already stored (none are fetched again).
+
+        Returns the HIGHESTMODSEQ the cursor may store after this pass: the server's, or
+        the stored one when the flag changes were skipped (``check_flags`` False).
+        """
         if start.last_uid == 0:
-            return  # first sync of the folder: nothing stored to change
+            return status.highestmodseq  # first sync of the folder: nothing stored to change
         known = start.highestmodseq
         condstore = self.client.has_condstore and status.highestmodseq is not None and known is not None
         if condstore and status.highestmodseq == known and self.client.qresync_enabled:
-            return  # QRESYNC servers raise HIGHESTMODSEQ on any flag change or expunge
+            return status.highestmodseq  # QRESYNC servers raise HIGHESTMODSEQ on any flag change or expunge
         flags: list[FlagUpdate] = []
         vanished: list[tuple[int, int]] | None = None
+        covered = status.highestmodseq
         if condstore and status.highestmodseq != known:
             assert known is not None
-            changes = await self.client.changes_since(known, start.last_uid)
-            flags, vanished = changes.flags, changes.vanished
+            if check_flags:
+                changes = await self.client.changes_since(known, start.last_uid)
+                flags, vanished = changes.flags, changes.vanished
+            else:  # skipped: the cursor keeps `known`, expunges are found as without CONDSTORE
+                covered, condstore = known, False
+                result.flags_checked = False
         if vanished is None:
             vanished = await self._missing(status, start.last_uid, new_uids)
         if not flags and not vanished and (not condstore or status.highestmodseq == known):
-            return
+            return covered
         changed, expunged = await asyncio.to_thread(
             self._apply_changes, status, flags, vanished, status.highestmodseq if condstore else None
         )
@@ -225,6 +238,7 @@ class FolderSync:
                 extra={"action": "folder_changes", "mailbox": self.mailbox.name, "folder": self.folder,
                        "flags_changed": changed, "expunged": expunged},
             )  # fmt: skip
+        return covered
 
     async def _missing(self, status: FolderStatus, last_uid: int, new_uids: int) -> list[tuple[int, int]]:
         """Stored UIDs the server no longer has, without QRESYNC: counts first (no UID list
@@ -304,7 +318,9 @@ class FolderSync:
             )  # fmt: skip
         return stats
 
-    async def run(self, progress: Progress | None = None) -> FolderResult:
+    async def run(self, progress: Progress | None = None, *, check_flags: bool = True) -> FolderResult:
+        """Sync the folder once; ``check_flags=False`` skips the flag changes of stored
+        messages this time (see the module docstring: none is lost)."""
         status = await self.client.select(self.folder)
         start = await asyncio.to_thread(self._load_cursor, status.uidvalidity)
         last_uid = start.last_uid
@@ -319,10 +335,10 @@ class FolderSync:
             )  # fmt: skip
         result = FolderResult(self.folder, status.uidvalidity, uidvalidity_changed=start.uidvalidity_changed)
         uids = await self.client.uids_from(last_uid + 1)
-        await self._changes(status, start, len(uids), result)
+        modseq = await self._changes(status, start, len(uids), result, check_flags)
         if not uids:
-            if status.highestmodseq is not None:
-                await asyncio.to_thread(self._touch, status.uidvalidity, last_uid, status.highestmodseq)
+            if modseq is not None:
+                await asyncio.to_thread(self._touch, status.uidvalidity, last_uid, modseq)
             return result
         total = len(uids)
         fetched: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=1)
@@ -353,7 +369,7 @@ class FolderSync:
         try:
             while (parsed := await _next(prepared, parsing)) is not None:
                 items = await parsed
-                stats = await asyncio.to_thread(self._store, items, status.uidvalidity, status.highestmodseq)
+                stats = await asyncio.to_thread(self._store, items, status.uidvalidity, modseq)
                 result.fetched += len(items)
                 result.stats.add(stats)
                 if progress is not None:

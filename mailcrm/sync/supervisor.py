@@ -2,9 +2,12 @@
 
 Each task connects, syncs INBOX, Sent and the configured folders, then waits on
 INBOX with IDLE (or polls where IDLE is missing) and syncs again when the server
-announces mail, or after `sync.poll_seconds` in any case. Any failure closes the
-connection and retries with exponential backoff and jitter; wrong credentials are
-retried slowly. One broken mailbox never stops the others.
+announces mail, or after `sync.poll_seconds` in any case. A push that announces only
+new mail (EXISTS, no FETCH/EXPUNGE/VANISHED) syncs INBOX without asking for flag
+changes, unless they were last asked for `sync.poll_seconds` ago or more: the engine
+then keeps HIGHESTMODSEQ, so the next pass that asks gets every change meanwhile.
+Any failure closes the connection and retries with exponential backoff and jitter;
+wrong credentials are retried slowly. One broken mailbox never stops the others.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 from mailcrm.domain.backoff import Backoff
 from mailcrm.domain.matching import MatchPolicy
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAILBOX_LEVEL = "*"
 """The cursor "folder" under which connection-level errors are recorded."""
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -81,7 +87,12 @@ class MailboxWorker:
         )
 
     async def _sync_folders(
-        self, client: ImapClient, folders: Sequence[str], progress: Progress | None
+        self,
+        client: ImapClient,
+        folders: Sequence[str],
+        progress: Progress | None,
+        *,
+        check_flags: bool = True,
     ) -> list[FolderResult]:
         results = []
         for folder in folders:
@@ -94,7 +105,7 @@ class MailboxWorker:
                 batch_messages=self.settings.sync.batch_messages,
                 parse_process_from=self.parse_process_from,
             )
-            result = await sync.run(progress)
+            result = await sync.run(progress, check_flags=check_flags)
             self.state.synced += result.stats.new_messages
             results.append(result)
         self.state.last_sync_at = utcnow()
@@ -140,6 +151,8 @@ class MailboxWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Sync until `stop` is set; never raises for IMAP or database trouble."""
         backoff = Backoff(base=1.0, cap=self.settings.sync.reconnect_max_seconds)
+        poll_seconds = self.settings.sync.poll_seconds
+        clock = asyncio.get_running_loop().time
         attempt = 0
         while not stop.is_set():
             client: ImapClient | None = None
@@ -147,17 +160,23 @@ class MailboxWorker:
                 client = await self._connect()
                 self.state.connected = True
                 folders = await self._folders(client)
+                flags_checked_at = clock()
                 await self._sync_folders(client, folders, None)
                 await asyncio.to_thread(self._clear_error)
                 attempt = 0
                 while not stop.is_set():
                     await client.select("INBOX")
-                    changed = await _until_stop(
-                        client.wait_for_changes(self.settings.sync.poll_seconds), stop
-                    )
-                    if stop.is_set():
+                    events = await _until_stop(client.wait_for_events(poll_seconds), stop)
+                    if stop.is_set() or events is None:
                         break
-                    await self._sync_folders(client, ["INBOX"] if changed else folders, None)
+                    # Only new mail announced: its flags come with it; other flag changes
+                    # wait for the next pass that asks (HIGHESTMODSEQ is kept until then).
+                    check_flags = not events.only_new_mail or clock() - flags_checked_at >= poll_seconds
+                    if check_flags:
+                        flags_checked_at = clock()
+                    await self._sync_folders(
+                        client, ["INBOX"] if events.changed else folders, None, check_flags=check_flags
+                    )
                 return
             except ImapAuthError as exc:
                 delay = self.settings.sync.auth_retry_seconds
@@ -195,9 +214,9 @@ class MailboxWorker:
             await _sleep_or_stop(delay, stop)
 
 
-async def _until_stop(work: asyncio.Future[bool] | asyncio.Task[bool] | object, stop: asyncio.Event) -> bool:
-    """Run `work` (a coroutine) unless `stop` is set first; then cancel it and return False."""
-    task: asyncio.Task[bool] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+async def _until_stop(work: Coroutine[Any, Any, _T], stop: asyncio.Event) -> _T | None:
+    """Run `work` unless `stop` is set first; then cancel it and return None."""
+    task = asyncio.ensure_future(work)
     stopper = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -205,7 +224,7 @@ async def _until_stop(work: asyncio.Future[bool] | asyncio.Task[bool] | object, 
             return task.result()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        return False
+        return None
     finally:
         stopper.cancel()
 

@@ -1,11 +1,14 @@
 """Changes to mail already synced (Y6): flags set and messages deleted while the daemon
-was down reach the store on the next sync, without fetching any message again."""
+was down reach the store on the next sync, without fetching any message again. An IDLE
+push that announces only new mail skips the flag-changes round trip, and loses no change."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import mailgen
@@ -17,7 +20,7 @@ from test_sync import ALICE, MailEnv
 from mailcrm.imap.client import ImapClient
 from mailcrm.store import mail, timeline
 from mailcrm.store.models import FolderCursor, Message, MessageLocation, TimelineEvent
-from mailcrm.sync.engine import FolderResult
+from mailcrm.sync.engine import FolderResult, FolderSync
 from mailcrm.sync.supervisor import MailboxWorker, workers
 
 SOMSRI = "somsri@siam.example"
@@ -241,3 +244,117 @@ def test_a_folder_recreated_with_other_mail_is_read_again_and_history_is_kept(
     assert sorted(e.subject or "" for e in old) == ["old 0", "old 1", "old 2"]
     assert all(e.expunged for e in old)
     assert env.count(Message) == 5
+
+
+# -- IDLE pushes of new mail only ------------------------------------------------------------
+
+CHANGEDSINCE = "UID FETCH (CHANGEDSINCE)"
+
+
+def _record_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every command run through the client's command path, plus "IDLE" at each IDLE start."""
+    seen: list[str] = []
+    run, idle_once = ImapClient._run, ImapClient._idle_once
+
+    async def recording_run(self: ImapClient, what: str, make: Callable[[], Any], **kwargs: Any) -> Any:
+        seen.append(what)
+        return await run(self, what, make, **kwargs)
+
+    async def recording_idle(self: ImapClient, window: float) -> Any:
+        seen.append("IDLE")
+        return await idle_once(self, window)
+
+    monkeypatch.setattr(ImapClient, "_run", recording_run)
+    monkeypatch.setattr(ImapClient, "_idle_once", recording_idle)
+    return seen
+
+
+async def _until(check: Callable[[], bool], what: str, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+async def _idle_again(seen: list[str], after: int) -> None:
+    """Wait until the worker is back in IDLE after the commands recorded so far."""
+    await _until(lambda: "IDLE" in seen[after:], "the worker did not go back to IDLE")
+    await asyncio.sleep(0.3)  # let the server acknowledge it
+
+
+def test_new_mail_pushed_by_idle_skips_the_flag_fetch_and_a_pushed_flag_change_is_applied(
+    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = mail_env
+    user = env.alice.username
+    _deliver(env, 3)
+    seen = _record_commands(monkeypatch)
+    worker = env.worker()
+
+    async def background(step: Callable[..., Any], *args: Any) -> None:
+        await asyncio.to_thread(step, *args)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await _until(lambda: env.count(Message) == 3, worker.state.last_error or "first sync")
+            await _idle_again(seen, 0)
+            known = _cursor_modseq(env)
+            assert known is not None
+
+            # New mail: the push says EXISTS only; the pass fetches it without CHANGEDSINCE.
+            mark = len(seen)
+            await background(env.dovecot.deliver, env.alice, mailgen.make(sender=SOMSRI, to=ALICE))
+            await _until(lambda: env.count(Message) == 4, "new mail not synced")
+            await _idle_again(seen, mark)
+            assert "UID FETCH (BODY.PEEK[])" in seen[mark:]
+            assert CHANGEDSINCE not in seen[mark:], seen[mark:]
+            # HIGHESTMODSEQ stays where flags were last asked for, so nothing below it is skipped.
+            assert _cursor_modseq(env) == known < _server_modseq(env)
+
+            # A flag change: the push carries FETCH, and the pass asks for changes since `known`.
+            mark = len(seen)
+            await background(
+                env.dovecot.doveadm, "flags", "add", "-u", user, "\\Flagged", "mailbox", "INBOX", "uid", "1"
+            )
+            await _until(lambda: "\\Flagged" in _locations(env)[1][0], "flag change not synced")
+            assert CHANGEDSINCE in seen[mark:]
+            await _idle_again(seen, mark)
+            assert _cursor_modseq(env) == _server_modseq(env)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=15)
+
+    asyncio.run(scenario())
+    assert worker.state.failures == 0
+
+
+def test_a_pass_that_skips_flag_changes_keeps_them_for_the_next_pass(mail_env: MailEnv) -> None:
+    """A change no push announced (made between a pass and the next IDLE, or while stopped)
+    is not lost by a new-mail-only pass: HIGHESTMODSEQ stays, the next pass that asks applies it."""
+    env = mail_env
+    user = env.alice.username
+    _deliver(env, 3)
+    env.sync()
+    known = _cursor_modseq(env)
+    env.dovecot.doveadm("flags", "add", "-u", user, "\\Seen", "mailbox", "INBOX", "uid", "2")
+    env.dovecot.deliver(env.alice, mailgen.make(sender=SOMSRI, to=ALICE, subject="new"))
+    worker = env.worker()
+    assert worker.person.imap is not None
+    imap = worker.person.imap
+
+    async def inbox_pass(check_flags: bool) -> FolderResult:
+        async with await ImapClient.connect(imap) as client:
+            sync = FolderSync(env.db, client, worker.identity, "INBOX")
+            return await sync.run(check_flags=check_flags)
+
+    skipped = asyncio.run(inbox_pass(False))
+    assert skipped.fetched == 1 and not skipped.flags_checked and skipped.flags_changed == 0
+    assert "\\Seen" not in _locations(env)[2][0]
+    assert _cursor_modseq(env) == known
+
+    checked = asyncio.run(inbox_pass(True))
+    assert checked.fetched == 0 and checked.flags_checked and checked.flags_changed >= 1
+    assert "\\Seen" in _locations(env)[2][0]
+    assert _cursor_modseq(env) == _server_modseq(env)

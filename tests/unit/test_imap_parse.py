@@ -493,6 +493,26 @@ def test_idle_pushes_recorded() -> None:
     assert scan_events([[b"* VANISHED (EARLIER) 41,43:116"]]).expunged == 1
 
 
+def test_only_new_mail_means_exists_without_flag_or_expunge_news() -> None:
+    arrival, flag_change, expunge = ([line[2:] for line in split_wire(push)] for push in IDLE_PUSHES)
+    assert scan_events([arrival]).only_new_mail
+    assert scan_events([arrival, [b"1 RECENT"]]).only_new_mail
+    assert not scan_events([arrival, flag_change]).only_new_mail
+    assert not scan_events([arrival, expunge]).only_new_mail
+    assert not scan_events([arrival, [b"VANISHED 7"]]).only_new_mail
+    assert not scan_events([flag_change]).only_new_mail
+    assert not scan_events([]).only_new_mail
+
+
+def test_events_add_up_across_the_push_and_the_idle_end() -> None:
+    first = scan_events([[b"3 EXISTS"]])
+    combined = first.plus(scan_events([[b"2 FETCH (FLAGS (\\Seen))"], [b"4 EXISTS"]]))
+    assert (combined.exists, combined.flag_changes, combined.expunged) == (4, 1, 0)
+    assert not combined.only_new_mail
+    assert first.plus(scan_events([])) == first
+    assert scan_events([]).plus(first) == first
+
+
 # -- UID sets ------------------------------------------------------------------------------
 
 
