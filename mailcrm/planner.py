@@ -136,11 +136,20 @@ def _count(report: PlanReport, batch: _Batch) -> None:
 
 
 def _write(db: Database, batch: _Batch, message_id_domain: str | None) -> int:
-    """One batch in one transaction: what the outbox does not have yet; how many rows are new."""
+    """One batch in one transaction: what the outbox does not have yet; how many rows are new.
+
+    Rows go in ordered by their key: two passes at once (two machines) that both insert
+    a key wait for each other on it, and in one order they cannot wait in a circle. In
+    candidate order (no ORDER BY: scans may differ between passes) PostgreSQL could
+    deadlock them and fail one pass.
+    """
     with db.write() as session:
         connection = session.connection()
         known = _existing(connection, batch.rule, {email.customer_id for email in batch.emails})
-        fresh = [e for e in batch.emails if (e.customer_id, e.occurrence) not in known]
+        fresh = sorted(
+            (e for e in batch.emails if (e.customer_id, e.occurrence) not in known),
+            key=lambda e: (e.customer_id, e.occurrence),
+        )
         return outbox.insert_planned(
             connection, fresh, message_id_domain=message_id_domain, owners=batch.owners
         )
