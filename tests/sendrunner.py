@@ -4,6 +4,10 @@ Run as a script: `python tests/sendrunner.py --db URL --smtp-port N --templates 
 --worker-id W [--until-done]`. It runs `Sender.run` until SIGTERM/SIGINT or, with
 `--until-done`, until no row is due or claimed; it always exits within `--max-seconds`.
 On exit it prints one JSON line with the batches it ran and the rows it sent.
+
+`daemon_config` and `Daemons` do the same for whole `mailcrm run` daemons: a config
+file on a given database and SMTP port, and daemons started with JSON logs on a file,
+stopped by PID (SIGTERM, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, insert, select
 
@@ -281,3 +285,109 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def daemon_config(
+    folder: Path,
+    db_url: str,
+    smtp_port: int,
+    *,
+    processes: int = 1,
+    connections: int = 4,
+    batch_size: int = 100,
+    lease_seconds: float = 30,
+) -> Path:
+    """`folder/mailcrm.yaml` for `mailcrm run`: Alice sends through `smtp_port` on loopback, no
+    rules (the planner adds nothing), no mailbox to sync, the test templates."""
+    (folder / "rules").mkdir(parents=True, exist_ok=True)
+    write_templates(folder / "templates")
+    path = folder / "mailcrm.yaml"
+    path.write_text(
+        f"""\
+database:
+  url: {db_url}
+templates_dir: templates
+rules_dir: rules
+salespeople:
+  - name: {OWNER_NAME}
+    email: {OWNER}
+    smtp:
+      host: 127.0.0.1
+      port: {smtp_port}
+      security: plain
+      max_connections: {connections}
+planning:
+  interval_seconds: 3600
+sending:
+  processes: {processes}
+  batch_size: {batch_size}
+  frequency_cap: null
+  lease_seconds: {lease_seconds}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def log_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines of a daemon's log file (other lines are skipped)."""
+    lines = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+    return lines
+
+
+class Daemons:
+    """`mailcrm run` subprocesses started by one test, each logging JSON to its own file and
+    stopped by its PID."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started: list[tuple[subprocess.Popen[bytes], Path, IO[str]]] = []
+
+    def start(self, config: Path, name: str) -> subprocess.Popen[bytes]:
+        log_path = self.folder / f"{name}.log"
+        log_file = log_path.open("w", encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+        env.update(MAILCRM_LOG_LEVEL="info", MAILCRM_LOG_FORMAT="json")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailcrm", "--config", str(config), "run"],
+            cwd=config.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+        self.started.append((process, log_path, log_file))
+        return process
+
+    def log_path(self, process: subprocess.Popen[bytes]) -> Path:
+        return next(path for started, path, _ in self.started if started is process)
+
+    def logs(self, process: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+        return log_lines(self.log_path(process))
+
+    def tail(self, process: subprocess.Popen[bytes], size: int = 3000) -> str:
+        return self.log_path(process).read_text(encoding="utf-8", errors="replace")[-size:]
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+        """SIGTERM by PID and wait; SIGKILL if it has not exited within `timeout`."""
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for process, _path, log_file in self.started:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            log_file.close()

@@ -8,6 +8,13 @@ connections are aborted. With ``hold=True`` the proxy stops forwarding at that p
 and waits for `release()` before it cuts, so a test can look at what the client has
 done with everything before the cut.
 
+``cut_data(fraction)`` arms a one-shot cut on the client-to-server stream of an SMTP
+session: the next message body (the bytes after a ``DATA`` command line) is held back
+until its final ``.`` line has arrived from the client, then only the first
+``fraction`` of it is forwarded to the server and both connections are aborted. The
+server sees a transaction cut in the middle of DATA and never the final ``.``;
+``data_cuts`` records (bytes forwarded, body length) of each cut.
+
 It runs its own event loop in a thread, so it works with code that calls
 ``asyncio.run``; `stop()` closes every connection and ends the thread.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +32,10 @@ START_TIMEOUT = 10.0
 HOLD_TIMEOUT = 60.0  # a held cut happens anyway after this long
 _CHUNK = 64 * 1024
 _LITERAL_END = b"}\r\n"
+_DATA_LINE = re.compile(rb"(?:^|\r\n)DATA\r\n", re.IGNORECASE)
+_DATA_END = b"\r\n.\r\n"
+_BODY_LIMIT = 64 * 1024 * 1024  # a body held back for a cut never grows past this
+_SETTLE = 0.2  # seconds the server gets to read the forwarded part before the cut
 
 
 @dataclass
@@ -43,7 +55,9 @@ class CuttingProxy:
         self.port = 0
         self.cuts = 0  # connections cut so far
         self.connections = 0
+        self.data_cuts: list[tuple[int, int]] = []  # (bytes forwarded, body length) per DATA cut
         self._cut: _Cut | None = None
+        self._data_cut: float | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
@@ -81,9 +95,18 @@ class CuttingProxy:
             self._holding.clear()
             self._cut = _Cut(marker, occurrence, after, hold)
 
+    def cut_data(self, fraction: float = 0.5) -> None:
+        """Arm a one-shot cut of the next SMTP message body (counted from now, over all
+        connections) after ``fraction`` of its bytes; the final ``.`` never reaches the server."""
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError("fraction must be in [0, 1)")
+        with self._lock:
+            self._data_cut = fraction
+
     def disarm(self) -> None:
         with self._lock:
             self._cut = None
+            self._data_cut = None
 
     def wait_holding(self, timeout: float) -> bool:
         """True once a held cut has reached its point (the stream is stalled there)."""
@@ -127,7 +150,7 @@ class CuttingProxy:
             client_writer.transport.abort()
             return
         self._writers.update((client_writer, server_writer))
-        upstream = asyncio.ensure_future(self._forward(client_reader, server_writer))
+        upstream = asyncio.ensure_future(self._upstream(client_reader, server_writer, client_writer))
         downstream = asyncio.ensure_future(self._downstream(server_reader, client_writer, server_writer))
         try:
             await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
@@ -139,11 +162,49 @@ class CuttingProxy:
                 self._writers.discard(writer)
                 writer.transport.abort()
 
-    @staticmethod
-    async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: asyncio.StreamWriter
+    ) -> None:
+        """Client to server, watching for the armed DATA cut."""
+        tail = b""  # the end of what was forwarded: a DATA line may span two reads
+        body: bytearray | None = None  # the held-back body, once this connection took the cut
+        fraction = 0.0
         while chunk := await reader.read(_CHUNK):
-            writer.write(chunk)
+            if body is None:
+                with self._lock:
+                    armed = self._data_cut
+                    found = _DATA_LINE.search(tail + chunk) if armed is not None else None
+                    if found is not None and found.end() > len(tail):
+                        self._data_cut = None  # one-shot: this connection takes it
+                if armed is None or found is None or found.end() <= len(tail):
+                    tail = (tail + chunk)[-16:]
+                    writer.write(chunk)
+                    await writer.drain()
+                    continue
+                assert armed is not None
+                split = found.end() - len(tail)
+                writer.write(chunk[:split])  # up to and including the DATA command
+                await writer.drain()
+                body, fraction, chunk = bytearray(), armed, chunk[split:]
+            searched = max(len(body) - len(_DATA_END), 0)  # only the new bytes can end it
+            body += chunk
+            end = (b"\r\n" + body).find(_DATA_END, searched)  # index in `body` of the final "." line
+            if end < 0 and len(body) < _BODY_LIMIT:
+                continue
+            if end < 0:  # no end in sight: give up on the cut, forward everything
+                writer.write(bytes(body))
+                await writer.drain()
+                body, tail = None, b""
+                continue
+            forwarded = int(end * fraction)
+            writer.write(bytes(body[:forwarded]))
             await writer.drain()
+            await asyncio.sleep(_SETTLE)
+            self.data_cuts.append((forwarded, end))
+            self.cuts += 1
+            writer.transport.abort()
+            client.transport.abort()
+            return
 
     async def _downstream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: asyncio.StreamWriter
