@@ -28,6 +28,7 @@ from mailcrm.store.models import (
     Purchase,
     Salesperson,
     Suppression,
+    table_of,
 )
 from mailcrm.store.salespeople import owner_ids, require_owner
 from mailcrm.store.types import utcnow
@@ -197,10 +198,12 @@ def tags_of(session: Session, ids: Sequence[int]) -> dict[int, list[str]]:
     result: dict[int, list[str]] = defaultdict(list)
     if ids:
         query = (
-            select(CustomerTag).where(col(CustomerTag.customer_id).in_(ids)).order_by(col(CustomerTag.tag))
+            select(CustomerTag.customer_id, CustomerTag.tag)
+            .where(col(CustomerTag.customer_id).in_(ids))
+            .order_by(col(CustomerTag.tag))
         )
-        for row in session.exec(query):
-            result[row.customer_id].append(row.tag)
+        for customer_id, tag in session.exec(query):
+            result[customer_id].append(tag)
     return result
 
 
@@ -250,29 +253,51 @@ def search(
 
 def views(session: Session, customers: Iterable[Customer]) -> list[CustomerView]:
     """Build read views for many customers with a fixed number of queries."""
-    rows = list(customers)
+    return _views(session, list(customers))
+
+
+def views_by_id(session: Session, ids: Sequence[int]) -> dict[int, CustomerView]:
+    """The read views of these customers (missing ids left out), read as plain rows:
+    the sender reads a thousand at a time, where ORM objects cost more than the queries."""
+    table = table_of(Customer)
+    rows = [
+        row
+        for chunk in _chunks(sorted(set(ids)))
+        for row in session.execute(select(*table.c).where(table.c.id.in_(chunk)))
+    ]
+    return {view.id: view for view in _views(session, rows)}
+
+
+def _chunks(values: Sequence[int], size: int = 1000) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _views(session: Session, rows: Sequence[Any]) -> list[CustomerView]:
+    """Views of customer rows (ORM objects or Core rows: read by column name)."""
     ids = [c.id for c in rows if c.id is not None]
     if not ids:
         return []
-    addresses: dict[int, list[EmailAddress]] = defaultdict(list)
+    addresses: dict[int, list[Any]] = defaultdict(list)
     query = (
-        select(EmailAddress)
+        select(EmailAddress.customer_id, EmailAddress.address, EmailAddress.is_primary)
         .where(col(EmailAddress.customer_id).in_(ids))
         .order_by(col(EmailAddress.is_primary).desc(), col(EmailAddress.id))
     )
-    for address in session.exec(query):
+    for address in session.execute(query):
         addresses[address.customer_id].append(address)
     all_addresses = [a.address for group in addresses.values() for a in group]
-    suppressed = {
-        row.address: row.reason
-        for row in session.exec(select(Suppression).where(col(Suppression.address).in_(all_addresses)))
-    }
+    suppressed = dict(
+        session.exec(
+            select(Suppression.address, Suppression.reason).where(col(Suppression.address).in_(all_addresses))
+        ).all()
+    )
     tags = tags_of(session, ids)
-    owners = {row.id: row.email for row in session.exec(select(Salesperson))}
+    owners = dict(session.exec(select(Salesperson.id, Salesperson.email)).all())
     company_ids = {c.company_id for c in rows if c.company_id is not None}
-    company_names = {
-        row.id: row.name for row in session.exec(select(Company).where(col(Company.id).in_(company_ids)))
-    }
+    company_names = dict(
+        session.exec(select(Company.id, Company.name).where(col(Company.id).in_(company_ids))).all()
+    )
     purchase_counts = dict(
         session.exec(
             select(Purchase.customer_id, func.count())

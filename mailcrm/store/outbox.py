@@ -54,7 +54,7 @@ from mailcrm.domain.planning import PlannedEmail
 from mailcrm.domain.retry import AmbiguousPolicy, Verdict, after_ambiguous
 from mailcrm.errors import ConflictError, DatabaseError, NotFoundError
 from mailcrm.store.customers import CustomerView
-from mailcrm.store.customers import views as customer_views
+from mailcrm.store.customers import views_by_id as customer_views
 from mailcrm.store.db import Database
 from mailcrm.store.models import (
     Customer,
@@ -1002,7 +1002,14 @@ def _purchases(session: Session, rows: Sequence[ClaimedEmail]) -> dict[int, dict
     for chunk in _chunks(sorted(set(named.values()))):
         by_id.update({p.id: p for p in session.execute(select(*columns).where(_PURCHASE.c.id.in_(chunk)))})
     latest: dict[int, Any] = {}
-    customers = sorted({row.customer_id for row in rows})
+    customers = sorted(
+        {
+            row.customer_id
+            for row in rows
+            if (named_purchase := by_id.get(named.get(row.id, -1))) is None
+            or named_purchase.customer_id != row.customer_id
+        }
+    )  # only rows whose occurrence names no purchase of theirs fall back to the latest
     for chunk in _chunks(customers):
         newest = (
             select(_PURCHASE.c.customer_id, func.max(_PURCHASE.c.purchased_at).label("at"))
@@ -1033,12 +1040,7 @@ def _purchases(session: Session, rows: Sequence[ClaimedEmail]) -> dict[int, dict
 
 def prepare(session: Session, rows: Sequence[ClaimedEmail]) -> dict[int, Prepared]:
     """The template data of a whole batch with a fixed number of queries."""
-    customers = {
-        c.id: c
-        for chunk in _chunks(sorted({row.customer_id for row in rows}))
-        for c in session.execute(select(Customer).where(_CUSTOMER.c.id.in_(chunk))).scalars()
-    }
-    views = {view.id: view for view in customer_views(session, list(customers.values()))}
+    views = customer_views(session, [row.customer_id for row in rows])
     purchases = _purchases(session, rows)
     parents: dict[str, Any] = {}
     wanted = sorted({row.in_reply_to for row in rows if row.in_reply_to})
