@@ -150,7 +150,9 @@ class StrictPipeliningServer:
                 if not (group[0].startswith(b"MAIL") and group[2] == b"DATA\r\n"):
                     await reply(b"503 5.5.1 expected a pipelined MAIL, RCPT, DATA\r\n")
                     break
-                await reply(b"250-2.1.0 sender\r\n", b"250 2.1.0 ok\r\n", b"250 2.1.5 ok\r\n", b"354 go on\r\n")
+                await reply(
+                    b"250-2.1.0 sender\r\n", b"250 2.1.0 ok\r\n", b"250 2.1.5 ok\r\n", b"354 go on\r\n"
+                )
                 body = b""
                 while (line := await reader.readline()) not in (b".\r\n", b""):
                     body += line
