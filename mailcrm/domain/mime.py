@@ -228,7 +228,9 @@ def _mailbox(header: str, address: Address) -> list[str]:
     return [*_encoded_words(header, name, MAX_LINE - prefix_len), f"<{address.email}>"]
 
 
+@lru_cache(maxsize=1024)
 def _address_header(name: str, address: Address) -> str:
+    """`Name: mailbox`, folded; cached, as From repeats for every email of a salesperson."""
     return _fold(f"{name}: ", _mailbox(name, address))
 
 
