@@ -112,11 +112,19 @@ class SmtpAccount(SecretRef):
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Security = "tls"
     username: str | None = None
+    # None: the best password mechanism the server offers; xoauth2 needs a token provider.
+    auth: Literal["login", "plain", "xoauth2"] | None = None
     ca_file: Path | None = None
     max_connections: int = Field(default=4, ge=1, le=64)
     per_minute: int | None = Field(default=None, ge=1)
     per_day: int | None = Field(default=None, ge=1)
     timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _auth_needs_username(self) -> SmtpAccount:
+        if self.auth is not None and self.username is None:
+            raise ValueError("`auth:` needs `username:` (the account to log in as); add it or remove `auth:`")
+        return self
 
     @property
     def effective_port(self) -> int:

@@ -13,11 +13,12 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
 from aioimaplib.aioimaplib import AUTH, NONAUTH, Command
 
+from mailcrm import oauth
+from mailcrm.errors import MailcrmError
 from mailcrm.imap.connection import DEFAULT_IDLE_RENEW, DEFAULT_POLL_INTERVAL, Connection, os_reason
 from mailcrm.imap.errors import (
     ImapAuthError,
@@ -28,12 +29,10 @@ from mailcrm.imap.errors import (
 )
 from mailcrm.imap.parse import parse_capabilities, quote, response_code
 from mailcrm.imap.protocol import _ChallengeCommand
+from mailcrm.oauth import TokenProvider as TokenProvider  # re-exported by imap.client
 from mailcrm.settings import ImapAccount
 
 log = logging.getLogger(__name__)
-
-TokenProvider = Callable[[ImapAccount], Awaitable[str]]
-"""Returns a fresh OAuth2 access token for the account (XOAUTH2)."""
 
 
 class Login(Connection):
@@ -73,20 +72,14 @@ class Login(Connection):
     async def _obtain_secret(self, token_provider: TokenProvider | None) -> str:
         account = self.account
         if account.auth == "xoauth2":
-            if token_provider is None:
-                raise ImapAuthError(
-                    f"IMAP account {account.username} on {self.host} uses XOAUTH2 "
-                    "but no token provider is configured",
-                    hint="set `auth: login` or `auth: plain`, or start mailcrm with an OAuth token provider",
-                )
             try:
-                token = await token_provider(account)
+                token = await oauth.fetch_token(
+                    token_provider, account, f"IMAP account {account.username}", self.host
+                )
             except ImapError:
                 raise
-            except Exception as exc:
-                raise ImapAuthError(
-                    f"cannot get an OAuth2 token for {account.username} on {self.host}: {type(exc).__name__}"
-                ) from exc
+            except MailcrmError as exc:  # no provider, or it failed: as a refused login
+                raise ImapAuthError(exc.message, hint=exc.hint) from exc
             self._secrets.append(token)
             return token
         password = account.resolve(f"{account.username} imap")
@@ -196,10 +189,9 @@ class Login(Connection):
                     hint="set `auth:` to a mechanism the server lists (login, plain or xoauth2)",
                 )
             if mechanism == "PLAIN":
-                response = b"\0" + user.encode() + b"\0" + secret.encode("utf-8")
+                encoded = base64.b64encode(b"\0" + user.encode() + b"\0" + secret.encode("utf-8"))
             else:
-                response = f"user={user}\x01auth=Bearer {secret}\x01\x01".encode()
-            encoded = base64.b64encode(response)
+                encoded = oauth.xoauth2_response(user, secret)
             self._secrets.append(encoded.decode("ascii"))
             # XOAUTH2 reports failures as a challenge that must be answered with an empty line.
             extra = b"" if mechanism == "XOAUTH2" else b"*"
@@ -235,7 +227,7 @@ class Login(Connection):
                 command=name,
                 server_text=text,
             )
-        detail = _oauth_detail(holder[0].challenges) if holder and account.auth == "xoauth2" else ""
+        detail = oauth.error_detail(holder[0].challenges) if holder and account.auth == "xoauth2" else ""
         raise ImapAuthError(
             f"IMAP login failed for {user} on {self.host}:{self.port}: {text}{detail}",
             hint="check the username and the password (or token) configured for this account",
@@ -260,16 +252,6 @@ class Login(Connection):
         )
         enabled = b" ".join(bytes(line) for line in reply.lines if isinstance(line, bytes)).upper()
         self._qresync_enabled = reply.result == "OK" and b"QRESYNC" in enabled
-
-
-def _oauth_detail(challenges: Sequence[bytes]) -> str:
-    """The status of an XOAUTH2 error challenge (base64 JSON), for the error message."""
-    for challenge in challenges:
-        with contextlib.suppress(ValueError):
-            decoded = base64.b64decode(challenge, validate=True).decode("utf-8", "replace")
-            if decoded:
-                return f" (server detail: {decoded})"
-    return ""
 
 
 def _keepalive(transport: asyncio.BaseTransport) -> None:

@@ -3,6 +3,9 @@
 * TLS is verified (the system CAs, or `ca_file`): `security: tls` is implicit TLS,
   `starttls` refuses a server that does not offer STARTTLS, and AUTH is never sent
   over an unencrypted connection except to a loopback relay.
+* AUTH follows `auth:` (login, plain, or xoauth2 with a token from the same
+  `TokenProvider` as IMAP); left out, aiosmtplib picks the best mechanism offered.
+  A refused login is a CONNECT failure naming the account, so the account pauses.
 * Each send records how far it got (`domain.retry.Phase`): DATA's final "." is
   written only after the caller's `before_dot` hook has recorded the attempt, so
   the caller can tell a safe retry (nothing delivered) from an unknown outcome.
@@ -33,6 +36,7 @@ from functools import lru_cache
 
 from aiosmtplib import (
     SMTP,
+    SMTPAuthenticationError,
     SMTPException,
     SMTPResponse,
     SMTPResponseException,
@@ -40,8 +44,10 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from mailcrm import oauth
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.errors import MailcrmError
+from mailcrm.oauth import TokenProvider
 from mailcrm.send.pipelining import PipelineBroken, ReplyTap
 from mailcrm.settings import SmtpAccount
 
@@ -377,6 +383,7 @@ class SmtpPool:
         *,
         idle_seconds: float = IDLE_SECONDS,
         local_hostname: str | None = None,
+        token_provider: TokenProvider | None = None,
     ) -> None:
         self.name = name
         self.account = account
@@ -387,6 +394,7 @@ class SmtpPool:
         self.paused_until = 0.0  # time.monotonic(): the server refused the account or the connection
         self.pause_reason = ""
         self._local_hostname = local_hostname
+        self._token_provider = token_provider
         self._slots = asyncio.Semaphore(account.max_connections)
         self._idle: list[SmtpConnection] = []
         self._closed = False
@@ -460,11 +468,7 @@ class SmtpPool:
                         f"refusing to log in to {self.where} over an unencrypted connection; "
                         "set `security: tls` or `starttls`"
                     )
-                try:
-                    secret = account.resolve(f"{self.name} smtp")
-                except MailcrmError as exc:
-                    raise self._refuse(exc.message) from None
-                await client.login(account.username, secret)
+                await self._log_in(client, account.username)
             if client.is_ehlo_or_helo_needed:  # its extensions decide pipelining and SMTPUTF8
                 await client.ehlo()
         except BaseException:
@@ -476,6 +480,73 @@ class SmtpPool:
             extra={"action": "smtp_connected", "host": self.where, "account": self.name},
         )
         return client
+
+    async def _log_in(self, client: SMTP, user: str) -> None:
+        """AUTH as `auth:` says; no `auth:` lets aiosmtplib pick the best password mechanism.
+
+        A refusal becomes a CONNECT-phase `SmtpSendError` naming the account, so the
+        sender retries the row and pauses the account, as for any failed connection.
+        """
+        account = self.account
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        mechanism = account.auth
+        if mechanism is not None and mechanism not in client.server_auth_methods:
+            offered = " ".join(client.server_auth_methods).upper() or "none"
+            raise self._refuse(
+                f"{self.where} does not offer AUTH {mechanism.upper()} for SMTP account {user} "
+                f"of {self.name} (it offers: {offered}); set `auth:` to one of those, or leave it out"
+            )
+        if mechanism == "xoauth2":
+            await self._log_in_xoauth2(client, user)
+            return
+        try:
+            secret = account.resolve(f"{self.name} smtp")
+        except MailcrmError as exc:
+            raise self._refuse(exc.message) from None
+        try:
+            if mechanism == "plain":
+                await client.auth_plain(user, secret)
+            elif mechanism == "login":
+                await client.auth_login(user, secret)
+            else:
+                await client.login(user, secret)
+        except SMTPAuthenticationError as exc:
+            raise self._refused_login(exc.code, exc.message, user, "the username and password") from None
+
+    async def _log_in_xoauth2(self, client: SMTP, user: str) -> None:
+        """AUTH XOAUTH2 with a token from the provider; a refused token is replaced once.
+
+        The provider may hand out a cached token that expired a moment ago: asking
+        again gives it the chance to refresh. The same token twice is not tried again.
+        """
+        what = f"SMTP account {user} of {self.name}"
+        tried: set[str] = set()
+        code, text = 0, ""
+        while len(tried) < 2:
+            try:
+                token = await oauth.fetch_token(self._token_provider, self.account, what, self.where)
+            except MailcrmError as exc:
+                hint = f"; {exc.hint}" if exc.hint else ""
+                raise self._refuse(exc.message + hint) from None
+            if token in tried:
+                break
+            tried.add(token)
+            reply = await client.execute_command(b"AUTH", b"XOAUTH2", oauth.xoauth2_response(user, token))
+            detail = ""
+            if reply.code == 334:  # the error as a base64 JSON challenge; an empty line ends it
+                detail = oauth.error_detail([reply.message.strip()])
+                reply = await client.execute_command(b"")
+            if reply.code == 235:
+                return
+            code, text = reply.code, reply.message + detail
+            if not client.is_connected:
+                break
+        raise self._refused_login(code, text, user, "the OAuth2 token (its scope and expiry)")
+
+    def _refused_login(self, code: int, text: str, user: str, check: str) -> SmtpSendError:
+        reason = f"{text} (SMTP login as {user} for {self.name} refused: check {check} of this account)"
+        return SmtpSendError(SmtpOutcome(Phase.CONNECT, code, reason, self.where))
 
     async def close(self) -> None:
         """Close every idle connection (politely, with a short QUIT)."""

@@ -1,0 +1,62 @@
+"""OAuth2 (XOAUTH2) pieces shared by the IMAP and SMTP logins.
+
+mailcrm does not run an OAuth flow itself: whoever starts it passes a
+`TokenProvider`, and both protocols ask it for a token the same way, so a
+provider written for one works for the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from mailcrm.errors import MailcrmError
+from mailcrm.settings import ImapAccount, SmtpAccount
+
+TokenProvider = Callable[[ImapAccount | SmtpAccount], Awaitable[str]]
+"""Returns a fresh OAuth2 access token for the account (XOAUTH2)."""
+
+
+class OAuthError(MailcrmError):
+    """No token could be obtained; each protocol re-raises it as its own auth error."""
+
+
+async def fetch_token(
+    provider: TokenProvider | None, account: ImapAccount | SmtpAccount, what: str, where: str
+) -> str:
+    """Ask the provider for a token; `what` ("IMAP account bob@...") and `where` (the host) name it in errors.
+
+    A provider's own `MailcrmError` passes through unchanged (it already says what is wrong).
+    """
+    if provider is None:
+        raise OAuthError(
+            f"{what} on {where} uses XOAUTH2 but no token provider is configured",
+            hint="set `auth: login` or `auth: plain`, or start mailcrm with an OAuth token provider",
+        )
+    try:
+        return await provider(account)
+    except MailcrmError:
+        raise
+    except Exception as exc:
+        raise OAuthError(
+            f"cannot get an OAuth2 token for {account.username} on {where}: {type(exc).__name__}"
+        ) from exc
+
+
+def xoauth2_response(user: str, token: str) -> bytes:
+    """The base64 initial response of SASL XOAUTH2 (the same for IMAP and SMTP)."""
+    return base64.b64encode(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
+
+
+def error_detail(challenges: Sequence[bytes | str]) -> str:
+    """The status of an XOAUTH2 error challenge (base64 JSON), for the error message.
+
+    It says why the token was refused (expired, wrong scope), which the final reply does not.
+    """
+    for challenge in challenges:
+        with contextlib.suppress(ValueError):
+            decoded = base64.b64decode(challenge, validate=True).decode("utf-8", "replace")
+            if decoded:
+                return f" (server detail: {decoded})"
+    return ""
