@@ -99,6 +99,9 @@ class ImapAccount(SecretRef):
     ca_file: Path | None = None
     folders: list[str] = Field(default_factory=list)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # The provider files every sent message in Sent itself (Gmail, Outlook): mailcrm
+    # then makes no copy of its own even with `sending.copy_to_sent` (no duplicate).
+    server_files_sent: bool = False
 
     @property
     def effective_port(self) -> int:

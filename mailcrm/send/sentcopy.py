@@ -1,7 +1,10 @@
 """The optional copy of each sent email in the salesperson's Sent folder (`sending.copy_to_sent`).
 
 Off by default: Gmail and Office 365 file submitted mail in Sent themselves, and a
-second copy would be a duplicate there. Copies run in the background, one IMAP
+second copy would be a duplicate there. Where one team mixes such providers with
+others, `copy_to_sent` stays on and each such IMAP account says
+`server_files_sent: true`: its copies are skipped, and the sync still links the
+server's copy to the sent message by its Message-ID. Copies run in the background, one IMAP
 connection per salesperson, so they never slow sending down; a failed copy is
 logged and never changes the send's outcome. After a failure that mailbox's copies
 pause for `PAUSE_SECONDS` (no reconnect storm against a broken account).
@@ -33,6 +36,7 @@ class SentCopier:
         self._locks: dict[str, asyncio.Lock] = {}
         self._paused_until: dict[str, float] = {}
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._server_files: set[str] = set()  # salespeople told about `server_files_sent`
 
     def schedule(self, person: SalespersonSettings, raw: bytes, message_id: str) -> None:
         """Copy in the background; returns at once."""
@@ -45,6 +49,15 @@ class SentCopier:
         extra = {"action": "sent_copy_failed", "salesperson": person.email, "message_id": message_id}
         if person.imap is None:
             log.debug("no IMAP account: no Sent copy", extra={**extra, "action": "sent_copy_skipped"})
+            return False
+        if person.imap.server_files_sent:
+            if person.email not in self._server_files:  # once per salesperson, not per message
+                self._server_files.add(person.email)
+                log.debug(
+                    "no Sent copies for %s: server_files_sent says its provider files them itself",
+                    person.email,
+                    extra={**extra, "action": "sent_copy_skipped"},
+                )
             return False
         if self._paused_until.get(person.email, 0.0) > time.monotonic():
             log.warning("Sent copies of %s are paused after an error; %s not copied", person.email,
