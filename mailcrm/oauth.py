@@ -1,12 +1,15 @@
 """OAuth2 (XOAUTH2) pieces shared by the IMAP and SMTP logins.
 
-mailcrm does not run an OAuth flow itself: whoever starts it passes a
-`TokenProvider`, and both protocols ask it for a token the same way, so a
-provider written for one works for the other.
+mailcrm does not run an OAuth flow itself. Without a `TokenProvider` (what
+`mailcrm run` uses), the account's secret is the access token: `password_file` or
+`password_env`, read again at every login, so a refresher such as `oama` or a
+cron job that rewrites the file keeps the daemon logged in. Code that embeds
+mailcrm may pass a provider instead; both protocols ask it the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,9 +33,12 @@ async def fetch_token(
     A provider's own `MailcrmError` passes through unchanged (it already says what is wrong).
     """
     if provider is None:
+        if account.has_secret():
+            return await asyncio.to_thread(account.resolve, f"{what} (OAuth2 access token)")
         raise OAuthError(
-            f"{what} on {where} uses XOAUTH2 but no token provider is configured",
-            hint="set `auth: login` or `auth: plain`, or start mailcrm with an OAuth token provider",
+            f"{what} on {where} uses XOAUTH2 but has no access token",
+            hint="point `password_file` at a file holding the access token (read at every login, so a "
+            "refresher can rewrite it) or `password_env` at a variable holding it; or set `auth: login`",
         )
     try:
         return await provider(account)

@@ -202,11 +202,15 @@ async def test_xoauth2_with_token_provider(
     assert '"status":"401"' in str(excinfo.value)
 
 
-async def test_xoauth2_without_token_provider(
+async def test_xoauth2_without_a_provider_uses_the_accounts_secret_as_the_token(
     imap_user: ImapCredentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(ImapAuthError, match="no token provider"):
-        await ImapClient.connect(account_for(imap_user, monkeypatch, auth="xoauth2"))
+    # What `mailcrm run` does: the access token is the account's password_env/password_file.
+    async with connected(account_for(imap_user, monkeypatch, auth="xoauth2")) as client:
+        assert client.has_idle
+    account = account_for(imap_user, monkeypatch, auth="xoauth2").model_copy(update={"password_env": None})
+    with pytest.raises(ImapAuthError, match="has no access token"):
+        await ImapClient.connect(account)
 
 
 async def test_missing_password_is_reported_before_connecting(imap_user: ImapCredentials) -> None:

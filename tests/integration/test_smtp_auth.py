@@ -139,16 +139,47 @@ async def test_a_refused_token_retries_the_row_and_pauses_the_account(
     assert EXPIRED_TOKEN not in caplog.text and all(EXPIRED_TOKEN not in (r.last_error or "") for r in rows)
 
 
-async def test_xoauth2_without_a_token_provider_says_so(
+async def test_xoauth2_reads_the_token_from_the_accounts_file_at_each_login(
+    db: Database,
+    auth_smtpd: AuthSMTPServer,
+    templates: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What `mailcrm run` does: no provider, the access token lives in `password_file`,
+    which a refresher rewrites; each new connection reads it again."""
+    caplog.set_level(logging.DEBUG)
+    token_file = tmp_path / "smtp-token"
+    token_file.write_text(GOOD_TOKEN + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
+    settings = _settings(auth_smtpd.port, auth="xoauth2", password_file=str(token_file))
+    ids = seed_customers(db, 2)
+    plan(db, ids[:1])
+    first = await _send(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
+    token_file.write_text("ya29.refreshed-token-1d7a", encoding="utf-8")
+    auth_smtpd.handler.token = "ya29.refreshed-token-1d7a"  # the provider rotated it
+    plan(db, ids[1:])
+    second = await _send(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
+    assert (first.sent, second.sent) == (1, 1)
+    assert auth_smtpd.handler.logins == [
+        ("XOAUTH2", USER, GOOD_TOKEN),
+        ("XOAUTH2", USER, "ya29.refreshed-token-1d7a"),
+    ]
+    assert GOOD_TOKEN not in caplog.text and "refreshed-token" not in caplog.text
+
+
+async def test_xoauth2_without_a_token_says_where_to_put_one(
     db: Database, auth_smtpd: AuthSMTPServer, templates: Path
 ) -> None:
     plan(db, seed_customers(db, 1))
-    stats = await _send(_sender(db, _settings(auth_smtpd.port, auth="xoauth2"), templates))
+    settings = _settings(auth_smtpd.port, auth="xoauth2", password_env=None, password_file=None)
+    stats = await _send(_sender(db, settings, templates))
     assert stats.retried == 1 and auth_smtpd.handler.logins == []
     (row,) = _rows(db)
     assert row.state == "due"
     assert f"SMTP account {USER} of {OWNER}" in (row.last_error or "")
-    assert "no token provider" in (row.last_error or "")
+    assert "has no access token" in (row.last_error or "")
+    assert "password_file" in (row.last_error or "")
 
 
 @pytest.mark.parametrize(("auth", "mechanism"), [("plain", "PLAIN"), ("login", "LOGIN")])
