@@ -59,17 +59,19 @@ class Changes(Connection):
             return FolderChanges(updates, None)
         if unread := unread_vanished(reply.lines):
             self._warn_unread_vanished(folder, unread)
+            return FolderChanges(updates, None)  # the caller compares UIDs, as without QRESYNC
         return FolderChanges(updates, vanished_uids(reply.lines))
 
     def _warn_unread_vanished(self, folder: str, lines: list[bytes]) -> None:
-        """The expunges such a line names are not applied: say so, once per reply."""
+        """Such a line cannot say which UIDs went: say so, once per reply; the expunges
+        are then found by comparing UIDs (as on a server without QRESYNC)."""
         raw = lines[0].decode("utf-8", "replace")
         if len(raw) > _QUOTED:
             raw = raw[:_QUOTED] + "..."
         more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
         log.warning(
             "IMAP server %s sent a VANISHED response that cannot be read (RFC 7162 allows no '*' "
-            "in it) for folder %s of %s; ignored: %s%s",
+            "in it) for folder %s of %s; expunges are found by comparing UIDs instead: %s%s",
             self.host,
             folder,
             self.account.username,
