@@ -87,12 +87,13 @@ class Recorder:
             await self.flush()
         finally:
             task, self._task = self._task, None
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if not self._busy:  # else the thread still commits; the connection goes with it
-                self._connection.close()
+            try:
+                if task is not None:
+                    task.cancel()
+                    await asyncio.wait([task])  # unlike awaiting it, keeps a cancellation of the caller
+            finally:
+                if not self._busy:  # else the thread still commits; the connection goes with it
+                    self._connection.close()
 
     async def starting(self, row: ClaimedEmail) -> bool:
         """Record that `row`'s final "." is about to go; False: the row is no longer ours.
@@ -124,14 +125,19 @@ class Recorder:
             ready.set_result(None)
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is committed (or given up on)."""
-        if self._task is None or self._task.done():
+        """Wait until everything queued so far is committed (or given up on).
+
+        Returns early if the committing task ends first (it was cancelled, e.g. when
+        `asyncio.run` cancels every task on its way out): nobody would set the barrier.
+        """
+        task = self._task
+        if task is None or task.done():
             return
         barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._barriers.append(barrier)
         self._wake.set()
         self._nudge()
-        await asyncio.shield(barrier)
+        await asyncio.wait([barrier, task], return_when=asyncio.FIRST_COMPLETED)
 
     @contextlib.asynccontextmanager
     async def quiet(self) -> AsyncIterator[None]:

@@ -298,8 +298,7 @@ class Sender:
             self._queues, self._lanes = defaultdict(deque), defaultdict(list)
             self._sent_to.clear()
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            await asyncio.wait([heartbeat])  # unlike awaiting it, keeps a cancellation of this task
             stats.released += await asyncio.to_thread(self._release)
         log.info(
             "batch: %s claimed, %s sent, %s retried, %s failed, %s skipped",
