@@ -335,3 +335,36 @@ class DelayingHandler(RecordingHandler):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
+
+
+class DotHoldingHandler(RecordingHandler):
+    """Stores each message at its final ".", then holds the 250 once ``hold_after`` messages arrived.
+
+    A held transaction is the ambiguous window: the server has the message, the client has
+    not heard so. ``held`` counts the replies being held; after ``gate`` is set (or
+    ``hold_seconds`` pass) the reply goes out, into a dead socket if the client was killed
+    meanwhile (the message stays recorded either way). Once the gate is open nothing is
+    held again.
+    """
+
+    def __init__(self, hold_after: int = 0, *, hold_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.hold_after = hold_after
+        self.hold_seconds = hold_seconds
+        self.gate = threading.Event()
+        self._held = 0
+
+    @property
+    def held(self) -> int:
+        with self._cond:
+            return self._held
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        if self.gate.is_set() or len(self.messages) <= self.hold_after:
+            return reply
+        with self._cond:
+            self._held += 1
+            self._cond.notify_all()
+        await asyncio.to_thread(self.gate.wait, self.hold_seconds)
+        return reply
