@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from sendrunner import plan, seed_customers
+from servers.dovecot import free_port
 
+from mailcrm.errors import DatabaseError
 from mailcrm.send.recorder import Recorder
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
@@ -61,3 +63,17 @@ async def test_a_flush_ends_the_wait(db: Database, monkeypatch: pytest.MonkeyPat
         await recorder.flush()
         assert start.done() and start.result() is True
     assert sizes == [1]
+
+
+def test_a_database_that_refuses_connections_is_a_database_error() -> None:
+    """The recorder retries `DatabaseError` and keeps its sends queued; a refused connection
+    must be one too (whether the driver or SQLAlchemy's pool raises it), or they are dropped."""
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port('127.0.0.1')}/mailcrm"
+    database = Database(url)
+    connection = outbox.RecordConnection(database)
+    try:
+        with pytest.raises(DatabaseError, match=r"127\.0\.0\.1"):
+            connection.record(sent=[], starting=[], now=utcnow())
+    finally:
+        connection.close()
+        database.dispose()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime
+from sqlalchemy.exc import SQLAlchemyError
 
 from mailcrm.errors import DatabaseError
 from mailcrm.store.db import Database
@@ -154,7 +155,7 @@ class RecordConnection:
                 found = _record(driver, self._sql, sent, starting, now or utcnow())
             driver.commit()
             return found
-        except self._errors as exc:
+        except (self._errors, SQLAlchemyError) as exc:  # SQLAlchemy's: the pool could not connect
             self.close()
             raise DatabaseError(f"database error on {self._db.display_url}: {exc}") from exc
         except BaseException:
