@@ -51,6 +51,10 @@ def normalize_url(raw: str, base_dir: Path | None = None) -> URL:
     return url
 
 
+BUSY_TIMEOUT_MS = 10_000
+"""How long an SQLite writer waits for another one's lock before "database is locked"."""
+
+
 def _install_sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +63,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA cache_size=-16384")  # 16 MiB: the 2 MiB default slows bulk writes
         cursor.close()

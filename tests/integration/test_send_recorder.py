@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sendrunner import plan, seed_customers
 from servers.dovecot import free_port
+from sqlalchemy import text
 
 from mailcrm.errors import DatabaseError
 from mailcrm.send.recorder import Recorder
-from mailcrm.store import outbox
+from mailcrm.store import migrate, outbox
 from mailcrm.store.db import Database
 from mailcrm.store.types import utcnow
 
@@ -77,3 +82,30 @@ def test_a_database_that_refuses_connections_is_a_database_error() -> None:
     finally:
         connection.close()
         database.dispose()
+
+
+def test_sqlite_group_commit_waits_for_another_writers_lock(tmp_path: Path) -> None:
+    """Another process's write transaction holds the lock for a while: the commit waits
+    for it (polling finely) instead of failing, and the pooled connection goes back with
+    the usual busy timeout."""
+    database = Database(f"sqlite:///{tmp_path}/mailcrm.db")
+    migrate.upgrade(database)
+    plan(database, seed_customers(database, 1))
+    (row,) = outbox.claim(database, "w", 10, timedelta(minutes=5), utcnow())
+    other = sqlite3.connect(tmp_path / "mailcrm.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.3, other.commit)
+    connection = outbox.RecordConnection(database)
+    try:
+        began = time.monotonic()
+        released.start()
+        started, _ = connection.record(starting=[row], now=utcnow())
+        waited = time.monotonic() - began
+    finally:
+        released.cancel()
+        connection.close()
+        other.close()
+    assert started == {row.id} and 0.25 < waited < 5
+    with database.read() as session:
+        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == 10_000
+    database.dispose()

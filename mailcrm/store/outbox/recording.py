@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,7 +15,7 @@ from sqlalchemy import DateTime
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailcrm.errors import DatabaseError
-from mailcrm.store.db import Database
+from mailcrm.store.db import BUSY_TIMEOUT_MS, Database
 from mailcrm.store.outbox.tables import ATTEMPT_SENT, SENT, _chunks
 from mailcrm.store.outbox.views import ClaimedEmail, SentRecord
 from mailcrm.store.types import utcnow
@@ -147,11 +149,13 @@ class RecordConnection:
         try:
             if self._driver is None:
                 self._driver = self._db.engine.raw_connection()
+                if not self._sql.postgres:
+                    self._driver.execute("PRAGMA busy_timeout = 0")  # `_begin_immediate` waits itself
             driver = self._driver
             if self._sql.postgres:
                 found = _record(driver, self._sql, sent, starting, now or utcnow())
             else:
-                driver.execute("BEGIN IMMEDIATE")  # the write lock up front, as `Database.write`
+                _begin_immediate(driver)  # the write lock up front, as `Database.write`
                 found = _record(driver, self._sql, sent, starting, now or utcnow())
             driver.commit()
             return found
@@ -168,7 +172,36 @@ class RecordConnection:
         if driver is not None:
             with contextlib.suppress(self._errors):
                 driver.rollback()
+                if not self._sql.postgres:  # back to the pool as the other connections are
+                    driver.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             driver.close()
+
+
+LOCK_POLL_FIRST = 0.0002
+LOCK_POLL_MAX = 0.002
+"""Seconds between tries for SQLite's write lock (growing from the first to the max)."""
+
+
+def _begin_immediate(driver: Any) -> None:
+    """`BEGIN IMMEDIATE`, trying again every fraction of a millisecond while another writer
+    holds the lock, for at most `BUSY_TIMEOUT_MS`.
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far longer than
+    another sender process holds the lock for its group commit (about a millisecond),
+    and every lane of this sender waits on this commit before its final ".".
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = LOCK_POLL_FIRST
+    while True:
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0)  # extended: SQLITE_BUSY in the low byte
+            if code & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 1.5, LOCK_POLL_MAX)
 
 
 def _start(cursor: Any, sql: _RawSql, rows: Sequence[ClaimedEmail], moment: datetime) -> set[int]:
