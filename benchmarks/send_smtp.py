@@ -58,7 +58,7 @@ from sqlalchemy import func, insert, select, update
 
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.render import TemplateRenderer
-from mailcrm.send import processes, worker
+from mailcrm.send import compose, processes
 from mailcrm.send.processes import SenderProcesses
 from mailcrm.send.worker import Sender, SendStats
 from mailcrm.settings import (
@@ -404,7 +404,7 @@ def _count_built_bytes() -> None:
     """Wrap the sender's `build_message` to learn the mean size sent (smtp-source gets the same);
     with several processes, this process's share is the sample."""
     _BUILT.update(count=0, bytes=0)
-    build = getattr(worker.build_message, "__wrapped__", worker.build_message)
+    build = getattr(compose.build_message, "__wrapped__", compose.build_message)
 
     def counting(**kwargs: Any) -> bytes:
         payload = build(**kwargs)
@@ -413,7 +413,7 @@ def _count_built_bytes() -> None:
         return payload
 
     counting.__wrapped__ = build  # type: ignore[attr-defined]
-    worker.build_message = counting
+    compose.build_message = counting
 
 
 # --- smtp-source -------------------------------------------------------------------------

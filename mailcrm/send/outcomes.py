@@ -1,0 +1,251 @@
+"""Recording why a row was not sent: skipped, failed, retried, suppressed or unknown.
+
+Every attempt, with the server's reply code and text, goes into the row's history.
+An unknown user is suppressed at once; a full mailbox only after
+`sending.soft_bounce_limit` soft bounces within `sending.soft_bounce_window`
+(counted from that history), since it usually empties again. A row given up on
+after retrying is announced to its owner, since no person saw the retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+
+from mailcrm.domain.retry import (
+    RetryPolicy,
+    SmtpOutcome,
+    Verdict,
+    after_ambiguous,
+    classify,
+    deadline_for,
+    enhanced_status,
+    is_soft_bounce,
+    next_attempt,
+    too_many_soft,
+)
+from mailcrm.domain.rules import format_duration
+from mailcrm.settings import Settings
+from mailcrm.store import outbox
+from mailcrm.store.db import Database
+from mailcrm.store.outbox import ClaimedEmail
+
+log = logging.getLogger("mailcrm.send.worker")  # the sender's events keep one logger name
+
+
+class Outcomes:
+    """Writes a row's unsent outcome; each method returns the `SendStats` field to count it in."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        policy: RetryPolicy,
+        rng: random.Random,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.policy = policy
+        self._rng = rng
+        self._now = now
+
+    async def not_sent(self, row: ClaimedEmail, kind: str, reason: str) -> str:
+        """A send-time check refused the row: `kind` is failed, skipped or cancelled."""
+        if kind == "failed":
+            return await self.fail(row, reason, attempted=False)
+        await asyncio.to_thread(
+            outbox.mark_skipped, self.db, row, reason, cancelled=kind == "cancelled", now=self._now()
+        )
+        log.info(
+            "outbox row %s %s: %s",
+            row.id,
+            kind,
+            reason,
+            extra={"action": f"send_{kind}", "outbox_id": row.id, "rule": row.rule},
+        )
+        return kind
+
+    async def fail(
+        self,
+        row: ClaimedEmail,
+        error: str,
+        *,
+        attempted: bool = True,
+        reply: SmtpOutcome | None = None,
+        kind: str = outbox.ATTEMPT_FAILED,
+        notify: bool = False,
+    ) -> str:
+        """`failed`; `reply` (the attempt's outcome) goes into the row's history.
+
+        `notify`: the row was given up on after retrying (no person saw the retries), so
+        its owner is told on the customer's timeline and in a warning naming them.
+        """
+        salesperson = row.sender or "(no salesperson)"
+        changed = await asyncio.to_thread(
+            partial(
+                outbox.mark_failed,
+                self.db,
+                row,
+                error,
+                attempted=attempted,
+                now=self._now(),
+                outcome=kind,
+                code=reply.code if reply else None,
+                reply=reply_text(reply),
+                notify=salesperson if notify else None,
+            )
+        )
+        extra = {
+            "action": "send_failed",
+            "outbox_id": row.id,
+            "rule": row.rule,
+            "customer_id": row.customer_id,
+            "salesperson": row.sender,
+        }
+        if notify and changed:
+            log.warning(
+                "gave up on outbox row %s (rule %s) to customer %s; salesperson %s is told: %s",
+                row.id,
+                row.rule,
+                row.customer_id,
+                salesperson,
+                error,
+                extra={**extra, "action": "send_given_up"},
+            )
+        else:
+            log.warning(
+                "outbox row %s (rule %s, customer %s, salesperson %s) failed: %s",
+                row.id,
+                row.rule,
+                row.customer_id,
+                salesperson,
+                error,
+                extra=extra,
+            )
+        return "failed"
+
+    async def retry(
+        self, row: ClaimedEmail, outcome: SmtpOutcome, *, attempted: bool = True, ambiguous: bool = False
+    ) -> str:
+        """Back to `due` after a backoff, or `failed(expired)` once past the row's deadline."""
+        now = self._now()
+        reason = outcome.describe()
+        deadline = deadline_for(self.policy, now, row.deadline_at)
+        at = next_attempt(self.policy, row.attempts + 1, now, deadline, self._rng)
+        if at is None:
+            return await self.fail(
+                row,
+                f"expired: no delivery before {deadline.isoformat()}; last: {reason}",
+                attempted=attempted,
+                reply=outcome,
+                notify=True,
+            )
+        await asyncio.to_thread(
+            partial(
+                outbox.mark_retry,
+                self.db,
+                row,
+                reason,
+                at,
+                deadline=deadline,
+                attempted=attempted,
+                ambiguous=ambiguous,
+                now=now,
+                code=outcome.code,
+                reply=reply_text(outcome),
+            )
+        )
+        log.warning(
+            "outbox row %s will be retried at %s: %s",
+            row.id,
+            at.isoformat(),
+            reason,
+            extra={"action": "send_retry", "outbox_id": row.id, "code": outcome.code},
+        )
+        return "retried"
+
+    async def failed_attempt(self, row: ClaimedEmail, outcome: SmtpOutcome, recipient: str) -> str:
+        """Act on the classification of a failed attempt (see `domain.retry`)."""
+        decision = classify(outcome)
+        if decision.verdict is Verdict.RETRY:
+            if is_soft_bounce(outcome.code, outcome.text):
+                softs = await asyncio.to_thread(self.soft_bounces, row)
+                if too_many_soft(softs + 1, self.settings.sending.soft_bounce_limit):  # + this one
+                    window = format_duration(self.settings.sending.soft_bounce_window)
+                    detail = f"{softs + 1} soft bounces in {window}; last: {decision.reason}"
+                    await asyncio.to_thread(self.suppress, row, recipient, outcome, "soft_bounce", detail)
+                    return await self.fail(
+                        row, f"suppressed: {detail}", reply=outcome, kind=outbox.ATTEMPT_SUPPRESSED
+                    )
+            return await self.retry(row, outcome)
+        if decision.verdict is Verdict.AMBIGUOUS:
+            if after_ambiguous(self.settings.sending.ambiguous, row.ambiguous_attempts) is Verdict.RETRY:
+                return await self.retry(row, outcome, ambiguous=True)
+            await asyncio.to_thread(
+                partial(
+                    outbox.mark_unknown,
+                    self.db,
+                    row,
+                    decision.reason,
+                    now=self._now(),
+                    code=outcome.code,
+                    reply=reply_text(outcome),
+                )
+            )
+            log.warning(
+                "outbox row %s: delivery unknown: %s",
+                row.id,
+                decision.reason,
+                extra={"action": "send_unknown", "outbox_id": row.id},
+            )
+            return "unknown"
+        if decision.verdict is Verdict.SUPPRESS:
+            await asyncio.to_thread(self.suppress, row, recipient, outcome)
+            return await self.fail(row, decision.reason, reply=outcome, kind=outbox.ATTEMPT_SUPPRESSED)
+        return await self.fail(row, decision.reason, reply=outcome)
+
+    def soft_bounces(self, row: ClaimedEmail) -> int:
+        """Soft bounces of the customer inside `sending.soft_bounce_window`, from the history."""
+        since = self._now() - self.settings.sending.soft_bounce_window
+        return outbox.soft_bounces(self.db, row.customer_id, since, is_soft_bounce)
+
+    def suppress(
+        self,
+        row: ClaimedEmail,
+        recipient: str,
+        outcome: SmtpOutcome,
+        reason: str = "hard_bounce",
+        detail: str | None = None,
+    ) -> None:
+        """Add the recipient to the suppression list (blocking: run it in a thread)."""
+        with self.db.write() as session:
+            added = outbox.suppress(
+                session,
+                recipient,
+                reason,
+                detail=detail or outcome.describe(),
+                customer_id=row.customer_id,
+                status=enhanced_status(outcome.text),
+                message_id=row.message_id,
+            )
+        if added:
+            why = "the server says it does not exist" if reason == "hard_bounce" else detail
+            log.warning(
+                "%s suppressed: %s (%s)",
+                recipient,
+                why,
+                enhanced_status(outcome.text),
+                extra={"action": "address_suppressed", "reason": reason, "customer_id": row.customer_id},
+            )
+
+
+def reply_text(outcome: SmtpOutcome | None) -> str | None:
+    """The history's reply column: the server's text, else what happened (no reply came)."""
+    if outcome is None:
+        return None
+    return outcome.describe() if outcome.code is None else outcome.text
