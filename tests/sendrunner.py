@@ -172,6 +172,23 @@ def plan(
         return outbox.insert_planned(session, planned, message_id_domain=None)
 
 
+def wait_until(condition: Any, timeout: float, what: str) -> None:
+    """Poll `condition` every 50 ms; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def outbox_rows(db: Database) -> list[Any]:
+    """Every outbox row (all columns), in id order."""
+    table = table_of(OutboxItem)
+    with db.read() as session:
+        return list(session.execute(select(table).order_by(table.c.id)))
+
+
 def open_rows(db: Database) -> int:
     """Rows still due or claimed."""
     table = table_of(OutboxItem)

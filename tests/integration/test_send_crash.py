@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sendrunner import SenderProcesses, plan, seed_customers, write_templates
+from sendrunner import SenderProcesses, outbox_rows, plan, seed_customers, wait_until, write_templates
 from servers.smtpd import RecordingHandler, RecordingSMTPServer
-from sqlalchemy import select
 
 from mailcrm.store.db import Database
-from mailcrm.store.models import OutboxItem, table_of
 
 CONNECTIONS = 2
-_OUTBOX = table_of(OutboxItem)
 
 
 class HoldingSink(RecordingHandler):
@@ -74,20 +71,6 @@ def runners_factory(tmp_path: Path) -> Iterator[Any]:
         runners.stop_all()
 
 
-def _wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def _outbox(db: Database) -> list[Any]:
-    with db.read() as session:
-        return list(session.execute(select(_OUTBOX)))
-
-
 def test_kill_minus_9_mid_batch_then_restart(db: Database, runners_factory: Any) -> None:
     ids = seed_customers(db, 300)
     assert plan(db, ids) == 300
@@ -96,7 +79,7 @@ def test_kill_minus_9_mid_batch_then_restart(db: Database, runners_factory: Any)
         runners = runners_factory(db, sink.port)
         first = runners.start("first")
         try:
-            _wait_until(lambda: len(sink.messages) >= 100 or first.poll() is not None, 60, "100 deliveries")
+            wait_until(lambda: len(sink.messages) >= 100 or first.poll() is not None, 60, "100 deliveries")
             time.sleep(0.3)  # let the other connection reach its final dot too
             assert first.poll() is None, first.communicate()[1][-3000:]
             os.kill(first.pid, signal.SIGKILL)
@@ -104,7 +87,7 @@ def test_kill_minus_9_mid_batch_then_restart(db: Database, runners_factory: Any)
         finally:
             handler.gate.set()
 
-        at_kill = _outbox(db)
+        at_kill = outbox_rows(db)
         in_transaction = {r.message_id for r in at_kill if r.state == "claimed" and r.attempt_started_at}
         assert 1 <= len(in_transaction) <= CONNECTIONS  # at most one per open connection
         delivered_before = Counter(m.message_id for m in sink.messages)
@@ -114,7 +97,7 @@ def test_kill_minus_9_mid_batch_then_restart(db: Database, runners_factory: Any)
         result = runners.finish(second, timeout=120)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert [r.state for r in rows if r.state != "sent"] == []  # nothing lost, nothing left claimed
     assert set(received) == {r.message_id for r in rows}
     duplicates = {mid for mid, n in received.items() if n > 1}
@@ -138,7 +121,7 @@ def test_three_senders_on_one_postgres_database(db: Database, runners_factory: A
         ]
         results = [runners.finish(process, timeout=180) for process in processes]
         received = Counter(m.message_id for m in sink.messages)
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert len(rows) == 3000 and all(r.state == "sent" for r in rows)
     assert set(received) == {r.message_id for r in rows}
     assert max(received.values()) == 1  # each Message-ID exactly once
@@ -161,14 +144,14 @@ def test_sigterm_finishes_in_flight_and_gives_the_rest_back(db: Database, runner
     with RecordingSMTPServer(SlowSink()) as sink:
         runners = runners_factory(db, sink.port)
         process = runners.start("stopping")
-        _wait_until(lambda: len(sink.messages) >= 5 or process.poll() is not None, 60, "5 deliveries")
+        wait_until(lambda: len(sink.messages) >= 5 or process.poll() is not None, 60, "5 deliveries")
         assert process.poll() is None
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         runners.finish(process, timeout=15)
         assert time.monotonic() - started < 10
         received = Counter(m.message_id for m in sink.messages)
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert {r.state for r in rows} <= {"sent", "due"}
     assert {r.message_id for r in rows if r.state == "sent"} == set(received)
     assert max(received.values()) == 1

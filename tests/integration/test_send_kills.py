@@ -17,19 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sendrunner import SenderProcesses, open_rows, plan, seed_customers, write_templates
+from sendrunner import (
+    SenderProcesses,
+    open_rows,
+    outbox_rows,
+    plan,
+    seed_customers,
+    wait_until,
+    write_templates,
+)
 from servers.smtpd import DelayingHandler, GatedHandler, RecordingSMTPServer
 from sqlalchemy import select
 
 from mailcrm.store.db import Database
-from mailcrm.store.models import OutboxAttempt, OutboxItem, table_of
+from mailcrm.store.models import OutboxAttempt, table_of
 from mailcrm.store.outbox import ATTEMPT_AMBIGUOUS
 from mailcrm.store.types import utcnow
 
 CONNECTIONS = 2
 LEASE = 2.0
 FINAL_STATES = {"sent", "failed", "delivery_unknown", "skipped"}
-_OUTBOX = table_of(OutboxItem)
 _ATTEMPT = table_of(OutboxAttempt)
 
 
@@ -50,23 +57,9 @@ def senders(tmp_path: Path) -> Iterator[Callable[[Database, int], SenderProcesse
         processes.stop_all()
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def _outbox(db: Database) -> list[Any]:
-    with db.read() as session:
-        return list(session.execute(select(_OUTBOX).order_by(_OUTBOX.c.id)))
-
-
 def _settled(db: Database, delivered: int) -> bool:
     """Every delivered row is recorded `sent` and no claimed row is past its final dot."""
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     started = [r for r in rows if r.state == "claimed" and r.attempt_started_at is not None]
     return not started and sum(r.state == "sent" for r in rows) == delivered
 
@@ -87,16 +80,16 @@ def test_s1_kill_while_held_at_rcpt_sends_nothing_twice(db: Database, senders: A
         processes = senders(db, sink.port)
         first = processes.start("first", "--connections", str(CONNECTIONS))
         try:
-            _wait_until(lambda: handler.held >= CONNECTIONS or first.poll() is not None, 30, "held RCPTs")
+            wait_until(lambda: handler.held >= CONNECTIONS or first.poll() is not None, 30, "held RCPTs")
             assert first.poll() is None, first.communicate()[1][-3000:]
             # Let the deliveries before the gate be recorded, so only the RCPT holds are open.
-            _wait_until(lambda: _settled(db, len(sink.messages)), 15, "recorded deliveries")
+            wait_until(lambda: _settled(db, len(sink.messages)), 15, "recorded deliveries")
             processes.kill(first)
             killed_at = utcnow()
         finally:
             handler.gate.set()
 
-        at_kill = _outbox(db)
+        at_kill = outbox_rows(db)
         held = [r for r in at_kill if r.state == "claimed"]
         assert held, "the killed sender held no claim"
         # Every open transaction waited at RCPT: none had reached the final dot.
@@ -114,7 +107,7 @@ def test_s1_kill_while_held_at_rcpt_sends_nothing_twice(db: Database, senders: A
         processes.finish(second, timeout=75)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert [r.state for r in rows if r.state != "sent"] == []
     assert set(received) == {r.message_id for r in rows}
     assert max(received.values()) == 1  # N=0: no key delivered twice
@@ -138,7 +131,7 @@ def test_s5_kill_loop_then_run_to_completion(db: Database, senders: Any) -> None
                 break
             process = processes.start(f"loop-{round_}", "--connections", str(CONNECTIONS), "--until-done")
             target = len(sink.messages) + rng.randint(5, 25)
-            _wait_until(
+            wait_until(
                 lambda target=target, process=process: (
                     len(sink.messages) >= target or process.poll() is not None
                 ),
@@ -156,7 +149,7 @@ def test_s5_kill_loop_then_run_to_completion(db: Database, senders: Any) -> None
         processes.finish(final, timeout=75)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert len(rows) == 200
     assert [r.state for r in rows if r.state not in FINAL_STATES] == []  # none due, none claimed
     ambiguous = _ambiguous_history(db) | {r.id for r in rows if r.ambiguous_attempts}

@@ -34,7 +34,16 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from sendrunner import SenderProcesses, make_settings, open_rows, plan, seed_customers, write_templates
+from sendrunner import (
+    SenderProcesses,
+    make_settings,
+    open_rows,
+    outbox_rows,
+    plan,
+    seed_customers,
+    wait_until,
+    write_templates,
+)
 from servers.postgres import admin_conninfo
 from servers.smtpd import DelayingHandler, DotHoldingHandler, GatedHandler, RecordingSMTPServer
 from sqlalchemy import select
@@ -43,12 +52,11 @@ from mailcrm.render import TemplateRenderer
 from mailcrm.send.worker import Sender
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
-from mailcrm.store.models import OutboxAttempt, OutboxItem, table_of
+from mailcrm.store.models import OutboxAttempt, table_of
 from mailcrm.store.outbox import ATTEMPT_AMBIGUOUS, ATTEMPT_SENT
 from mailcrm.store.types import utcnow
 
 LEASE = 2.0
-_OUTBOX = table_of(OutboxItem)
 _ATTEMPT = table_of(OutboxAttempt)
 
 
@@ -66,20 +74,6 @@ def senders(tmp_path: Path) -> Iterator[Callable[..., SenderProcesses]]:
     yield make
     for processes in made:
         processes.stop_all()
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def _outbox(db: Database) -> list[Any]:
-    with db.read() as session:
-        return list(session.execute(select(_OUTBOX).order_by(_OUTBOX.c.id)))
 
 
 def _history(db: Database, outbox_id: int) -> list[tuple[str, str]]:
@@ -123,7 +117,7 @@ def test_s2_kill_while_the_reply_to_the_dot_is_held(db: Database, senders: Any, 
         processes = senders(db, sink.port)
         first = processes.start("first", "--connections", "1", "--ambiguous", policy)
         try:
-            _wait_until(lambda: handler.held >= 1 or first.poll() is not None, 20, "the held final dot")
+            wait_until(lambda: handler.held >= 1 or first.poll() is not None, 20, "the held final dot")
             assert first.poll() is None, first.communicate()[1][-3000:]
             processes.kill(first)
         finally:
@@ -131,7 +125,7 @@ def test_s2_kill_while_the_reply_to_the_dot_is_held(db: Database, senders: Any, 
         received_at_kill = [m.message_id for m in sink.messages]
         assert len(received_at_kill) == 4
 
-        at_kill = _outbox(db)
+        at_kill = outbox_rows(db)
         window = [r for r in at_kill if r.state == "claimed" and r.attempt_started_at is not None]
         assert len(window) == 1, [(r.id, r.state, r.attempt_started_at) for r in at_kill]
         (held,) = window
@@ -144,7 +138,7 @@ def test_s2_kill_while_the_reply_to_the_dot_is_held(db: Database, senders: Any, 
         processes.finish(second, timeout=40)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     by_id = {r.id: r for r in rows}
     after = by_id[held.id]
     assert open_rows(db) == 0
@@ -184,19 +178,19 @@ def test_s4_kill_right_after_the_250(db: Database, senders: Any, wait_for_commit
         processes = senders(db, sink.port)
         first = processes.start("first", "--connections", "1")
         try:
-            _wait_until(lambda: handler.held >= 1 or first.poll() is not None, 20, "the next MAIL")
+            wait_until(lambda: handler.held >= 1 or first.poll() is not None, 20, "the next MAIL")
             assert first.poll() is None, first.communicate()[1][-3000:]
             last = sink.messages[-1].message_id
             if wait_for_commit:
-                _wait_until(
-                    lambda: any(r.message_id == last and r.state == "sent" for r in _outbox(db)),
+                wait_until(
+                    lambda: any(r.message_id == last and r.state == "sent" for r in outbox_rows(db)),
                     10,
                     "the sent commit",
                 )
             processes.kill(first)
         finally:
             handler.gate.set()
-        at_kill = {r.message_id: r for r in _outbox(db)}
+        at_kill = {r.message_id: r for r in outbox_rows(db)}
         assert len(sink.messages) == 4
         in_window = {mid for mid, r in at_kill.items() if r.state == "claimed" and r.attempt_started_at}
         assert in_window <= {last}  # one connection: at most the row just answered
@@ -207,7 +201,7 @@ def test_s4_kill_right_after_the_250(db: Database, senders: Any, wait_for_commit
         processes.finish(second, timeout=40)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert all(r.state == "sent" for r in rows)
     assert set(received) == {r.message_id for r in rows}
     duplicates = {mid for mid, n in received.items() if n > 1}
@@ -238,9 +232,9 @@ def test_s14_a_killed_senders_rows_are_taken_over_after_its_lease(db: Database, 
         b = processes.start("B", *common, "--until-done", "--max-seconds", "40")
 
         def claims(worker: str) -> list[Any]:
-            return [r for r in _outbox(db) if r.state == "claimed" and r.claimed_by == worker]
+            return [r for r in outbox_rows(db) if r.state == "claimed" and r.claimed_by == worker]
 
-        _wait_until(
+        wait_until(
             lambda: (
                 (len(claims("A")) >= 8 and len(claims("B")) >= 1 and len(sink.messages) >= 4)
                 or a.poll() is not None
@@ -263,7 +257,7 @@ def test_s14_a_killed_senders_rows_are_taken_over_after_its_lease(db: Database, 
         result = processes.finish(b, timeout=50)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert [r.state for r in rows if r.state != "sent"] == []
     assert set(received) == {r.message_id for r in rows}
     left_ids = {r.id for r in left}
@@ -327,12 +321,12 @@ def test_d3_postgres_connections_killed_mid_batch(db: Database, senders: Any) ->
             return lambda: len(sink.messages) >= count or sender.poll() is not None
 
         # 1. Every connection of the sender is terminated in the middle of the batch.
-        _wait_until(delivered_at_least(40), 20, "40 deliveries")
+        wait_until(delivered_at_least(40), 20, "40 deliveries")
         assert sender.poll() is None, sender.communicate()[1][-3000:]
         assert _terminate(database, application) >= 1
         before = len(sink.messages)
         started = time.monotonic()
-        _wait_until(delivered_at_least(before + 20), RESUME_WITHIN, "sending after the terminate")
+        wait_until(delivered_at_least(before + 20), RESUME_WITHIN, "sending after the terminate")
         assert sender.poll() is None, sender.communicate()[1][-3000:]
         first_pause = time.monotonic() - started
 
@@ -346,14 +340,14 @@ def test_d3_postgres_connections_killed_mid_batch(db: Database, senders: Any) ->
             _allow_connections(database, True)
         before = len(sink.messages)
         started = time.monotonic()
-        _wait_until(delivered_at_least(before + 20), RESUME_WITHIN, "sending after the outage")
+        wait_until(delivered_at_least(before + 20), RESUME_WITHIN, "sending after the outage")
         assert sender.poll() is None, sender.communicate()[1][-3000:]
         second_pause = time.monotonic() - started
 
         result = processes.finish(sender, timeout=70)
         received = Counter(m.message_id for m in sink.messages)
 
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     assert [r.state for r in rows if r.state != "sent"] == []  # nothing lost, nothing stuck
     assert set(received) == {r.message_id for r in rows}
     ambiguous = _ambiguous_history(db) | {r.id for r in rows if r.ambiguous_attempts}
@@ -386,7 +380,7 @@ async def test_d3_a_sender_cancelled_with_everything_else_ends(db: Database, tmp
         done, _ = await asyncio.wait([task], timeout=10)
         assert done, "the cancelled sender did not end within 10 s"
         assert task.cancelled()
-    rows = _outbox(db)
+    rows = outbox_rows(db)
     # Nothing sent twice; rows not yet recorded are claimed and lapse after the lease.
     received = Counter(m.message_id for m in sink.messages)
     assert max(received.values()) == 1
