@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
 from .smtpd import RecordingHandler, RecordingSMTPServer
@@ -98,18 +97,9 @@ class AuthSMTPServer(RecordingSMTPServer):
         super().__init__(handler)
         self.exclude = list(exclude)
 
-    def start(self) -> None:
-        if self._controller is not None:
-            return
-        controller = Controller(
-            self.handler,
-            hostname=self.host,
-            port=self.port,
-            ready_timeout=10.0,
-            enable_SMTPUTF8=True,
-            authenticator=self.handler.authenticator,
-            auth_require_tls=False,
-            auth_exclude_mechanism=self.exclude,
-        )
-        controller.start()
-        self._controller = controller
+    def controller_options(self) -> dict[str, Any]:
+        return {
+            "authenticator": self.handler.authenticator,
+            "auth_require_tls": False,
+            "auth_exclude_mechanism": self.exclude,
+        }

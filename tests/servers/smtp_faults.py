@@ -62,18 +62,7 @@ class _FaultyController(Controller):
 class FaultySMTPServer(RecordingSMTPServer):
     """A recording SMTP server on a free loopback port that can refuse at the greeting."""
 
+    controller_class = _FaultyController
+
     def __init__(self, handler: RecordingHandler | None = None) -> None:
         super().__init__(handler or FaultyHandler())
-
-    def start(self) -> None:
-        if self._controller is not None:
-            return
-        controller = _FaultyController(
-            self.handler,
-            hostname=self.host,
-            port=self.port,
-            ready_timeout=10.0,
-            enable_SMTPUTF8=True,
-        )
-        controller.start()
-        self._controller = controller

@@ -169,15 +169,22 @@ class RecordingSMTPServer:
     def messages(self) -> list[ReceivedMessage]:
         return self.handler.messages
 
+    controller_class: type[Controller] = Controller
+
+    def controller_options(self) -> dict[str, Any]:
+        """Keyword arguments of the controller besides handler, host and port (for subclasses)."""
+        return {}
+
     def start(self) -> None:
         if self._controller is not None:
             return
-        controller = Controller(
+        controller = self.controller_class(
             self.handler,
             hostname=self.host,
             port=self.port,
             ready_timeout=10.0,
             enable_SMTPUTF8=True,
+            **self.controller_options(),
         )
         controller.start()
         self._controller = controller
