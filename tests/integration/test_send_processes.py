@@ -9,7 +9,6 @@ children's PIDs. The SMTP sink runs in the test process and counts Message-IDs.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import IO, Any
 
-from sendrunner import OWNER, open_rows, plan, seed_customers, write_templates
+from sendrunner import OWNER, daemon_config, log_lines, open_rows, plan, seed_customers
 from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import select
 
@@ -30,48 +29,6 @@ from mailcrm.store.models import OutboxItem, table_of
 
 ROWS = 2000
 CHILD = "mailcrm.send.processes"
-
-
-def _config(folder: Path, db: Database, smtp_port: int) -> Path:
-    (folder / "rules").mkdir()
-    write_templates(folder / "templates")
-    path = folder / "mailcrm.yaml"
-    path.write_text(
-        f"""\
-database:
-  url: {db.url.render_as_string(hide_password=False)}
-templates_dir: templates
-rules_dir: rules
-salespeople:
-  - name: Alice Example
-    email: {OWNER}
-    smtp:
-      host: 127.0.0.1
-      port: {smtp_port}
-      security: plain
-      max_connections: 4
-planning:
-  interval_seconds: 3600
-sending:
-  processes: 2
-  batch_size: 100
-  frequency_cap: null
-  lease_seconds: 30
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-def _log_lines(path: Path) -> list[dict[str, Any]]:
-    lines = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-    return lines
 
 
 def _senders_of(parent: int) -> list[int]:
@@ -117,7 +74,7 @@ def test_two_sender_processes_send_every_email_once(db: Database, tmp_path: Path
     assert plan(db, seed_customers(db, ROWS)) == ROWS
     log_path = tmp_path / "daemon.log"
     with RecordingSMTPServer() as sink, log_path.open("w", encoding="utf-8") as log_file:
-        config = _config(tmp_path, db, sink.port)
+        config = daemon_config(tmp_path, db.url.render_as_string(hide_password=False), sink.port, processes=2)
         daemon = _start_daemon(config, tmp_path, log_file)
         children: list[int] = []
         try:
@@ -139,7 +96,7 @@ def test_two_sender_processes_send_every_email_once(db: Database, tmp_path: Path
                 os.kill(pid, signal.SIGKILL)
         received = Counter(m.message_id for m in sink.messages)
 
-    logs = _log_lines(log_path)
+    logs = log_lines(log_path)
     assert daemon.returncode == 0, log_path.read_text()[-3000:]
     started = [line["pid"] for line in logs if line.get("action") == "send_process_started"]
     assert len(started) == 1, started  # one child, never restarted
@@ -205,12 +162,12 @@ def test_a_dead_child_is_restarted_and_a_killed_daemon_leaves_no_child(
     db = Database(sqlite_url)
     log_path = tmp_path / "daemon.log"
     with RecordingSMTPServer() as sink, log_path.open("w", encoding="utf-8") as log_file:
-        config = _config(tmp_path, db, sink.port)
+        config = daemon_config(tmp_path, db.url.render_as_string(hide_password=False), sink.port, processes=2)
         daemon = _start_daemon(config, tmp_path, log_file)
         try:
 
             def ready() -> list[int]:
-                return [x["pid"] for x in _log_lines(log_path) if x.get("action") == "send_process_ready"]
+                return [x["pid"] for x in log_lines(log_path) if x.get("action") == "send_process_ready"]
 
             _wait_for(lambda: len(ready()) == 1, 60, "the child sender")
             first = ready()[0]
@@ -228,6 +185,6 @@ def test_a_dead_child_is_restarted_and_a_killed_daemon_leaves_no_child(
             for pid in _senders_of(daemon.pid):
                 os.kill(pid, signal.SIGKILL)
     db.dispose()
-    died = [x for x in _log_lines(log_path) if x.get("action") == "send_process_died"]
+    died = [x for x in log_lines(log_path) if x.get("action") == "send_process_died"]
     assert [x["code"] for x in died] == [-signal.SIGKILL]
-    assert any(x.get("action") == "send_process_orphaned" for x in _log_lines(log_path))
+    assert any(x.get("action") == "send_process_orphaned" for x in log_lines(log_path))
