@@ -310,6 +310,9 @@ class GatedHandler(RecordingHandler):
     async def _hold(self, verb: str) -> None:
         if verb != self.verb or self.gate.is_set() or len(self.messages) < self.hold_after:
             return
+        await self._wait_at_gate()
+
+    async def _wait_at_gate(self) -> None:
         with self._cond:
             self._held += 1
             self._cond.notify_all()
@@ -344,7 +347,7 @@ class DelayingHandler(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-class DotHoldingHandler(RecordingHandler):
+class DotHoldingHandler(GatedHandler):
     """Stores each message at its final ".", then holds the 250 once ``hold_after`` messages arrived.
 
     A held transaction is the ambiguous window: the server has the message, the client has
@@ -355,21 +358,13 @@ class DotHoldingHandler(RecordingHandler):
     """
 
     def __init__(self, hold_after: int = 0, *, hold_seconds: float = 30.0) -> None:
-        super().__init__()
-        self.hold_after = hold_after
-        self.hold_seconds = hold_seconds
-        self.gate = threading.Event()
-        self._held = 0
-
-    @property
-    def held(self) -> int:
-        with self._cond:
-            return self._held
+        super().__init__("DOT", hold_after=hold_after, hold_seconds=hold_seconds)  # no command hook is "DOT"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         reply = await super().handle_DATA(server, session, envelope)
-        if self.gate.is_set() or len(self.messages) <= self.hold_after:
-            return reply
+        if not self.gate.is_set() and len(self.messages) > self.hold_after:
+            await self._wait_at_gate()
+        return reply
         with self._cond:
             self._held += 1
             self._cond.notify_all()
