@@ -1,11 +1,7 @@
 """SMTP connections per account: a small pool of reused aiosmtplib clients.
 
-* TLS is verified (the system CAs, or `ca_file`): `security: tls` is implicit TLS,
-  `starttls` refuses a server that does not offer STARTTLS, and AUTH is never sent
-  over an unencrypted connection except to a loopback relay.
-* AUTH follows `auth:` (login, plain, or xoauth2 with a token from the same
-  `TokenProvider` as IMAP); left out, aiosmtplib picks the best mechanism offered.
-  A refused login is a CONNECT failure naming the account, so the account pauses.
+* Connecting, TLS and AUTH are `smtp_login.SmtpLogin`'s (verified TLS, no AUTH in
+  the clear except to a loopback relay, `auth:` login/plain/xoauth2).
 * Each send records how far it got (`domain.retry.Phase`): DATA's final "." is
   written only after the caller's `before_dot` hook has recorded the attempt, so
   the caller can tell a safe retry (nothing delivered) from an unknown outcome.
@@ -16,27 +12,23 @@
 * `per_minute` is enforced as an even spacing between transactions of the account
   in this process (`RateLimiter`); `per_day` is counted by the caller from the outbox.
 
-aiosmtplib exceptions never leave this module: every failure becomes an
-`SmtpSendError` carrying an `SmtpOutcome` the pure core can classify.
+aiosmtplib exceptions never leave these modules: every failure becomes an
+`SmtpSendError` (`smtp_errors`) carrying an `SmtpOutcome` the pure core can classify.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import re
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from aiosmtplib import (
     SMTP,
-    SMTPAuthenticationError,
     SMTPException,
     SMTPResponse,
     SMTPResponseException,
@@ -44,11 +36,11 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from mailcrm import oauth
 from mailcrm.domain.retry import Phase, SmtpOutcome
-from mailcrm.errors import MailcrmError
 from mailcrm.oauth import TokenProvider
 from mailcrm.send.pipelining import PipelineBroken, ReplyTap
+from mailcrm.send.smtp_errors import SendAborted, SmtpSendError
+from mailcrm.send.smtp_login import SmtpLogin
 from mailcrm.settings import SmtpAccount
 
 log = logging.getLogger(__name__)
@@ -58,15 +50,6 @@ QUIT_TIMEOUT = 1.0
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-class SmtpSendError(Exception):
-    """A send did not end with 250; `outcome` says where and why."""
-
-    def __init__(self, outcome: SmtpOutcome) -> None:
-        super().__init__(outcome.describe())
-        self.outcome = outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +58,6 @@ class SmtpReply:
 
     code: int
     text: str
-
-
-class SendAborted(Exception):
-    """`before_dot` declined (the row is no longer ours): the transaction was dropped unsent."""
 
 
 def data_block(payload: bytes) -> bytes:
@@ -95,24 +74,6 @@ def data_block(payload: bytes) -> bytes:
     if payload.startswith(b".") or b"\n." in payload:
         payload = _LEADING_DOT.sub(b"..", payload)
     return payload + b".\r\n"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@lru_cache(maxsize=1)
-def _local_hostname() -> str:
-    """The EHLO name: this host's FQDN when it is a plain host name, else `localhost`."""
-    name = socket.getfqdn()
-    if name and name.isascii() and re.fullmatch(r"[A-Za-z0-9.-]{1,253}", name):
-        return name
-    return "localhost"
 
 
 class RateLimiter:
@@ -393,8 +354,7 @@ class SmtpPool:
         self.in_flight = 0
         self.paused_until = 0.0  # time.monotonic(): the server refused the account or the connection
         self.pause_reason = ""
-        self._local_hostname = local_hostname
-        self._token_provider = token_provider
+        self._login = SmtpLogin(name, account, local_hostname=local_hostname, token_provider=token_provider)
         self._slots = asyncio.Semaphore(account.max_connections)
         self._idle: list[SmtpConnection] = []
         self._closed = False
@@ -425,128 +385,9 @@ class SmtpPool:
                 else:
                     self._idle.append(conn)
 
-    def _tls_context(self) -> ssl.SSLContext:
-        ca_file = self.account.ca_file
-        try:
-            return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            reason = getattr(exc, "strerror", None) or exc
-            raise self._refuse(f"cannot load ca_file {ca_file} for {self.where}: {reason}") from None
-
-    def _refuse(self, reason: str) -> SmtpSendError:
-        return SmtpSendError(SmtpOutcome(Phase.CONNECT, None, reason, self.where))
-
     async def open_client(self) -> SMTP:
         """Connect, secure and log in as the account says; raises `SmtpSendError` (phase CONNECT)."""
-        account = self.account
-        security = account.security
-        if self._local_hostname is None:
-            self._local_hostname = await asyncio.to_thread(_local_hostname)
-        context = self._tls_context() if security != "plain" else None
-        client = SMTP(
-            hostname=account.host,
-            port=account.effective_port,
-            timeout=account.timeout_seconds,
-            use_tls=security == "tls",
-            start_tls=False,
-            tls_context=context,
-            local_hostname=self._local_hostname,
-        )
-        try:
-            await client.connect()
-            if security == "starttls":
-                await client.ehlo()
-                if not client.supports_extension("starttls"):
-                    raise self._refuse(
-                        f"{self.where} does not offer STARTTLS, which `security: starttls` requires; "
-                        "mailcrm never logs in or sends in the clear"
-                    )
-                await client.starttls()
-            if account.username:
-                if security == "plain" and not _is_loopback(account.host):
-                    raise self._refuse(
-                        f"refusing to log in to {self.where} over an unencrypted connection; "
-                        "set `security: tls` or `starttls`"
-                    )
-                await self._log_in(client, account.username)
-            if client.is_ehlo_or_helo_needed:  # its extensions decide pipelining and SMTPUTF8
-                await client.ehlo()
-        except BaseException:
-            client.close()
-            raise
-        log.debug(
-            "SMTP connected to %s",
-            self.where,
-            extra={"action": "smtp_connected", "host": self.where, "account": self.name},
-        )
-        return client
-
-    async def _log_in(self, client: SMTP, user: str) -> None:
-        """AUTH as `auth:` says; no `auth:` lets aiosmtplib pick the best password mechanism.
-
-        A refusal becomes a CONNECT-phase `SmtpSendError` naming the account, so the
-        sender retries the row and pauses the account, as for any failed connection.
-        """
-        account = self.account
-        if client.is_ehlo_or_helo_needed:
-            await client.ehlo()
-        mechanism = account.auth
-        if mechanism is not None and mechanism not in client.server_auth_methods:
-            offered = " ".join(client.server_auth_methods).upper() or "none"
-            raise self._refuse(
-                f"{self.where} does not offer AUTH {mechanism.upper()} for SMTP account {user} "
-                f"of {self.name} (it offers: {offered}); set `auth:` to one of those, or leave it out"
-            )
-        if mechanism == "xoauth2":
-            await self._log_in_xoauth2(client, user)
-            return
-        try:
-            secret = account.resolve(f"{self.name} smtp")
-        except MailcrmError as exc:
-            raise self._refuse(exc.message) from None
-        try:
-            if mechanism == "plain":
-                await client.auth_plain(user, secret)
-            elif mechanism == "login":
-                await client.auth_login(user, secret)
-            else:
-                await client.login(user, secret)
-        except SMTPAuthenticationError as exc:
-            raise self._refused_login(exc.code, exc.message, user, "the username and password") from None
-
-    async def _log_in_xoauth2(self, client: SMTP, user: str) -> None:
-        """AUTH XOAUTH2 with a token from the provider; a refused token is replaced once.
-
-        The provider may hand out a cached token that expired a moment ago: asking
-        again gives it the chance to refresh. The same token twice is not tried again.
-        """
-        what = f"SMTP account {user} of {self.name}"
-        tried: set[str] = set()
-        code, text = 0, ""
-        while len(tried) < 2:
-            try:
-                token = await oauth.fetch_token(self._token_provider, self.account, what, self.where)
-            except MailcrmError as exc:
-                hint = f"; {exc.hint}" if exc.hint else ""
-                raise self._refuse(exc.message + hint) from None
-            if token in tried:
-                break
-            tried.add(token)
-            reply = await client.execute_command(b"AUTH", b"XOAUTH2", oauth.xoauth2_response(user, token))
-            detail = ""
-            if reply.code == 334:  # the error as a base64 JSON challenge; an empty line ends it
-                detail = oauth.error_detail([reply.message.strip()])
-                reply = await client.execute_command(b"")
-            if reply.code == 235:
-                return
-            code, text = reply.code, reply.message + detail
-            if not client.is_connected:
-                break
-        raise self._refused_login(code, text, user, "the OAuth2 token (its scope and expiry)")
-
-    def _refused_login(self, code: int, text: str, user: str, check: str) -> SmtpSendError:
-        reason = f"{text} (SMTP login as {user} for {self.name} refused: check {check} of this account)"
-        return SmtpSendError(SmtpOutcome(Phase.CONNECT, code, reason, self.where))
+        return await self._login.open()
 
     async def close(self) -> None:
         """Close every idle connection (politely, with a short QUIT)."""

@@ -58,7 +58,8 @@ from mailcrm.send.limits import DailyCap, Stopped, rate_slot, wait
 from mailcrm.send.outcomes import Outcomes
 from mailcrm.send.recorder import Recorder
 from mailcrm.send.sentcopy import SentCopier
-from mailcrm.send.smtp import SendAborted, SmtpPool, SmtpReply, SmtpSendError
+from mailcrm.send.smtp import SmtpPool, SmtpReply
+from mailcrm.send.smtp_errors import SendAborted, SmtpSendError
 from mailcrm.settings import SalespersonSettings, Settings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database

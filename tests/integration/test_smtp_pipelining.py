@@ -16,7 +16,8 @@ import pytest
 from servers.smtpd import RecordingHandler, RecordingSMTPServer
 
 from mailcrm.domain.retry import Phase
-from mailcrm.send.smtp import SmtpPool, SmtpReply, SmtpSendError
+from mailcrm.send.smtp import SmtpPool, SmtpReply
+from mailcrm.send.smtp_errors import SmtpSendError
 from mailcrm.settings import SmtpAccount
 
 HOST = "127.0.0.1"
