@@ -76,6 +76,19 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _hint(exc: OperationalError) -> str:
+    """What to do about an operational error, by its kind."""
+    text = str(exc.orig).lower()
+    if "full" in text or "no space" in text:
+        return (
+            "free space where the database lives; the transaction was rolled back, and "
+            "the next run continues from the last commit"
+        )
+    if "readonly" in text or "read-only" in text:
+        return "the database file (or its folder) is read-only: give mailcrm's user write access"
+    return "check that the database is reachable and migrated (`mailcrm db upgrade`)"
+
+
 class Database:
     """Owns the engine; hands out short read or write sessions."""
 
@@ -118,10 +131,7 @@ class Database:
         try:
             yield
         except OperationalError as exc:
-            raise DatabaseError(
-                f"database error on {self.display_url}: {exc.orig}",
-                hint="check that the database is reachable and migrated (`mailcrm db upgrade`)",
-            ) from exc
+            raise DatabaseError(f"database error on {self.display_url}: {exc.orig}", hint=_hint(exc)) from exc
         except DBAPIError as exc:
             # e.g. a unique key taken by a concurrent writer: the transaction is rolled
             # back and the work can simply be retried.
