@@ -82,8 +82,8 @@ def _account(creds: ImapCredentials, env_name: str) -> ImapAccount:
     )
 
 
-@pytest.fixture
-def mail_env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailEnv]:
+def make_mail_env(db: Database, dovecot: DovecotServer, monkeypatch: pytest.MonkeyPatch) -> MailEnv:
+    """Two salespeople with fresh mailboxes on the private Dovecot, three customers, on `db`."""
     dovecot.ensure_running()
     alice, bob = dovecot.add_user(), dovecot.add_user()
     monkeypatch.setenv("TEST_ALICE_PW", alice.password)
@@ -95,8 +95,6 @@ def mail_env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
         ],
         sync=SyncSettings(poll_seconds=30, reconnect_max_seconds=1.0, batch_messages=50),
     )
-    db = Database(f"sqlite:///{tmp_path}/mailcrm.db")
-    migrate.upgrade(db)
     env = MailEnv(db, settings, dovecot, alice, bob)
     workers(db, settings)  # salespeople rows
     with db.write() as session:
@@ -106,7 +104,14 @@ def mail_env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
             ("Sara Ahmadi", "sara@persepolis.example"),
         ):
             customers.create(session, draft_from_fields({"name": name, "email": addresses}, new_record=True))
-    yield env
+    return env
+
+
+@pytest.fixture
+def mail_env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailEnv]:
+    db = Database(f"sqlite:///{tmp_path}/mailcrm.db")
+    migrate.upgrade(db)
+    yield make_mail_env(db, dovecot, monkeypatch)
     db.dispose()
 
 
