@@ -172,6 +172,21 @@ def plan(
         return outbox.insert_planned(session, planned, message_id_domain=None)
 
 
+async def send_batch(sender: Sender, now: datetime | None = None, within: float = 60) -> SendStats:
+    """One `send_due` pass, bounded in time; the sender's connections are closed after."""
+    try:
+        return await asyncio.wait_for(sender.send_due(now), timeout=within)
+    finally:
+        await sender.close()
+
+
+async def send_due(
+    db: Database, settings: Settings, templates: Path, now: datetime | None = None, *, worker_id: str = "test"
+) -> SendStats:
+    """`send_batch` of a fresh sender rendering the test templates in `templates`."""
+    return await send_batch(Sender(db, settings, TemplateRenderer(templates), worker_id=worker_id), now)
+
+
 def wait_until(condition: Any, timeout: float, what: str) -> None:
     """Poll `condition` every 50 ms; TimeoutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sendrunner import write_templates
 from sqlalchemy import text
 
 from mailcrm.store import migrate
@@ -36,3 +38,9 @@ def _reset(database: Database) -> None:
     with database.engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> Path:
+    """The small test templates (`sendrunner.write_templates`) in a fresh folder."""
+    return write_templates(tmp_path / "templates")

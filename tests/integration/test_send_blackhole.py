@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sendrunner import make_settings, plan, seed_customers, write_templates
+from sendrunner import make_settings, plan, seed_customers
 from servers.smtpd import BlackholeServer
 from sqlalchemy import select
 
@@ -21,11 +21,6 @@ from mailcrm.settings import Settings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem
-
-
-@pytest.fixture
-def templates(tmp_path: Path) -> Path:
-    return write_templates(tmp_path / "templates")
 
 
 @pytest.fixture

@@ -3,38 +3,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sendrunner import OWNER, make_settings, plan, seed_customers, write_templates
+from sendrunner import OWNER, make_settings, plan, seed_customers, send_due
 from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import select
 
-from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
-from mailcrm.settings import Settings
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, TimelineEvent
 from mailcrm.store.timeline import for_customer
 from mailcrm.store.types import utcnow
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def templates(tmp_path: Path) -> Path:
-    return write_templates(tmp_path / "templates")
-
-
-async def _send(db: Database, settings: Settings, templates: Path, now: datetime) -> SendStats:
-    sender = Sender(db, settings, TemplateRenderer(templates), worker_id="give-up-test")
-    try:
-        return await asyncio.wait_for(sender.send_due(now), timeout=60)
-    finally:
-        await sender.close()
 
 
 async def test_the_owner_is_told_once_when_retries_run_out(
@@ -47,7 +30,7 @@ async def test_the_owner_is_told_once_when_retries_run_out(
     settings = make_settings(smtpd.port, retry_base_seconds=60, retry_deadline="2h")
     with caplog.at_level(logging.WARNING, logger="mailcrm.send.worker"):
         for step in range(8):  # well past the deadline: later passes find nothing to do
-            await _send(db, settings, templates, start + step * HOUR)
+            await send_due(db, settings, templates, start + step * HOUR)
     with db.read() as session:
         row = session.execute(select(OutboxItem)).scalars().one()  # type: ignore[call-overload]
         events = list(
@@ -81,7 +64,7 @@ async def test_a_plain_permanent_failure_is_not_announced_as_given_up(
     (cid,) = seed_customers(db, 1)
     plan(db, [cid])
     smtpd.handler.reply_at["DATA"] = "554 5.7.1 rejected as spam"
-    assert (await _send(db, make_settings(smtpd.port), templates, utcnow())).failed == 1
+    assert (await send_due(db, make_settings(smtpd.port), templates, utcnow())).failed == 1
     with db.read() as session:
         kinds = [e.kind for e in session.execute(select(TimelineEvent)).scalars()]  # type: ignore[call-overload]
     assert "send_failed" not in kinds

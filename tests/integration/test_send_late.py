@@ -7,17 +7,13 @@ sender's clock fixed.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from sendrunner import make_settings, plan, seed_customers, write_templates
+from sendrunner import make_settings, plan, seed_customers, send_due
 from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import select
 
-from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
 from mailcrm.settings import PlanningSettings, Settings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
@@ -26,22 +22,9 @@ from mailcrm.store.models import OutboxItem
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def templates(tmp_path: Path) -> Path:
-    return write_templates(tmp_path / "templates")
-
-
 def _settings(port: int, grace_hours: float = 6.0, **sending: object) -> Settings:
     settings = make_settings(port, **sending)
     return settings.model_copy(update={"planning": PlanningSettings(grace_hours=grace_hours)})
-
-
-async def _send(db: Database, settings: Settings, templates: Path, now: datetime) -> SendStats:
-    sender = Sender(db, settings, TemplateRenderer(templates), worker_id="late-test")
-    try:
-        return await asyncio.wait_for(sender.send_due(now), timeout=60)
-    finally:
-        await sender.close()
 
 
 def _by_customer(db: Database) -> dict[int, OutboxItem]:
@@ -55,7 +38,7 @@ async def test_a_row_due_before_the_grace_is_skipped_and_a_recent_one_sent(
     old, recent = seed_customers(db, 2)
     plan(db, [old], due_at=NOW - timedelta(days=2))
     plan(db, [recent], due_at=NOW - timedelta(minutes=10))
-    stats = await _send(db, _settings(smtpd.port), templates, NOW)
+    stats = await send_due(db, _settings(smtpd.port), templates, NOW)
     assert (stats.sent, stats.skipped) == (1, 1)
     (received,) = smtpd.messages
     assert received.rcpt_tos == ("c1@example.org",)
@@ -66,7 +49,7 @@ async def test_a_row_due_before_the_grace_is_skipped_and_a_recent_one_sent(
     assert late.skip_reason == "late: due 2026-05-30 09:00 UTC, grace 6h"
     with db.read() as session:
         assert outbox.history(session, late.id) == []  # nothing reached a server
-    again = await _send(db, _settings(smtpd.port), templates, NOW + timedelta(minutes=5))
+    again = await send_due(db, _settings(smtpd.port), templates, NOW + timedelta(minutes=5))
     assert again.claimed == 0 and len(smtpd.messages) == 1
 
 
@@ -77,7 +60,7 @@ async def test_a_row_taken_over_from_a_stopped_sender_is_skipped_when_late(
     due = NOW - timedelta(days=2)
     plan(db, [cid], due_at=due)
     (held,) = outbox.claim(db, "crashed", 10, timedelta(minutes=5), due)  # then the daemon died
-    stats = await _send(db, _settings(smtpd.port), templates, NOW)
+    stats = await send_due(db, _settings(smtpd.port), templates, NOW)
     assert (stats.claimed, stats.skipped, stats.sent) == (1, 1, 0)
     assert smtpd.messages == []
     row = _by_customer(db)[cid]
@@ -92,9 +75,9 @@ async def test_a_retry_of_a_row_attempted_in_time_is_still_sent(
     plan(db, [cid], due_at=NOW - timedelta(minutes=1))
     smtpd.handler.queue_reply("MAIL", "451 4.3.0 try later")
     settings = _settings(smtpd.port, retry_deadline="3d")
-    assert (await _send(db, settings, templates, NOW)).retried == 1
+    assert (await send_due(db, settings, templates, NOW)).retried == 1
     # The daemon is down for two days; the retry deadline (3 days) has not passed.
-    later = await _send(db, settings, templates, NOW + timedelta(days=2))
+    later = await send_due(db, settings, templates, NOW + timedelta(days=2))
     assert later.sent == 1
     row = _by_customer(db)[cid]
     assert (row.state, row.attempts) == ("sent", 2)
@@ -106,5 +89,5 @@ async def test_a_short_grace_never_skips_a_row_the_sender_is_merely_busy_with(
 ) -> None:
     (cid,) = seed_customers(db, 1)
     plan(db, [cid], due_at=NOW - timedelta(minutes=2))
-    stats = await _send(db, _settings(smtpd.port, grace_hours=0), templates, NOW)
+    stats = await send_due(db, _settings(smtpd.port, grace_hours=0), templates, NOW)
     assert stats.sent == 1 and _by_customer(db)[cid].state == "sent"

@@ -4,36 +4,19 @@ the attempt history."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sendrunner import make_settings, plan, seed_customers, write_templates
+from sendrunner import make_settings, plan, seed_customers, send_due
 from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import select
 
-from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
-from mailcrm.settings import Settings
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, Suppression, TimelineEvent
 from mailcrm.store.types import utcnow
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def templates(tmp_path: Path) -> Path:
-    return write_templates(tmp_path / "templates")
-
-
-async def _send(db: Database, settings: Settings, templates: Path, now: datetime) -> SendStats:
-    sender = Sender(db, settings, TemplateRenderer(templates), worker_id="soft-test")
-    try:
-        return await asyncio.wait_for(sender.send_due(now), timeout=60)
-    finally:
-        await sender.close()
 
 
 def _row(db: Database, customer_id: int, rule: str = "thank-you") -> OutboxItem:
@@ -57,7 +40,7 @@ async def test_suppressed_only_after_the_limit_of_soft_bounces(
     smtpd.handler.reply_for_rcpt["c0@example.org"] = reply
     settings = make_settings(smtpd.port, retry_base_seconds=60, soft_bounce_limit=3, soft_bounce_window="7d")
     for step in range(2):  # limit - 1 soft bounces: retried, not suppressed
-        stats = await _send(db, settings, templates, start + step * 2 * HOUR)
+        stats = await send_due(db, settings, templates, start + step * 2 * HOUR)
         assert stats.retried == 1
     row = _row(db, full)
     assert (row.state, row.attempts) == ("due", 2)
@@ -65,7 +48,7 @@ async def test_suppressed_only_after_the_limit_of_soft_bounces(
     assert _suppressions(db) == []
     assert _row(db, other).state == "sent"
 
-    third = await _send(db, settings, templates, start + 4 * HOUR)
+    third = await send_due(db, settings, templates, start + 4 * HOUR)
     assert third.failed == 1
     row = _row(db, full)
     assert (row.state, row.attempts) == ("failed", 3)
@@ -79,7 +62,7 @@ async def test_suppressed_only_after_the_limit_of_soft_bounces(
 
     smtpd.handler.reset()
     plan(db, [full], rule="win-back", occurrence="nopurchase:2026-01-01", due_at=start + 4 * HOUR)
-    later = await _send(db, settings, templates, start + 5 * HOUR)
+    later = await send_due(db, settings, templates, start + 5 * HOUR)
     assert later.skipped == 1
     assert smtpd.messages == [] and smtpd.handler.rejections == []  # nothing reached the server
     skipped = _row(db, full, rule="win-back")
@@ -96,10 +79,10 @@ async def test_soft_bounces_outside_the_window_do_not_count(
     settings = make_settings(
         smtpd.port, retry_base_seconds=60, retry_deadline="5d", soft_bounce_limit=2, soft_bounce_window="1d"
     )
-    assert (await _send(db, settings, templates, start)).retried == 1
-    assert (await _send(db, settings, templates, start + timedelta(days=2))).retried == 1
+    assert (await send_due(db, settings, templates, start)).retried == 1
+    assert (await send_due(db, settings, templates, start + timedelta(days=2))).retried == 1
     assert _row(db, cid).state == "due" and _suppressions(db) == []
-    assert (await _send(db, settings, templates, start + timedelta(days=2, hours=2))).failed == 1
+    assert (await send_due(db, settings, templates, start + timedelta(days=2, hours=2))).failed == 1
     assert [s.reason for s in _suppressions(db)] == ["soft_bounce"]
 
 
@@ -113,7 +96,7 @@ async def test_other_transient_failures_are_not_soft_bounces(
     smtpd.handler.queue_reply("RCPT", "452 4.5.3 too many recipients")
     settings = make_settings(smtpd.port, retry_base_seconds=60, soft_bounce_limit=1)
     for step in range(3):
-        assert (await _send(db, settings, templates, start + step * 2 * HOUR)).retried == 1
+        assert (await send_due(db, settings, templates, start + step * 2 * HOUR)).retried == 1
     assert _suppressions(db) == []
-    assert (await _send(db, settings, templates, start + 6 * HOUR)).sent == 1
+    assert (await send_due(db, settings, templates, start + 6 * HOUR)).sent == 1
     assert _row(db, cid).state == "sent"

@@ -11,7 +11,7 @@ import itertools
 import ssl
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from email import message_from_bytes
 from email.message import Message as EmailMessage
 from email.policy import default as default_policy
@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from sendrunner import OWNER, make_settings, plan, seed_customers, write_templates
+from sendrunner import OWNER, make_settings, plan, seed_customers, send_batch
 from servers.dovecot import TLS_SERVER_NAME, DovecotServer, ImapCredentials, free_port
 from servers.smtpd import RecordingHandler, RecordingSMTPServer
 from sqlalchemy import insert, select, update
 
 from mailcrm.render import TemplateRenderer
 from mailcrm.send import processes
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, WebSettings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
@@ -36,11 +36,6 @@ from mailcrm.store.models import Customer, Message, OutboxItem, Suppression, Tim
 from mailcrm.store.types import utcnow
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def templates(tmp_path: Path) -> Path:
-    return write_templates(tmp_path / "templates")
 
 
 def _sender(db: Database, settings: Settings, templates: Path, **kwargs: Any) -> Sender:
@@ -56,13 +51,6 @@ def _parsed(raw: bytes) -> EmailMessage:
     return message_from_bytes(raw, policy=default_policy)
 
 
-async def _send(sender: Sender, now: datetime | None = None) -> SendStats:
-    try:
-        return await asyncio.wait_for(sender.send_due(now), timeout=60)
-    finally:
-        await sender.close()
-
-
 async def test_a_due_row_is_rendered_and_sent_once(
     db: Database, smtpd: RecordingSMTPServer, templates: Path
 ) -> None:
@@ -70,7 +58,7 @@ async def test_a_due_row_is_rendered_and_sent_once(
     plan(db, ids)
     (row,) = _rows(db)
     sender = _sender(db, make_settings(smtpd.port), templates)
-    stats = await _send(sender)
+    stats = await send_batch(sender)
     assert (stats.claimed, stats.sent) == (1, 1)
     (received,) = smtpd.messages
     assert received.mail_from == OWNER and received.rcpt_tos == ("c0@example.org",)
@@ -99,7 +87,7 @@ async def test_a_due_row_is_rendered_and_sent_once(
         kinds = [e.kind for e in session.execute(select(TimelineEvent)).scalars()]  # type: ignore[call-overload]
         assert kinds == ["email_out"]
     again = _sender(db, make_settings(smtpd.port), templates)
-    assert (await _send(again)).claimed == 0
+    assert (await send_batch(again)).claimed == 0
     assert len(smtpd.messages) == 1
 
 
@@ -109,7 +97,7 @@ async def test_without_a_web_address_unsubscribe_is_a_mail_to_the_sender(
     (templates / "thank_you" / "en.txt.j2").write_text("Hi.\nStop these emails: {{ unsubscribe_url }}\n")
     plan(db, seed_customers(db, 1))
     settings = make_settings(smtpd.port).model_copy(update={"web": WebSettings()})
-    assert (await _send(_sender(db, settings, templates))).sent == 1
+    assert (await send_batch(_sender(db, settings, templates))).sent == 1
     mail = _parsed(smtpd.messages[0].content)
     assert mail["List-Unsubscribe"] == "<mailto:alice@acme.example?subject=unsubscribe>"
     assert mail["List-Unsubscribe-Post"] is None  # one-click needs an https endpoint
@@ -123,7 +111,7 @@ async def test_language_chain_picks_the_customer_language(
     thai = seed_customers(db, 1, language="th")
     other = seed_customers(db, 1, language="fa", start=1)  # no Persian template: owner's English
     plan(db, thai + other)
-    await _send(_sender(db, make_settings(smtpd.port), templates))
+    await send_batch(_sender(db, make_settings(smtpd.port), templates))
     subjects = {m.rcpt_tos[0]: _parsed(m.content)["Subject"] for m in smtpd.handler.wait_for(2)}
     assert subjects == {"c0@example.org": "ขอบคุณค่ะ Customer", "c1@example.org": "Thank you, Customer!"}
 
@@ -139,15 +127,15 @@ async def test_transient_errors_are_retried_then_delivered_once(
     plan(db, ids)
     smtpd.handler.queue_reply(verb, reply)
     settings = make_settings(smtpd.port, retry_base_seconds=60)
-    first = await _send(_sender(db, settings, templates))
+    first = await send_batch(_sender(db, settings, templates))
     assert first.retried == 1 and smtpd.messages == []
     (row,) = _rows(db)
     assert row.state == "due" and row.attempts == 1
     assert reply in (row.last_error or "") and "127.0.0.1" in (row.last_error or "")
     assert row.due_at > utcnow() + timedelta(seconds=29)  # backoff: at least half the base delay
     assert row.deadline_at is not None and row.deadline_at > utcnow() + timedelta(days=2)
-    assert (await _send(_sender(db, settings, templates))).claimed == 0  # not before its time
-    second = await _send(_sender(db, settings, templates), now=utcnow() + HOUR)
+    assert (await send_batch(_sender(db, settings, templates))).claimed == 0  # not before its time
+    second = await send_batch(_sender(db, settings, templates), now=utcnow() + HOUR)
     assert second.sent == 1
     (received,) = smtpd.messages
     (row,) = _rows(db)
@@ -164,7 +152,7 @@ async def test_retries_stop_at_the_deadline(
     settings = make_settings(smtpd.port, retry_base_seconds=60, retry_deadline="2h")
     now = utcnow()
     for step in range(12):
-        await _send(_sender(db, settings, templates), now=now + step * HOUR)
+        await send_batch(_sender(db, settings, templates), now=now + step * HOUR)
     (row,) = _rows(db)
     assert row.state == "failed"
     assert (row.last_error or "").startswith("expired: ")
@@ -178,7 +166,7 @@ async def test_a_permanent_error_fails_with_the_servers_reply(
     ids = seed_customers(db, 1)
     plan(db, ids)
     smtpd.handler.reply_at["DATA"] = "554 5.7.1 message rejected as spam"
-    stats = await _send(_sender(db, make_settings(smtpd.port), templates))
+    stats = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert stats.failed == 1
     (row,) = _rows(db)
     assert row.state == "failed" and row.attempts == 1
@@ -193,7 +181,7 @@ async def test_unknown_user_suppresses_the_address(
     ids = seed_customers(db, 2)
     plan(db, ids)
     smtpd.handler.reply_for_rcpt["c0@example.org"] = "550 5.1.1 no such user here"
-    stats = await _send(_sender(db, make_settings(smtpd.port), templates))
+    stats = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert (stats.failed, stats.sent) == (1, 1)  # the other recipient is unaffected
     bounced = next(r for r in _rows(db) if r.customer_id == ids[0])
     assert bounced.state == "failed" and "550 5.1.1 no such user here" in (bounced.last_error or "")
@@ -204,7 +192,7 @@ async def test_unknown_user_suppresses_the_address(
         assert [e.customer_id for e in events] == [ids[0]]
     smtpd.handler.reset()
     plan(db, ids[:1], rule="win-back", occurrence="nopurchase:2026-01-01")
-    later = await _send(_sender(db, make_settings(smtpd.port), templates))
+    later = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert later.skipped == 1 and smtpd.messages == []
     skipped = next(r for r in _rows(db) if r.rule == "win-back")
     assert skipped.state == "skipped" and (skipped.skip_reason or "").startswith("suppressed: c0@example.org")
@@ -218,7 +206,7 @@ async def test_suppression_after_planning_is_honoured_at_send_time(
     plan(db, ids)
     with db.write() as session:
         outbox.suppress(session, "c0@example.org", "unsubscribed")
-    stats = await _send(_sender(db, make_settings(smtpd.port), templates))
+    stats = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert stats.skipped == 1
     assert smtpd.messages == [] and smtpd.handler.rejections == []
     (row,) = _rows(db)
@@ -232,7 +220,7 @@ async def test_archived_customer_is_skipped(
     plan(db, ids)
     with db.write() as session:
         session.execute(update(table_of(Customer)).values(status="archived"))
-    assert (await _send(_sender(db, make_settings(smtpd.port), templates))).skipped == 1
+    assert (await send_batch(_sender(db, make_settings(smtpd.port), templates))).skipped == 1
     assert smtpd.messages == []
     assert (_rows(db)[0].skip_reason or "").startswith("archived")
 
@@ -242,7 +230,7 @@ async def test_frequency_cap(db: Database, smtpd: RecordingSMTPServer, templates
     for rule in ("one", "two", "three"):
         plan(db, ids, rule=rule)
     settings = make_settings(smtpd.port, connections=3, frequency_cap=2, frequency_window="7d")
-    stats = await _send(_sender(db, settings, templates))
+    stats = await send_batch(_sender(db, settings, templates))
     assert (stats.sent, stats.skipped) == (2, 1)
     assert len(smtpd.messages) == 2
     (skipped,) = [r for r in _rows(db) if r.state == "skipped"]
@@ -255,7 +243,7 @@ async def test_a_template_error_fails_only_its_row(
     ids = seed_customers(db, 3)
     plan(db, ids[:1], template="broken")
     plan(db, ids[1:])
-    stats = await _send(_sender(db, make_settings(smtpd.port), templates))
+    stats = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert (stats.failed, stats.sent) == (1, 2)
     assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == ["c1@example.org", "c2@example.org"]
     broken = next(r for r in _rows(db) if r.template == "broken")
@@ -278,7 +266,7 @@ async def test_header_injection_through_the_customer_name(
                 update(table_of(Customer)).where(table_of(Customer).c.id == cid).values(name=name)
             )
     plan(db, ids)
-    stats = await _send(_sender(db, make_settings(smtpd.port), templates))
+    stats = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert (stats.failed, stats.sent) == (1, 1)
     refused = next(r for r in _rows(db) if r.customer_id == ids[0])
     assert refused.state == "failed" and "line break" in (refused.last_error or "")
@@ -318,7 +306,7 @@ async def test_follow_up_is_cancelled_once_the_customer_replied(
     for cid in ids:
         plan(db, [cid], rule="follow-up", template="follow_up", occurrence="followup:abc:1",
              in_reply_to=parents[cid])  # fmt: skip
-    stats = await _send(_sender(db, make_settings(smtpd.port), templates))
+    stats = await send_batch(_sender(db, make_settings(smtpd.port), templates))
     assert (stats.cancelled, stats.sent) == (1, 1)
     replied = next(r for r in _rows(db) if r.customer_id == ids[0])
     assert (replied.state, replied.skip_reason) == (
@@ -345,7 +333,7 @@ async def test_rate_limit_spaces_transactions(
     plan(db, ids)
     settings = make_settings(smtpd.port, connections=3, per_minute=60)  # one per second
     started = time.monotonic()
-    assert (await _send(_sender(db, settings, templates))).sent == 4
+    assert (await send_batch(_sender(db, settings, templates))).sent == 4
     assert time.monotonic() - started >= 2.8
     stamps = sorted(m.received_at for m in smtpd.messages)
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
@@ -356,14 +344,14 @@ async def test_daily_cap_defers_the_rest(db: Database, smtpd: RecordingSMTPServe
     ids = seed_customers(db, 3)
     plan(db, ids)
     settings = make_settings(smtpd.port, connections=1, per_day=2)
-    stats = await _send(_sender(db, settings, templates))
+    stats = await send_batch(_sender(db, settings, templates))
     assert (stats.sent, stats.deferred) == (2, 1)
     (waiting,) = [r for r in _rows(db) if r.state == "due"]
     first_sent = min(r.sent_at for r in _rows(db) if r.sent_at is not None)
     assert waiting.attempts == 0
     assert abs((waiting.due_at - (first_sent + timedelta(hours=24))).total_seconds()) < 2
     # A restart does not forget what was sent: the cap still holds.
-    again = await _send(_sender(db, settings, templates), now=utcnow() + HOUR)
+    again = await send_batch(_sender(db, settings, templates), now=utcnow() + HOUR)
     assert again.claimed == 0 and len(smtpd.messages) == 2
 
 
@@ -373,7 +361,7 @@ async def test_daily_cap_holds_across_concurrent_connections(
     ids = seed_customers(db, 20)
     plan(db, ids)
     settings = make_settings(smtpd.port, connections=4, per_day=5)
-    stats = await _send(_sender(db, settings, templates))
+    stats = await send_batch(_sender(db, settings, templates))
     assert (stats.sent, stats.deferred, stats.failed) == (5, 15, 0)
     assert len(smtpd.messages) == 5
     rows = _rows(db)
@@ -391,7 +379,7 @@ async def test_daily_cap_holds_across_sender_processes(
         Sender(db, processes.share(settings, slot, 2), TemplateRenderer(templates), worker_id=f"test-{slot}")
         for slot in range(2)
     ]
-    results = await asyncio.gather(*(_send(sender) for sender in senders))
+    results = await asyncio.gather(*(send_batch(sender) for sender in senders))
     sent = sum(stats.sent for stats in results)
     assert 5 - 2 <= sent <= 5  # a process leaves room for the other's unstarted rows
     assert len(smtpd.messages) == sent
@@ -436,9 +424,9 @@ async def test_connection_lost_after_the_final_dot(db: Database, templates: Path
     plan(db, ids)
     with RecordingSMTPServer(_DroppingHandler()) as server:
         settings = make_settings(server.port, ambiguous=policy)
-        first = await _send(_sender(db, settings, templates))
-        second = await _send(_sender(db, settings, templates), now=utcnow() + HOUR)
-        third = await _send(_sender(db, settings, templates), now=utcnow() + 2 * HOUR)
+        first = await send_batch(_sender(db, settings, templates))
+        second = await send_batch(_sender(db, settings, templates), now=utcnow() + HOUR)
+        third = await send_batch(_sender(db, settings, templates), now=utcnow() + 2 * HOUR)
         received = server.messages
     (row,) = _rows(db)
     if policy == "resend":
@@ -513,7 +501,7 @@ async def test_starttls_required_but_not_offered(
         assert person.smtp is not None
         account = person.smtp.model_copy(update={"username": "alice", "password_env": "TEST_SMTP_PASSWORD"})
         settings = base.model_copy(update={"salespeople": [person.model_copy(update={"smtp": account})]})
-        stats = await _send(_sender(db, settings, templates))
+        stats = await send_batch(_sender(db, settings, templates))
     finally:
         server.close()
         await server.wait_closed()
@@ -552,12 +540,12 @@ async def test_tls_certificates_are_verified(
         account = person.smtp.model_copy(update={"host": TLS_SERVER_NAME, **changes})  # type: ignore[union-attr]
         return base.model_copy(update={"salespeople": [person.model_copy(update={"smtp": account})]})
 
-    refused = await _send(_sender(db, with_account(), templates))
+    refused = await send_batch(_sender(db, with_account(), templates))
     assert refused.retried == 1 and tls_smtpd.messages == []
     (row,) = _rows(db)
     assert "certificate verify failed" in (row.last_error or "").lower()
     assert f"{TLS_SERVER_NAME}:{tls_smtpd.port}" in (row.last_error or "")
-    trusted = await _send(_sender(db, with_account(ca_file=tls_ca_file), templates), now=utcnow() + HOUR)
+    trusted = await send_batch(_sender(db, with_account(ca_file=tls_ca_file), templates), now=utcnow() + HOUR)
     assert trusted.sent == 1 and len(tls_smtpd.messages) == 1
 
 
@@ -583,7 +571,7 @@ async def test_copy_to_sent_folder(
     )
     person: SalespersonSettings = base.salespeople[0].model_copy(update={"imap": imap})
     settings = base.model_copy(update={"salespeople": [person]})
-    assert (await _send(_sender(db, settings, templates))).sent == 2
+    assert (await send_batch(_sender(db, settings, templates))).sent == 2
     stored = b"".join(path.read_bytes() for path in imap_user.maildir.rglob("*") if path.is_file())
     for row in _rows(db):
         assert row.message_id.encode() in stored
@@ -592,7 +580,7 @@ async def test_copy_to_sent_folder(
     plan(db, ids, rule="other")
     closed = imap.model_copy(update={"port": free_port("127.0.0.1")})
     settings = base.model_copy(update={"salespeople": [person.model_copy(update={"imap": closed})]})
-    assert (await _send(_sender(db, settings, templates))).sent == 2
+    assert (await send_batch(_sender(db, settings, templates))).sent == 2
     assert len(smtpd.messages) == 4
     assert {r.state for r in _rows(db)} == {"sent"}
 
@@ -601,7 +589,7 @@ async def test_an_unreachable_server_is_not_hammered(db: Database, templates: Pa
     ids = seed_customers(db, 6)
     plan(db, ids)
     settings = make_settings(free_port("127.0.0.1"), connections=2)
-    stats = await _send(_sender(db, settings, templates))
+    stats = await send_batch(_sender(db, settings, templates))
     assert stats.retried + stats.deferred == 6
     assert 1 <= stats.retried <= 2  # one attempt per connection at most, then the account pauses
     rows = _rows(db)

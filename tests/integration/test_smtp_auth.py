@@ -7,20 +7,19 @@ error names the account. Tokens never reach the log or the outbox.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sendrunner import OWNER, make_settings, plan, seed_customers, write_templates
+from sendrunner import OWNER, make_settings, plan, seed_customers, send_batch
 from servers.smtp_auth import AuthHandler, AuthSMTPServer
 from sqlalchemy import select
 
 from mailcrm.render import TemplateRenderer
 from mailcrm.send.smtp import SmtpPool
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, Settings, SmtpAccount
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem
@@ -29,11 +28,6 @@ USER = "alice.smtp@acme.example"
 GOOD_TOKEN = "ya29.good-token-4f1c"
 EXPIRED_TOKEN = "ya29.expired-token-9b2e"
 PASSWORD = "s3cret-pw-77"
-
-
-@pytest.fixture
-def templates(tmp_path: Path) -> Path:
-    return write_templates(tmp_path / "templates")
 
 
 @pytest.fixture
@@ -75,13 +69,6 @@ def _sender(db: Database, settings: Settings, templates: Path, tokens: Tokens | 
     return sender
 
 
-async def _send(sender: Sender) -> SendStats:
-    try:
-        return await asyncio.wait_for(sender.send_due(), timeout=60)
-    finally:
-        await sender.close()
-
-
 def _rows(db: Database) -> list[OutboxItem]:
     with db.read() as session:
         return list(session.execute(select(OutboxItem).order_by(OutboxItem.id)).scalars())  # type: ignore[arg-type]
@@ -94,7 +81,7 @@ async def test_xoauth2_logs_in_with_the_providers_token(
     plan(db, seed_customers(db, 1))
     tokens = Tokens(GOOD_TOKEN)
     settings = _settings(auth_smtpd.port, auth="xoauth2")
-    stats = await _send(_sender(db, settings, templates, tokens))
+    stats = await send_batch(_sender(db, settings, templates, tokens))
     assert stats.sent == 1
     assert auth_smtpd.handler.logins == [("XOAUTH2", USER, GOOD_TOKEN)]
     assert [m.rcpt_tos for m in auth_smtpd.messages] == [("c0@example.org",)]
@@ -108,7 +95,7 @@ async def test_an_expired_token_is_replaced_once(
     caplog.set_level(logging.DEBUG)
     plan(db, seed_customers(db, 1))
     tokens = Tokens(EXPIRED_TOKEN, GOOD_TOKEN)
-    stats = await _send(_sender(db, _settings(auth_smtpd.port, auth="xoauth2"), templates, tokens))
+    stats = await send_batch(_sender(db, _settings(auth_smtpd.port, auth="xoauth2"), templates, tokens))
     assert stats.sent == 1 and len(auth_smtpd.messages) == 1
     assert [token for _, _, token in auth_smtpd.handler.logins] == [EXPIRED_TOKEN, GOOD_TOKEN]
     assert EXPIRED_TOKEN not in caplog.text and GOOD_TOKEN not in caplog.text
@@ -122,7 +109,7 @@ async def test_a_refused_token_retries_the_row_and_pauses_the_account(
     tokens = Tokens(EXPIRED_TOKEN)  # the provider cannot refresh: the same token again
     sender = _sender(db, _settings(auth_smtpd.port, auth="xoauth2"), templates, tokens)
     pool = sender._pools[OWNER]
-    stats = await _send(sender)
+    stats = await send_batch(sender)
     assert auth_smtpd.messages == []
     assert auth_smtpd.handler.logins == [("XOAUTH2", USER, EXPIRED_TOKEN)]  # not tried twice
     assert (stats.retried, stats.deferred, stats.failed) == (1, 2, 0)
@@ -155,11 +142,11 @@ async def test_xoauth2_reads_the_token_from_the_accounts_file_at_each_login(
     settings = _settings(auth_smtpd.port, auth="xoauth2", password_file=str(token_file))
     ids = seed_customers(db, 2)
     plan(db, ids[:1])
-    first = await _send(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
+    first = await send_batch(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
     token_file.write_text("ya29.refreshed-token-1d7a", encoding="utf-8")
     auth_smtpd.handler.token = "ya29.refreshed-token-1d7a"  # the provider rotated it
     plan(db, ids[1:])
-    second = await _send(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
+    second = await send_batch(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
     assert (first.sent, second.sent) == (1, 1)
     assert auth_smtpd.handler.logins == [
         ("XOAUTH2", USER, GOOD_TOKEN),
@@ -173,7 +160,7 @@ async def test_xoauth2_without_a_token_says_where_to_put_one(
 ) -> None:
     plan(db, seed_customers(db, 1))
     settings = _settings(auth_smtpd.port, auth="xoauth2", password_env=None, password_file=None)
-    stats = await _send(_sender(db, settings, templates))
+    stats = await send_batch(_sender(db, settings, templates))
     assert stats.retried == 1 and auth_smtpd.handler.logins == []
     (row,) = _rows(db)
     assert row.state == "due"
@@ -194,7 +181,7 @@ async def test_password_mechanism_follows_auth(
     monkeypatch.setenv("TEST_SMTP_PASSWORD", PASSWORD)
     plan(db, seed_customers(db, 1))
     settings = _settings(auth_smtpd.port, auth=auth, password_env="TEST_SMTP_PASSWORD")
-    assert (await _send(_sender(db, settings, templates))).sent == 1
+    assert (await send_batch(_sender(db, settings, templates))).sent == 1
     assert auth_smtpd.handler.logins == [(mechanism, USER, PASSWORD)]
 
 
@@ -205,7 +192,7 @@ async def test_a_refused_password_names_the_account(
     plan(db, seed_customers(db, 1))
     sender = _sender(db, _settings(auth_smtpd.port, password_env="TEST_SMTP_PASSWORD"), templates)
     pool = sender._pools[OWNER]
-    assert (await _send(sender)).retried == 1
+    assert (await send_batch(sender)).retried == 1
     assert pool.paused_for() > 0
     (row,) = _rows(db)
     assert row.state == "due"
@@ -217,7 +204,7 @@ async def test_a_mechanism_the_server_does_not_offer_is_refused(db: Database, te
     with AuthSMTPServer(AuthHandler(USER, password=PASSWORD), exclude=["LOGIN"]) as server:
         plan(db, seed_customers(db, 1))
         settings = _settings(server.port, auth="login", password_env="TEST_UNUSED")
-        assert (await _send(_sender(db, settings, templates))).retried == 1
+        assert (await send_batch(_sender(db, settings, templates))).retried == 1
         assert server.handler.logins == []
     (row,) = _rows(db)
     assert "does not offer AUTH LOGIN" in (row.last_error or "")
