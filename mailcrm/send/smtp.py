@@ -349,12 +349,12 @@ class SmtpPool:
         self.name = name
         self.account = account
         self.idle_seconds = idle_seconds
-        self.where = f"{account.host}:{account.effective_port}"
+        self._login = SmtpLogin(name, account, local_hostname=local_hostname, token_provider=token_provider)
+        self.where = self._login.where  # host:port, as errors name it
         self.limiter = RateLimiter(account.per_minute)
         self.in_flight = 0
         self.paused_until = 0.0  # time.monotonic(): the server refused the account or the connection
         self.pause_reason = ""
-        self._login = SmtpLogin(name, account, local_hostname=local_hostname, token_provider=token_provider)
         self._slots = asyncio.Semaphore(account.max_connections)
         self._idle: list[SmtpConnection] = []
         self._closed = False
