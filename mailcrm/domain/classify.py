@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from mailcrm.domain.addresses import InvalidAddress, normalize_address
+from mailcrm.domain.bounce_reasons import BounceReason
 from mailcrm.domain.messages import DeliveryStatus, ParsedMessage, normalize_message_id
 
 SCAN_LIMIT = 64 * 1024  # characters of body text searched for bounce details
@@ -28,17 +29,26 @@ MAX_BOUNCED = 100
 class MessageKind(StrEnum):
     HUMAN = "human"
     AUTO_REPLY = "auto_reply"
-    BOUNCE = "bounce"
-    DELAY = "delay"
+    BOUNCE = "bounce"  # a failed delivery: `bounced` lists the failed recipients
+    DELAY = "delay"  # a delivery still being retried: `bounced` lists the delayed recipients
+    DELIVERED = "delivered"  # a success DSN: `bounced` lists the delivered recipients
+    COMPLAINT = "complaint"  # an abuse report (ARF, RFC 5965): `bounced` lists the complainers
     LIST = "list"
 
 
 @dataclass(frozen=True, slots=True)
 class BouncedRecipient:
+    """One recipient a delivery report, notice or complaint concerns.
+
+    `hard` means: suppress this address now. It is true only for a failed delivery whose
+    reason is a permanent recipient failure (`bounce_reasons.SUPPRESSING`).
+    """
+
     address: str | None  # normalised; None when the report names no usable address
-    hard: bool  # permanent: stop mailing this address
+    hard: bool  # suppress this address now
     status: str | None  # enhanced status code such as '5.1.1', or a basic SMTP code such as '550'
     diagnostic: str | None
+    reason: BounceReason = BounceReason.UNDEFINED
 
 
 @dataclass(frozen=True, slots=True)
