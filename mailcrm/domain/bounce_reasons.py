@@ -147,3 +147,12 @@ def reason_from_status(status: str | None) -> BounceReason:
     if match.group(2) == "4" and match.group(1) == "4":
         return BounceReason.NETWORKERROR
     return BounceReason.ONHOLD
+
+
+def reason_of(status: str | None, diagnostic: str | None) -> BounceReason:
+    """The reason of one failure from its status code and the server's words about it.
+
+    The single judge for DSN entries, plain-text notices and SMTP replies alike.
+    """
+    del diagnostic  # the wording is read once the phrase tables exist
+    return reason_from_status(status)
