@@ -1,4 +1,8 @@
-"""Logging setup: plain or JSON lines, event names in `extra`, secrets and CR/LF masked."""
+"""Logging setup: plain or JSON lines, event names in `extra`, secrets and CR/LF masked.
+
+Secrets are masked by name (an `extra` key such as `password`) and by shape (the password
+of any `scheme://user:password@host` URL in a message, an extra or a traceback).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,22 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 
 
+# scheme://user:PASSWORD@host: the password runs to the last "@" of the URL.
+_URL_PASSWORD = re.compile(r"""([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@'"]*:)[^\s'"]*@""")
+MASK = "***"  # what SQLAlchemy's `render_as_string(hide_password=True)` writes (`db status`)
+
+
+def mask_url(text: str) -> str:
+    """Any `scheme://user:password@` in `text` with the password as `***`, as `db status` shows it."""
+    if "://" not in text:
+        return text
+    return _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+
+
 def clean(value: object) -> str:
-    """Render untrusted text for a log line: control characters (CR/LF, NUL) become spaces."""
-    return _CONTROL.sub(" ", str(value))
+    """Render untrusted text for a log line: control characters (CR/LF, NUL) become spaces,
+    a password inside a URL becomes `***`."""
+    return mask_url(_CONTROL.sub(" ", str(value)))
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -28,7 +45,10 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     for key, value in vars(record).items():
         if key in _STANDARD_ATTRS or key.startswith("_"):
             continue
-        fields[key] = "********" if _SECRET_KEYS.search(key) else value
+        if _SECRET_KEYS.search(key):
+            fields[key] = "********"
+        else:
+            fields[key] = mask_url(value) if isinstance(value, str) else value
     return fields
 
 
@@ -44,7 +64,7 @@ class JsonFormatter(logging.Formatter):
         }
         payload.update(_extras(record))
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = mask_url(self.formatException(record.exc_info))
         return json.dumps(payload, default=str, ensure_ascii=False)
 
 
@@ -58,7 +78,7 @@ class TextFormatter(logging.Formatter):
         if extras:
             line += f" {extras}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + mask_url(self.formatException(record.exc_info))
         return line
 
 

@@ -2,7 +2,10 @@
 
 Every error names the file, line and field. Secrets are never written in the file:
 an account names an environment variable (`password_env`) or a file
-(`password_file`) and the secret is read only when a connection needs it.
+(`password_file`), one of the two, and the secret is read only when a connection
+needs it; an empty one is an error, never an empty password. `security: plain` is
+checked against the network by `plain_security_problems` (`config check`) and again at
+every connection (`mailcrm.netpolicy`): only a host that resolves to loopback.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from mailcrm import netpolicy
 from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.rules import parse_duration
 from mailcrm.domain.values import normalize_language, normalize_timezone
@@ -57,6 +61,15 @@ class SecretRef(_Strict):
                     )
         return data
 
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError(
+                "both `password_env` and `password_file` are set: keep one, so it is clear "
+                "which secret is used"
+            )
+        return self
+
     def has_secret(self) -> bool:
         return self.password_env is not None or self.password_file is not None
 
@@ -69,6 +82,11 @@ class SecretRef(_Strict):
                     f"{what}: environment variable {self.password_env} is not set",
                     hint=f"export {self.password_env}=... before starting mailcrm",
                 )
+            if not value.strip():
+                raise SecretError(
+                    f"{what}: environment variable {self.password_env} is empty",
+                    hint=f"export {self.password_env}=... (the password or token) before starting mailcrm",
+                )
             return value
         if self.password_file:
             path = self.password_file
@@ -79,9 +97,17 @@ class SecretRef(_Strict):
                         f"{what}: password file {path} is readable by other users",
                         hint=f"run `chmod 600 {path}`",
                     )
-                return path.read_text(encoding="utf-8").strip()
+                secret = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise SecretError(f"{what}: cannot read password file {path}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise SecretError(f"{what}: password file {path} is not UTF-8 text") from None
+            if not secret:
+                raise SecretError(
+                    f"{what}: password file {path} is empty",
+                    hint=f"write the password (or token) into {path}, on one line",
+                )
+            return secret
         raise SecretError(
             f"{what}: no password configured",
             hint="add `password_env: NAME` or `password_file: PATH` to the account",
@@ -258,6 +284,12 @@ class WebSettings(_Strict):
     secret_env: str | None = None
     secret_file: Path | None = None
 
+    @model_validator(mode="after")
+    def _one_source(self) -> WebSettings:
+        if self.secret_env is not None and self.secret_file is not None:
+            raise ValueError("both `secret_env` and `secret_file` are set: keep one")
+        return self
+
 
 class Settings(_Strict):
     """Everything mailcrm needs to run; built once in the entry point and passed down."""
@@ -343,7 +375,8 @@ def from_document(document: YamlDocument) -> Settings:
 
 
 def _refuse_inline_secrets(document: YamlDocument, data: dict[str, Any]) -> None:
-    """Point at the offending key itself (the model validator can only name the account)."""
+    """Inline secrets, or two sources for one: point at the offending key itself (the model
+    validator can only name the account)."""
     people = data.get("salespeople")
     if not isinstance(people, list):
         return
@@ -354,6 +387,12 @@ def _refuse_inline_secrets(document: YamlDocument, data: dict[str, Any]) -> None
             account = person.get(kind)
             if not isinstance(account, dict):
                 continue
+            if "password_env" in account and "password_file" in account:
+                raise document.error(
+                    ("salespeople", index, kind, "password_file"),
+                    "both `password_env` and `password_file` are set: keep one, so it is clear "
+                    "which secret is used",
+                )
             for key in _INLINE_SECRET_KEYS:
                 if key in account:
                     raise document.error(
@@ -362,6 +401,39 @@ def _refuse_inline_secrets(document: YamlDocument, data: dict[str, Any]) -> None
                         hint="write `password_env: VARIABLE_NAME` (an environment variable) or "
                         "`password_file: /path/to/file` (chmod 600) instead",
                     )
+
+
+def plain_security_problems(
+    settings: Settings, resolver: netpolicy.Resolver = netpolicy.resolve
+) -> list[ConfigError]:
+    """Every `security: plain` account whose host does not resolve to loopback only.
+
+    Resolves each host now (`config check`); the connection checks again when it is made.
+    """
+    document = load_file(settings.source) if settings.source is not None else None
+    problems: list[ConfigError] = []
+    for index, person in enumerate(settings.salespeople):
+        accounts: tuple[tuple[str, ImapAccount | SmtpAccount | None], ...] = (
+            ("imap", person.imap),
+            ("smtp", person.smtp),
+        )
+        for kind, account in accounts:
+            if account is None or account.security != "plain":
+                continue
+            try:
+                reason = netpolicy.plain_refusal(account.host, resolver(account.host, account.effective_port))
+            except OSError as exc:
+                reason = f"cannot resolve {account.host}: {getattr(exc, 'strerror', None) or exc}"
+            if reason is None:
+                continue
+            loc = ("salespeople", index, kind, "security")
+            message = f"`plain` (unencrypted) is allowed only to a host on this machine, and {reason}"
+            if document is not None:
+                problems.append(document.error(loc, message, hint=netpolicy.PLAIN_HINT))
+            else:
+                field = ".".join(map(str, loc))
+                problems.append(ConfigError(message, field=field, hint=netpolicy.PLAIN_HINT))
+    return problems
 
 
 def find_config(explicit: Path | None) -> Path | None:

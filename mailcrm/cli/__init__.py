@@ -21,6 +21,7 @@ from mailcrm.cli.demo import demo
 from mailcrm.cli.output import err_console
 from mailcrm.cli.timeline import timeline
 from mailcrm.errors import MailcrmError
+from mailcrm.log import mask_url
 
 app = typer.Typer(
     name="mailcrm",
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="mailcrm")
     except MailcrmError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(mask_url(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

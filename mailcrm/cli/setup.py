@@ -11,7 +11,8 @@ import typer
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, info
 from mailcrm.errors import ConfigError
-from mailcrm.settings import Settings
+from mailcrm.log import mask_url
+from mailcrm.settings import Settings, plain_security_problems
 
 config_app = typer.Typer(help="Check the configuration.", no_args_is_help=True)
 
@@ -52,7 +53,7 @@ def init(
 def _summary(settings: Settings) -> dict[str, object]:
     return {
         "config": str(settings.source) if settings.source else None,
-        "database": settings.database_url(),
+        "database": mask_url(settings.database_url()),  # as `db status` shows it
         "defaults": settings.defaults.model_dump(),
         "salespeople": [
             {
@@ -75,9 +76,18 @@ def check(
 ) -> None:
     """Validate the configuration file (and optionally its secrets); exit 1 on any problem.
 
+    Every `security: plain` host is resolved: it must be this machine (loopback only).
+
     Example: mailcrm --config config/mailcrm.yaml config check --secrets
     """
     settings = app_context(ctx).settings
+    problems = plain_security_problems(settings)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} problems in {settings.source}:\n" + "\n".join(f"  {p}" for p in problems)
+        )
     if secrets:
         for person in settings.salespeople:
             for kind, account in (("imap", person.imap), ("smtp", person.smtp)):

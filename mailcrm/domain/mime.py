@@ -37,6 +37,9 @@ _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext: printable 
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _ATOMS = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")
 _ADDR_SPEC = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+# RFC 6531/6532: a local part may also hold non-ASCII characters (sent with SMTPUTF8).
+_UTEXT = rf"(?:[{_ATEXT}]|[^\x00-\x9f])"
+_UTF8_ADDR_SPEC = re.compile(rf"{_UTEXT}+(?:\.{_UTEXT}+)*@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")  # printable ASCII without '<' and '>'
 _URL_TOKEN = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")
@@ -71,7 +74,8 @@ class HeaderInjectionError(ValidationError):
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """A mailbox: an ASCII addr-spec (IDNA domain already applied) and an optional display name."""
+    """A mailbox: an addr-spec (IDNA domain already applied; the local part ASCII, or UTF-8
+    for SMTPUTF8) and an optional display name."""
 
     email: str
     name: str = ""
@@ -209,10 +213,15 @@ def _mailbox(header: str, address: Address) -> list[str]:
     """The tokens of one mailbox: display name (atoms, quoted-string or encoded-words), `<addr>`."""
     _check_controls(header, "display name", address.name)
     _check_controls(header, "address", address.email)
-    if not _ADDR_SPEC.fullmatch(address.email) or len(address.email) > 254:
+    email = address.email
+    if email.isascii():
+        valid = _ADDR_SPEC.fullmatch(email) is not None
+    else:  # written as UTF-8 (RFC 6532); the sender then needs a server offering SMTPUTF8
+        valid = email.isprintable() and _UTF8_ADDR_SPEC.fullmatch(email) is not None
+    if not valid or len(email.encode("utf-8")) > 254:
         raise ValidationError(
-            f"header {header!r}: {address.email!r} is not an ASCII address this sender can write",
-            hint="addresses are stored normalised (IDNA domain); internationalised local parts need SMTPUTF8",
+            f"header {header!r}: {email!r} is not an address this sender can write",
+            hint="addresses are stored normalised (IDNA domain); a non-ASCII local part needs SMTPUTF8",
         )
     name = address.name
     if not name:
@@ -359,7 +368,7 @@ def build_message(
             )
         head.append(_unstructured(name, value))
     head.append("MIME-Version: 1.0\r\n")
-    header_bytes = "".join(head).encode("ascii")
+    header_bytes = "".join(head).encode("utf-8")  # ASCII but for a non-ASCII local part (RFC 6532)
 
     text_encoding, text_body = _body("text", text)
     if html is None:

@@ -23,6 +23,14 @@ class ImapAuthError(ImapError):
     retry_soon: ClassVar[bool] = False
 
 
+class ImapSecurityError(ImapAuthError):
+    """The account's settings would send the password unprotected (`plain` to a remote host).
+
+    A configuration problem, not a network one: reported like a refused login (logged,
+    shown by `mailboxes status`) and retried only slowly, until the settings change.
+    """
+
+
 class ImapConnectionError(ImapError):
     """The connection could not be made or was lost: refused, reset, TLS failure, BYE."""
 

@@ -17,7 +17,7 @@ from typing import Self
 
 from aioimaplib.aioimaplib import AUTH, NONAUTH, Command
 
-from mailcrm import oauth
+from mailcrm import netpolicy, oauth
 from mailcrm.errors import MailcrmError
 from mailcrm.imap.connection import DEFAULT_IDLE_RENEW, DEFAULT_POLL_INTERVAL, Connection, os_reason
 from mailcrm.imap.errors import (
@@ -25,6 +25,7 @@ from mailcrm.imap.errors import (
     ImapConnectionError,
     ImapError,
     ImapProtocolError,
+    ImapSecurityError,
     ImapTimeout,
 )
 from mailcrm.imap.parse import parse_capabilities, quote, response_code
@@ -102,6 +103,8 @@ class Login(Connection):
         context = self._ssl_context() if security != "plain" else None
         try:
             async with asyncio.timeout(connect_timeout):
+                if security == "plain":
+                    self._refuse_remote_plain(await self._resolve())
                 transport, _ = await self._loop.create_connection(
                     lambda: self._protocol,
                     self.host,
@@ -110,6 +113,9 @@ class Login(Connection):
                     ssl_handshake_timeout=connect_timeout if security == "tls" else None,
                 )
                 _keepalive(transport)
+                if security == "plain":  # the address actually used, in case the name changed
+                    peer = transport.get_extra_info("peername")
+                    self._refuse_remote_plain([peer[0]] if peer else [])
                 await self._race(self._protocol.wait(f"{AUTH}|{NONAUTH}"), "greeting")
                 if security == "starttls":
                     assert context is not None
@@ -130,6 +136,24 @@ class Login(Connection):
             raise ImapConnectionError(
                 f"cannot connect to IMAP server {self.host}:{self.port}: {os_reason(exc)}"
             ) from None
+
+    async def _resolve(self) -> list[str]:
+        try:
+            return await netpolicy.resolve_async(self.host, self.port)
+        except OSError as exc:
+            reason = exc.strerror if isinstance(exc, socket.gaierror) else os_reason(exc)
+            raise ImapConnectionError(f"cannot resolve IMAP server {self.host}: {reason}") from None
+
+    def _refuse_remote_plain(self, addresses: list[str]) -> None:
+        """`security: plain` only to loopback (`mailcrm.netpolicy`): checked before the greeting."""
+        reason = netpolicy.plain_refusal(self.host, addresses)
+        if reason is None:
+            return
+        raise ImapSecurityError(
+            f"IMAP account {self.account.username}: refusing `security: plain` to {self.host}:{self.port} "
+            f"({reason}): the password would cross the network unencrypted",
+            hint=netpolicy.PLAIN_HINT,
+        )
 
     def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> ImapConnectionError:
         reason = exc.verify_message or exc.reason or str(exc)

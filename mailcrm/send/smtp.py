@@ -39,7 +39,13 @@ from aiosmtplib import (
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.oauth import TokenProvider
 from mailcrm.send.pipelining import PipelineBroken, ReplyTap
-from mailcrm.send.smtp_errors import SendAborted, SmtpSendError
+from mailcrm.send.smtp_errors import (
+    SendAborted,
+    SmtpConfigError,
+    SmtpSendError,
+    Utf8NotOffered,
+    wants_encryption,
+)
 from mailcrm.send.smtp_login import SmtpLogin
 from mailcrm.settings import SmtpAccount
 
@@ -155,17 +161,17 @@ class SmtpConnection:
                 raise SMTPResponseException(reply.code, reply.message)
             self._last_used = time.monotonic()
             return SmtpReply(reply.code, reply.message)
-        except SendAborted:
+        except (SendAborted, Utf8NotOffered):
             raise
         except SmtpSendError:
             self.close()
             raise
         except _PhasedRefusal as exc:
             await self._reset_after_refusal(exc.phase)
-            raise SmtpSendError(SmtpOutcome(exc.phase, exc.code, exc.message, pool.where)) from None
+            raise _refusal(exc.phase, exc.code, exc.message, pool) from None
         except SMTPResponseException as exc:
             await self._reset_after_refusal(phase)
-            raise SmtpSendError(SmtpOutcome(phase, exc.code, exc.message, pool.where)) from None
+            raise _refusal(phase, exc.code, exc.message, pool) from None
         except ssl.SSLError as exc:
             self.close()
             reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
@@ -203,7 +209,7 @@ class SmtpConnection:
         """
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()
-        options, encoding = _mail_options(client, sender, recipients, payload)
+        options, encoding = _mail_options(client, sender, recipients, payload, self._pool.where)
         if self._tap is not None:
             return await self._pipelined_envelope(self._tap, sender, recipients, options, encoding)
         mail = await client.execute_command(
@@ -294,6 +300,17 @@ class _PhasedRefusal(SMTPResponseException):
         self.phase = phase
 
 
+def _refusal(phase: Phase, code: int, message: str, pool: SmtpPool) -> SmtpSendError:
+    """A refused command; MAIL refused until STARTTLS (no `username`, `plain`) is the account's fault."""
+    outcome = SmtpOutcome(phase, code, message, pool.where)
+    if phase is Phase.MAIL and wants_encryption(code, message):
+        hint = "set `security: starttls` (or `tls`) for this account"
+        return SmtpConfigError(
+            SmtpOutcome(phase, code, f"{message} (SMTP account of {pool.name}: {hint})", pool.where)
+        )
+    return SmtpSendError(outcome)
+
+
 _UNSAFE = re.compile(r"[\r\n\x00<>]")
 
 
@@ -304,20 +321,17 @@ def _path(address: str, encoding: str) -> bytes:
     return b"<" + address.encode(encoding) + b">"
 
 
-def _needs_utf8(values: Sequence[str]) -> bool:
-    return not all(value.isascii() for value in values)
-
-
 def _mail_options(
-    client: SMTP, sender: str, recipients: Sequence[str], payload: bytes
+    client: SMTP, sender: str, recipients: Sequence[str], payload: bytes, where: str
 ) -> tuple[list[str], str]:
+    """MAIL FROM parameters: SMTPUTF8 when an address is not ASCII (the message's headers then
+    carry it in UTF-8 too, RFC 6532), BODY=8BITMIME for an 8-bit body where offered."""
     options: list[str] = []
     encoding = "ascii"
-    if _needs_utf8([sender, *recipients]):
+    wide = next((address for address in (sender, *recipients) if not address.isascii()), None)
+    if wide is not None:
         if not client.supports_extension("smtputf8"):
-            raise SMTPResponseException(
-                553, "5.6.7 the server does not accept non-ASCII addresses (no SMTPUTF8)"
-            )
+            raise Utf8NotOffered(wide, where)
         options.append("SMTPUTF8")
         encoding = "utf-8"
     if not payload.isascii() and client.supports_extension("8bitmime"):

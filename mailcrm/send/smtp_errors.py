@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from mailcrm.domain.retry import SmtpOutcome
+
+_ENCRYPTION_WORDS = re.compile(r"starttls|\btls\b|\bssl\b|encrypt", re.IGNORECASE)
+
+
+def wants_encryption(code: int | None, text: str) -> bool:
+    """A reply saying "not in the clear": 538 / 5.7.11 (RFC 4954), or 530 asking for STARTTLS first."""
+    if code == 538 or text.lstrip().startswith("5.7.11"):
+        return True
+    return code == 530 and _ENCRYPTION_WORDS.search(text) is not None
 
 
 class SmtpSendError(Exception):
@@ -11,6 +22,28 @@ class SmtpSendError(Exception):
     def __init__(self, outcome: SmtpOutcome) -> None:
         super().__init__(outcome.describe())
         self.outcome = outcome
+
+
+class SmtpConfigError(SmtpSendError):
+    """The account's settings cannot work with its server, whatever the message: `plain` to a
+    remote host, or a server that takes AUTH only over TLS. Retrying cannot help until the
+    configuration changes, so the sender pauses the account (`CONFIG_PAUSE_SECONDS`) and
+    keeps its emails waiting, unattempted, instead of spending their retries."""
+
+
+class Utf8NotOffered(Exception):
+    """An address has a non-ASCII local part and the server does not offer SMTPUTF8 (RFC 6531).
+
+    Raised before MAIL FROM, so nothing was sent and the connection stays usable; the
+    email fails alone (no retry can help on this server, and the address is not at fault).
+    """
+
+    def __init__(self, address: str, where: str) -> None:
+        super().__init__(
+            f"the address {address} has a non-ASCII local part and needs SMTPUTF8, which {where} "
+            "does not offer; send through a server that does, or use an ASCII address for this customer"
+        )
+        self.address = address
 
 
 class SendAborted(Exception):

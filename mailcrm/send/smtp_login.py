@@ -1,8 +1,13 @@
 """Opening an SMTP client for an account: connect, TLS, STARTTLS, EHLO and AUTH.
 
 * TLS is verified (the system CAs, or `ca_file`): `security: tls` is implicit TLS,
-  `starttls` refuses a server that does not offer STARTTLS, and AUTH is never sent
-  over an unencrypted connection except to a loopback relay.
+  `starttls` refuses a server that does not offer STARTTLS, and `plain` connects only
+  to a host that resolves to loopback (`mailcrm.netpolicy`, checked before connecting
+  and again on the peer address), so neither password nor mail crosses the network
+  in the clear.
+* A server that takes AUTH only over TLS (530 "STARTTLS first", 538, or no AUTH offered
+  in the clear) is a configuration error (`SmtpConfigError`), not a temporary failure:
+  the sender pauses the account and says what to set.
 * AUTH follows `auth:` (login, plain, or xoauth2 with a token from `mailcrm.oauth`);
   left out, aiosmtplib picks the best mechanism offered. A refused login is a
   CONNECT failure naming the account, so the sender pauses the account.
@@ -13,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import socket
@@ -22,25 +26,14 @@ from functools import lru_cache
 
 from aiosmtplib import SMTP, SMTPAuthenticationError
 
-from mailcrm import oauth
+from mailcrm import netpolicy, oauth
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.errors import MailcrmError
 from mailcrm.oauth import TokenProvider
-from mailcrm.send.smtp_errors import SmtpSendError
+from mailcrm.send.smtp_errors import SmtpConfigError, SmtpSendError, wants_encryption
 from mailcrm.settings import SmtpAccount
 
 log = logging.getLogger("mailcrm.send.smtp")
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +73,24 @@ class SmtpLogin:
     def _refuse(self, reason: str) -> SmtpSendError:
         return SmtpSendError(SmtpOutcome(Phase.CONNECT, None, reason, self.where))
 
+    def _misconfigured(self, reason: str, code: int | None = None) -> SmtpConfigError:
+        return SmtpConfigError(SmtpOutcome(Phase.CONNECT, code, reason, self.where))
+
+    async def _check_plain(self, addresses: list[str] | None = None) -> None:
+        """`security: plain` only to loopback: the resolved addresses, then the peer's."""
+        host = self.account.host
+        if addresses is None:
+            try:
+                addresses = await netpolicy.resolve_async(host, self.account.effective_port)
+            except OSError as exc:
+                raise self._refuse(f"cannot resolve SMTP server {host}: {exc.strerror or exc}") from None
+        reason = netpolicy.plain_refusal(host, addresses)
+        if reason is not None:
+            raise self._misconfigured(
+                f"SMTP account of {self.name}: refusing `security: plain` to {self.where} ({reason}): "
+                f"mail and password would cross the network unencrypted; {netpolicy.PLAIN_HINT}"
+            )
+
     async def open(self) -> SMTP:
         """Connect, secure and log in as the account says; raises `SmtpSendError` (phase CONNECT)."""
         account = self.account
@@ -87,6 +98,8 @@ class SmtpLogin:
         if self._local_hostname is None:
             self._local_hostname = await asyncio.to_thread(local_hostname)
         context = self._tls_context() if security != "plain" else None
+        if security == "plain":
+            await self._check_plain()  # before any connection is made
         client = SMTP(
             hostname=account.host,
             port=account.effective_port,
@@ -98,6 +111,9 @@ class SmtpLogin:
         )
         try:
             await client.connect()
+            if security == "plain":
+                peer = client.get_transport_info("peername")
+                await self._check_plain([peer[0]] if peer else [])
             if security == "starttls":
                 await client.ehlo()
                 if not client.supports_extension("starttls"):
@@ -107,11 +123,6 @@ class SmtpLogin:
                     )
                 await client.starttls()
             if account.username:
-                if security == "plain" and not _is_loopback(account.host):
-                    raise self._refuse(
-                        f"refusing to log in to {self.where} over an unencrypted connection; "
-                        "set `security: tls` or `starttls`"
-                    )
                 await self._log_in(client, account.username)
             if client.is_ehlo_or_helo_needed:  # its extensions decide pipelining and SMTPUTF8
                 await client.ehlo()
@@ -135,6 +146,11 @@ class SmtpLogin:
         if client.is_ehlo_or_helo_needed:
             await client.ehlo()
         mechanism = account.auth
+        if not client.server_auth_methods and account.security == "plain":
+            raise self._misconfigured(
+                f"{self.where} offers no AUTH over an unencrypted connection, so SMTP account {user} "
+                f"of {self.name} cannot log in; set `security: starttls` (or `tls`) for this account"
+            )
         if mechanism is not None and mechanism not in client.server_auth_methods:
             offered = " ".join(client.server_auth_methods).upper() or "none"
             raise self._refuse(
@@ -156,6 +172,8 @@ class SmtpLogin:
             else:
                 await client.login(user, secret)
         except SMTPAuthenticationError as exc:
+            if wants_encryption(exc.code, exc.message):
+                raise self._needs_tls(exc.code, exc.message, user) from None
             raise self._refused_login(exc.code, exc.message, user, "the username and password") from None
 
     async def _log_in_xoauth2(self, client: SMTP, user: str) -> None:
@@ -184,6 +202,8 @@ class SmtpLogin:
             if reply.code == 235:
                 return
             code, text = reply.code, reply.message + detail
+            if wants_encryption(code, reply.message):
+                raise self._needs_tls(code, reply.message, user)
             if not client.is_connected:
                 break
         raise self._refused_login(code, text, user, "the OAuth2 token (its scope and expiry)")
@@ -191,3 +211,10 @@ class SmtpLogin:
     def _refused_login(self, code: int, text: str, user: str, check: str) -> SmtpSendError:
         reason = f"{text} (SMTP login as {user} for {self.name} refused: check {check} of this account)"
         return SmtpSendError(SmtpOutcome(Phase.CONNECT, code, reason, self.where))
+
+    def _needs_tls(self, code: int, text: str, user: str) -> SmtpConfigError:
+        return self._misconfigured(
+            f"{text} (SMTP account {user} of {self.name}: {self.where} accepts a login only over an "
+            "encrypted connection; set `security: starttls` (or `tls`) for this account)",
+            code,
+        )

@@ -59,7 +59,7 @@ from mailcrm.send.outcomes import Outcomes
 from mailcrm.send.recorder import Recorder
 from mailcrm.send.sentcopy import SentCopier
 from mailcrm.send.smtp import SmtpPool, SmtpReply
-from mailcrm.send.smtp_errors import SendAborted, SmtpSendError
+from mailcrm.send.smtp_errors import SendAborted, SmtpConfigError, SmtpSendError, Utf8NotOffered
 from mailcrm.settings import SalespersonSettings, Settings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
@@ -449,6 +449,10 @@ class Sender:
                         extra={"action": "send_aborted", "outbox_id": row.id},
                     )
                     return "released"
+                except Utf8NotOffered as exc:  # nothing was sent; this email alone cannot go
+                    return await self._outcomes.fail(row, str(exc), attempted=False)
+                except SmtpConfigError as exc:
+                    return await self._misconfigured(row, pool, exc.outcome)
                 except SmtpSendError as exc:
                     if exc.outcome.phase is Phase.CONNECT or exc.outcome.code == 421:
                         pool.pause(self.policy.base_seconds, exc.outcome.describe())
@@ -459,6 +463,24 @@ class Sender:
         if self._copier is not None:
             self._copier.schedule(person, built.payload, row.message_id)
         return "sent"
+
+    async def _misconfigured(self, row: ClaimedEmail, pool: SmtpPool, outcome: SmtpOutcome) -> str:
+        """The account cannot work as configured: pause it for the longest backoff and keep
+        the row waiting, unattempted (its retries are not spent on a settings problem)."""
+        reason = outcome.describe()
+        pause = max(self.policy.max_seconds, self.policy.base_seconds)
+        if pool.paused_for() <= 0:
+            log.error(
+                "SMTP account of %s paused for %.0f s: %s",
+                pool.name,
+                pause,
+                reason,
+                extra={"action": "smtp_account_misconfigured", "account": pool.name},
+            )
+        pool.pause(pause, reason)
+        until = self._now() + timedelta(seconds=pause)
+        await asyncio.to_thread(outbox.defer, self.db, row, until, note=reason)
+        return "deferred"
 
     def _record_sent(self, row: ClaimedEmail, built: Built, facts: Prepared, reply: SmtpReply) -> None:
         """Queue `sent` (committed before this connection's next start; see `Recorder`)."""
