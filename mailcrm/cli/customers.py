@@ -12,7 +12,7 @@ import typer
 from mailcrm.cli.context import app_context
 from mailcrm.cli.imports import run_import
 from mailcrm.cli.output import JSON_HELP, console, emit, info, print_json, table, to_jsonable
-from mailcrm.domain.addresses import normalize_address
+from mailcrm.domain.addresses import normalize_address, smtputf8_note
 from mailcrm.domain.customers import CustomerDraft, draft_from_fields
 from mailcrm.domain.values import normalize_tag
 from mailcrm.errors import ValidationError
@@ -107,6 +107,14 @@ Custom = Annotated[
 ]
 
 
+def _address_notes(given: list[str]) -> None:
+    """Warn (stderr, in text and JSON mode) about addresses that need SMTPUTF8 to be mailed."""
+    for raw in given:
+        note = smtputf8_note(normalize_address(raw))
+        if note:
+            info(f"warning: {note}")
+
+
 @app.command("add")
 def add(
     ctx: typer.Context,
@@ -138,6 +146,7 @@ def add(
         customer = store.create(session, draft)
         view = store.views(session, [customer])[0]
     emit(as_json, view, lambda: info(f"added customer {view.id}: {view.name} <{view.email}>"))
+    _address_notes(emails)
 
 
 @app.command("list")
@@ -240,6 +249,7 @@ def edit(
         )
         view = store.views(session, [record])[0]
     emit(as_json, view, lambda: info(f"updated customer {view.id}: {view.name}"))
+    _address_notes(emails or [])
 
 
 @app.command("archive")

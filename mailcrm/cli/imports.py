@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mailcrm.cli.output import err_console, print_json, table
@@ -69,6 +70,9 @@ def _print_report(data: dict[str, Any]) -> None:
             f"ignored columns: {columns} (map one with --map 'Header=field' or --map 'Header=custom.name')",
             highlight=False,
         )
+    for warning in data.get("warnings") or []:
+        line = f"[yellow]warning:[/yellow] line {warning['row']}: {escape(warning['reason'])}"
+        err_console.print(line, highlight=False, soft_wrap=True)
     errors = data.get("errors") or []
     if errors:
         err_console.print(f"[red]{data.get('failed', len(errors))} rows refused:[/red]")

@@ -43,6 +43,22 @@ def normalize_address(raw: str) -> str:
     return f"{local.lower()}@{result.ascii_domain.lower()}"
 
 
+def needs_smtputf8(address: str) -> bool:
+    """A non-ASCII local part (`üser@example.org`): deliverable only through an SMTP server
+    offering SMTPUTF8 (RFC 6531); the domain is already ASCII (IDNA) once normalised."""
+    return not address.rpartition("@")[0].isascii()
+
+
+def smtputf8_note(address: str) -> str | None:
+    """The warning an import or `customers add` gives for such an address, else None."""
+    if not needs_smtputf8(address):
+        return None
+    return (
+        f"{address} has a non-ASCII local part: it is kept, but emails to it go out only "
+        "through an SMTP server that offers SMTPUTF8 (elsewhere they fail with that reason)"
+    )
+
+
 def domain_of(address: str) -> str:
     """The domain part of a normalised address."""
     return address.rpartition("@")[2]

@@ -178,13 +178,9 @@ class RecordingSMTPServer:
     def start(self) -> None:
         if self._controller is not None:
             return
+        options = {"enable_SMTPUTF8": True, **self.controller_options()}
         controller = self.controller_class(
-            self.handler,
-            hostname=self.host,
-            port=self.port,
-            ready_timeout=10.0,
-            enable_SMTPUTF8=True,
-            **self.controller_options(),
+            self.handler, hostname=self.host, port=self.port, ready_timeout=10.0, **options
         )
         controller.start()
         self._controller = controller

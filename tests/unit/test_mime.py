@@ -278,11 +278,30 @@ def test_control_characters_in_an_address_are_refused(payload: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["x y@example.com", "x@example.com>, <y@evil.example", "ผู้ใช้@example.com", "no-at-sign", ""]
+    "address",
+    [
+        "x y@example.com",
+        "x@example.com>, <y@evil.example",
+        "ü ser@example.com",
+        "\u00a0ser@example.com",
+        "\u200eser@example.com",
+        "üser@exämple.com",
+        "no-at-sign",
+        "",
+    ],
 )
 def test_unusable_addresses_are_refused(address: str) -> None:
     with pytest.raises(ValidationError):
         build(to=Address(address, "X"))
+
+
+@pytest.mark.parametrize("address", ["üser@example.org", "ผู้ใช้@example.com", "用户@example.cn"])
+def test_a_non_ascii_local_part_is_written_as_utf8(address: str) -> None:
+    """RFC 6532: the address stays readable in To; the sender adds SMTPUTF8 to MAIL FROM."""
+    raw = build(to=Address(address, "สมชาย ใจดี"))
+    message = email.message_from_string(raw.decode("utf-8"), policy=email.policy.SMTPUTF8)
+    assert [a.addr_spec for a in message["To"].addresses] == [address]
+    assert message["To"].addresses[0].display_name == "สมชาย ใจดี"
 
 
 def test_encoded_word_lookalike_stays_literal_text() -> None:

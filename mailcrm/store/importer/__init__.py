@@ -147,6 +147,7 @@ def _run(
         report.rows += batch.records
         report.skipped += batch.skipped
         report.add_errors(sorted(batch.errors, key=lambda e: e.row))
+        report.add_warnings(batch.warnings)
 
     def progress(batch: Batch[Any]) -> None:
         if on_progress is not None:

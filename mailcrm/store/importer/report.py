@@ -31,6 +31,7 @@ class ImportReport:
     skipped: int = 0
     failed: int = 0
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)  # rows imported with a caveat
     ignored_columns: list[str] = field(default_factory=list)
     ignored_hint: str | None = None
     dry_run: bool = False
@@ -42,6 +43,11 @@ class ImportReport:
             if len(self.errors) < MAX_REPORTED_ERRORS:
                 self.errors.append(error)
 
+    def add_warnings(self, warnings: Iterable[RowError]) -> None:
+        """Keep the first `MAX_REPORTED_ERRORS` warnings (the rows were imported)."""
+        room = MAX_REPORTED_ERRORS - len(self.warnings)
+        self.warnings.extend(list(warnings)[: max(room, 0)])
+
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
@@ -52,6 +58,7 @@ class ImportReport:
             "skipped": self.skipped,
             "failed": self.failed,
             "errors": [{"row": e.row, "reason": e.reason} for e in self.errors],
+            "warnings": [{"row": w.row, "reason": w.reason} for w in self.warnings],
             "ignored_columns": list(self.ignored_columns),
             "dry_run": self.dry_run,
         }

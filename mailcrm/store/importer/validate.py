@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from mailcrm.domain.addresses import normalize_address
+from mailcrm.domain.addresses import normalize_address, smtputf8_note
 from mailcrm.domain.csv_mapping import Kind, map_headers
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.purchases import PurchaseDraft, purchase_from_fields
@@ -56,6 +56,7 @@ class Batch(Generic[RowT]):
 
     rows: list[RowT] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)  # imported, with a caveat
     records: int = 0
     skipped: int = 0
     bytes_done: int = 0
@@ -127,7 +128,11 @@ def validated_batches(plan: Plan, *, checked: bool) -> Iterator[Batch[Any]]:
             batch.skipped += 1
         else:
             try:
-                batch.rows.append(validate(line, mapping.fields(cells)))
+                row = validate(line, mapping.fields(cells))
+                batch.rows.append(row)
+                if isinstance(row, CustomerRow):
+                    notes = (smtputf8_note(address) for address in row.emails)
+                    batch.warnings.extend(RowError(line, note) for note in notes if note)
             except ValidationError as exc:
                 batch.errors.append(RowError(line, _reason(exc)))
         if batch.records == plan.batch_size:
