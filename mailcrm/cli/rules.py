@@ -4,7 +4,9 @@ The rules folder is `rules_dir` of mailcrm.yaml (relative to that file) unless `
 is given. A template NAME exists when the renderer finds it: a folder `NAME/` in the templates
 folder with at least one complete language (folders starting with `_` hold layouts).
 The templates folder is `--templates DIR`, else the one the settings name
-(`templates_dir`), else the templates shipped with mailcrm.
+(`templates_dir`), else the templates shipped with mailcrm. A symlink in that folder
+leading outside it is an error; a template whose body never shows `unsubscribe_url` is
+a warning (the sender adds a one-line footer with the link to such emails).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rich.markup import escape
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, err_console, info, print_json, table
 from mailcrm.domain.rules import Rule, format_clock
-from mailcrm.errors import ConfigError
+from mailcrm.errors import MailcrmError
 from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import check_rules, load_rules
 
@@ -44,6 +46,7 @@ class _Inputs:
     directory: Path
     templates: list[str]
     salespeople: list[str] | None
+    renderer: TemplateRenderer | None = None
 
 
 def template_names(folder: Path) -> list[str]:
@@ -51,6 +54,37 @@ def template_names(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(TemplateRenderer(folder).names())
+
+
+def _unsubscribe_warnings(rules: list[Rule], renderer: TemplateRenderer | None) -> list[dict[str, Any]]:
+    """Per rule, each language of its template whose body never shows `unsubscribe_url`."""
+    if renderer is None:
+        return []
+    gaps: dict[str, list[tuple[str, list[str]]]] = {}
+    warnings: list[dict[str, Any]] = []
+    for rule in rules:
+        if rule.template not in gaps:
+            try:
+                gaps[rule.template] = renderer.unsubscribe_gaps(rule.template)
+            except MailcrmError:  # unknown or refused template: reported as an error already
+                gaps[rule.template] = []
+        file, _, line = rule.source.rpartition(":")
+        for language, parts in gaps[rule.template]:
+            named = " and ".join("HTML" if part == "html" else "text" for part in parts)
+            warnings.append(
+                {
+                    "file": file,
+                    "line": int(line) if line.isdigit() else None,
+                    "rule": rule.name,
+                    "template": rule.template,
+                    "language": language,
+                    "parts": parts,
+                    "message": f"{rule.source}: rule {rule.name}: template {rule.template} ({language}) "
+                    f"has no unsubscribe link in its {named} part; the sender adds a one-line footer "
+                    "with the link (show {{ unsubscribe_url }} in the template to choose where)",
+                }
+            )
+    return warnings
 
 
 def _shown(path: Path) -> Path:
@@ -70,10 +104,12 @@ def _inputs(ctx: typer.Context, directory: Path | None, templates: Path | None) 
     if settings.source is None:
         salespeople = None
         info("note: no configuration file, so owner and sender addresses are not checked")
+    renderer = TemplateRenderer(folder) if folder.is_dir() else None
     return _Inputs(
         directory=directory if directory is not None else _shown(settings.base_dir / settings.rules_dir),
-        templates=template_names(folder),
+        templates=sorted(renderer.names()) if renderer is not None else [],
         salespeople=salespeople,
+        renderer=renderer,
     )
 
 
@@ -96,12 +132,12 @@ def _row(rule: Rule) -> dict[str, Any]:
     }
 
 
-def _problem(problem: ConfigError) -> dict[str, Any]:
+def _problem(problem: MailcrmError) -> dict[str, Any]:
     return {
-        "file": problem.path,
-        "line": problem.line,
-        "column": problem.column,
-        "field": problem.field,
+        "file": getattr(problem, "path", None),
+        "line": getattr(problem, "line", None),
+        "column": getattr(problem, "column", None),
+        "field": getattr(problem, "field", None),
         "message": str(problem),
     }
 
@@ -118,18 +154,25 @@ def check(
     Example: mailcrm --config config/mailcrm.yaml rules check
     """
     inputs = _inputs(ctx, directory, templates)
-    rules, problems = check_rules(
+    rules, found = check_rules(
         inputs.directory, known_templates=inputs.templates, salespeople=inputs.salespeople
     )
+    problems: list[MailcrmError] = [*found, *(inputs.renderer.refused() if inputs.renderer else [])]
+    warnings = _unsubscribe_warnings(list(rules.rules), inputs.renderer)
     if as_json:
         print_json(
             {
                 "files": list(rules.files),
                 "rules": [_row(rule) for rule in rules.rules],
                 "errors": [_problem(problem) for problem in problems],
+                "warnings": warnings,
             }
         )
     else:
+        for warning in warnings:
+            err_console.print(
+                f"[yellow]warning:[/yellow] {escape(warning['message'])}", highlight=False, soft_wrap=True
+            )
         for problem in problems:
             err_console.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
         if problems:

@@ -46,9 +46,18 @@ def list_(ctx: typer.Context, templates: TemplatesOption = None, as_json: JsonOp
 
     Example: mailcrm templates list
     """
-    from mailcrm.render import TemplateRenderer
+    from mailcrm.render import TemplateError, TemplateRenderer
 
     renderer = TemplateRenderer(templates_dir(app_context(ctx).settings, templates))
+    refused = renderer.refused()
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        raise TemplateError(
+            f"{len(refused)} symlinks lead outside the templates folder:\n"
+            + "\n".join(f"  {error.message}" for error in refused),
+            hint=refused[0].hint,
+        )
     rows = [
         {"name": name, "languages": sorted(renderer.languages(name))} for name in sorted(renderer.names())
     ]

@@ -2,10 +2,18 @@
 
 A requested tag falls back through its shorter forms (zh-Hant-TW, zh-Hant, zh) and
 then to English.
+
+Templates are written by salespeople, and a symlink could make a template of any file
+the daemon can read (`/etc/passwd`, a secret file). Symlinks whose target stays inside
+the templates folder are fine; one that resolves outside it is refused (`outside_links`):
+the template it belongs to cannot render, and `rules check` and `templates` name the file.
+The loader checks every file it opens again (`contained`), so a link made later is
+refused too.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,4 +70,38 @@ def _request_of(candidate: str, languages: Sequence[str | None]) -> list[str]:
             found.append(spelled)
             break
     found.append(candidate)
+    return found
+
+
+def contained(templates_dir: Path, path: Path) -> bool:
+    """Whether `path`, links followed, is inside the (resolved) templates folder."""
+    root = os.path.realpath(templates_dir)
+    target = os.path.realpath(path)
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def link_error(templates_dir: Path, link: Path) -> TemplateError:
+    """The refusal of a symlink that leads out of the templates folder, naming the link."""
+    shown = link.relative_to(templates_dir) if link.is_relative_to(templates_dir) else link
+    return TemplateError(
+        f"{templates_dir.name}/{shown} is a symlink to {os.path.realpath(link)}, outside the templates "
+        f"folder {templates_dir}: refused",
+        template=shown.parts[0] if shown.parts else None,
+        hint="copy the file into the templates folder, or link only to files inside it",
+    )
+
+
+def outside_links(templates_dir: Path) -> dict[str, list[TemplateError]]:
+    """Template (or layout) folder name -> its symlinks that resolve outside `templates_dir`."""
+    found: dict[str, list[TemplateError]] = {}
+    if not templates_dir.is_dir():
+        return found
+    for folder, dirs, files in os.walk(templates_dir):
+        base = Path(folder)
+        for entry in sorted([*dirs, *files]):
+            path = base / entry
+            if path.is_symlink() and not contained(templates_dir, path):
+                error = link_error(templates_dir, path)
+                found.setdefault(error.template or entry, []).append(error)
+        dirs[:] = [d for d in dirs if not (base / d).is_symlink()]  # inside ones are walked as themselves
     return found

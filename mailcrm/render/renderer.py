@@ -15,8 +15,9 @@ import jinja2
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
 
 from mailcrm.render.budget import _STATE, MAX_OUTPUT, _RenderState
-from mailcrm.render.catalog import _candidates, _request_of, scan_templates
+from mailcrm.render.catalog import _candidates, _request_of, outside_links, scan_templates
 from mailcrm.render.errors import TemplateError, _LimitError
+from mailcrm.render.footer import mentions_unsubscribe, with_footer
 from mailcrm.render.helpers import _known_locale, _zone, text_direction
 from mailcrm.render.links import _clean_subject, _clean_text, _rewrite_html, _rewrite_text, _text_from_html
 from mailcrm.render.sandbox import _make_environment
@@ -65,6 +66,7 @@ class TemplateRenderer:
         self.templates_dir = Path(templates_dir)
         self._env = _make_environment(self.templates_dir)
         self._index = scan_templates(self.templates_dir)
+        self._refused = outside_links(self.templates_dir)
         self._choices: dict[tuple[str, tuple[str | None, ...]], _Choice] = {}
 
     def names(self) -> frozenset[str]:
@@ -75,7 +77,13 @@ class TemplateRenderer:
         """The languages `name` exists in, as their files spell them."""
         return frozenset(language for language, _ in self._known(name).values())
 
+    def refused(self) -> list[TemplateError]:
+        """Every symlink in the folder that leads outside it (their templates cannot render)."""
+        return [error for errors in self._refused.values() for error in errors]
+
     def _known(self, name: str) -> dict[str, tuple[str, frozenset[str]]]:
+        if name in self._refused:
+            raise self._refused[name][0]
         try:
             return self._index[name]
         except KeyError:
@@ -212,7 +220,8 @@ class TemplateRenderer:
 
         The context gains `language` and `text_direction`. With `link_rewriter`, every
         http(s) link in the HTML (and every bare URL in a text template) goes through it,
-        except `context["unsubscribe_url"]`.
+        except `context["unsubscribe_url"]`, which a part that does not show it gets as a
+        one-line footer (`render.footer`).
         """
         choice = self._choose(name, tuple(languages))
         _zone(timezone)
@@ -245,4 +254,20 @@ class TemplateRenderer:
             text = _text_from_html(html)
         elif link_rewriter is not None:
             text = _rewrite_text(text, link_rewriter, keep)
+        if keep:  # every email shows its unsubscribe link: added where the template forgot it
+            text, html = with_footer(text, html, keep, (choice.language, *languages))
         return RenderedEmail(name, choice.language, subject, _clean_text(text), html)
+
+    def unsubscribe_gaps(self, name: str) -> list[tuple[str, list[str]]]:
+        """(language, body parts) of `name` whose source never uses `unsubscribe_url`; the
+        sender adds a footer line to those (`render.footer`), `rules check` warns about them."""
+        gaps: list[tuple[str, list[str]]] = []
+        for language, parts in sorted(self._known(name).values()):
+            missing: list[str] = [
+                part
+                for part in ("txt", "html")
+                if part in parts and not mentions_unsubscribe(self._env, f"{name}/{language}.{part}.j2")
+            ]
+            if missing:
+                gaps.append((language, missing))
+        return gaps

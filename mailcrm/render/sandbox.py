@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2 import FileSystemLoader, StrictUndefined, nodes, pass_eval_context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, nodes, pass_eval_context
 from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS
 from jinja2.nodes import EvalContext
@@ -30,6 +30,7 @@ from mailcrm.render.budget import (
     MAX_STRING,
     _charge,
 )
+from mailcrm.render.catalog import contained, link_error
 from mailcrm.render.errors import TemplateError, _LimitError
 from mailcrm.render.helpers import first_name, format_date, format_datetime, format_money, format_number
 
@@ -206,9 +207,24 @@ _DIRECT_HELPERS = frozenset(
 )
 
 
+class _ContainedLoader(FileSystemLoader):
+    """Loads templates only from inside the folder: a file that is (or sits under) a symlink
+    resolving elsewhere is refused with `TemplateError`, whenever it is opened."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        super().__init__(str(templates_dir), encoding="utf-8")
+        self._root = templates_dir
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not contained(self._root, Path(filename)):
+            raise link_error(self._root, Path(filename))
+        return source, filename, uptodate
+
+
 def _make_environment(templates_dir: Path) -> _MailSandbox:
     env = _MailSandbox(
-        loader=FileSystemLoader(str(templates_dir), encoding="utf-8"),
+        loader=_ContainedLoader(templates_dir),
         undefined=StrictUndefined,
         autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         trim_blocks=True,
