@@ -75,3 +75,9 @@ def test_log_lines_mask_url_passwords(formatter: logging.Formatter) -> None:
     record.url = "postgresql://crm:hunter2@db/crm"
     line = formatter.format(record)
     assert "hunter2" not in line and "postgresql://crm:***@db/crm" in line
+
+
+def test_web_secret_env_and_secret_file_together_are_refused() -> None:
+    text = "web:\n  secret_env: MAILCRM_WEB_KEY\n  secret_file: /etc/mailcrm/web.key\n"
+    with pytest.raises(ConfigError, match="both `secret_env` and `secret_file` are set"):
+        from_document(load_text(text, "/etc/mailcrm/mailcrm.yaml"))
