@@ -14,12 +14,12 @@ the caller to log once the transaction is committed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlmodel import Session
 
 from mailcrm.domain import unsubscribe
@@ -36,7 +36,7 @@ from mailcrm.domain.messages import ParsedMessage
 from mailcrm.domain.retry import is_soft_failure, too_many_soft
 from mailcrm.store import keys, sender_issues
 from mailcrm.store.models import DeliveryReport, EmailAddress, OutboxItem, table_of
-from mailcrm.store.outbox import FoundBounce, record_bounces, soft_bounce_count
+from mailcrm.store.outbox import CANCELLED, DUE, FoundBounce, record_bounces, soft_bounce_count
 
 _REPORT = table_of(DeliveryReport)
 _ADDRESS = table_of(EmailAddress)
@@ -167,8 +167,31 @@ def write_reports(
         for r in plan.reports
     ]
     session.execute(insert(_REPORT), rows)
-    record_bounces(session, _returned(plan.reports, mailbox), now=now)
+    returned = _returned(plan.reports, mailbox)
+    record_bounces(session, returned, now=now)
+    _cancel_followups_of(session, returned, now)
     return _sender_issues(session, plan.reports, mailbox, now)
+
+
+def _cancel_followups_of(session: Session, returned: Mapping[str, FoundBounce], now: datetime) -> int:
+    """Follow-ups still waiting for an email that came back are cancelled: it reached nobody."""
+    cancelled = 0
+    for original, found in sorted(returned.items()):
+        result = session.execute(
+            update(_OUTBOX)
+            .where(
+                _OUTBOX.c.in_reply_to == original,
+                _OUTBOX.c.state == DUE,
+                _OUTBOX.c.occurrence.like("followup:%"),
+            )
+            .values(
+                state=CANCELLED,
+                skip_reason=f"bounced: the email it follows up was not delivered ({found.reason})",
+                updated_at=now,
+            )
+        )
+        cancelled += int(getattr(result, "rowcount", 0) or 0)
+    return cancelled
 
 
 def _bounce_text(report: PlannedReport) -> str:
