@@ -358,9 +358,23 @@ def plan_batch(
         # Later messages of this batch may reply to this one.
         by_message_id[parsed.message_id] = frozenset(customer for customer, _ in already)
         unsubscribed = granted[0] if granted is not None and new else None
+        original = classification.original_message_id
+        reports = (
+            reports_of(
+                index,
+                message_pk,
+                classification,
+                lambda address: _lookup(address, directory, policy),
+                sorted(by_message_id.get(original, frozenset())) if original else [],
+            )
+            if new
+            else []
+        )
+        # A customer the message's report or unsubscribe event concerns gets that event only.
+        covered = {report.customer_id for report in reports} | {unsubscribed}
         for customer in sorted({customer for customer, _ in new_links} - linked_customers):
-            if customer == unsubscribed:
-                continue  # its `unsubscribed` event below stands for the message
+            if customer in covered:
+                continue
             kind = event_kind(classification, result, customer)
             plan.events.append(PlannedEvent(customer, kind, message_pk, index))
         plan.replied.update(result.replied)
@@ -373,26 +387,18 @@ def plan_batch(
             plan.events.append(
                 PlannedEvent(customer, "unsubscribed", message_pk, index, unsubscribed=address)
             )
-        if new:
-            original = classification.original_message_id
-            for report in reports_of(
-                index,
-                message_pk,
-                classification,
-                lambda address: _lookup(address, directory, policy),
-                sorted(by_message_id.get(original, frozenset())) if original else [],
-            ):
-                if report.suppress is not None and report.address is not None:
-                    entry = PlannedSuppression(
-                        report.address, report.suppress, report.reason.value, report.status, report.diagnostic
-                    )
-                    added = suppress(entry)
-                    if not added:
-                        report = replace(report, suppress=None)  # suppressed before: nothing new
-                plan.reports.append(report)
-                if report.customer_id is not None:
-                    at = len(plan.reports) - 1
-                    plan.events.append(PlannedEvent(report.customer_id, report.kind, message_pk, index, at))
+        for report in reports:
+            if report.suppress is not None and report.address is not None:
+                entry = PlannedSuppression(
+                    report.address, report.suppress, report.reason.value, report.status, report.diagnostic
+                )
+                added = suppress(entry)
+                if not added:
+                    report = replace(report, suppress=None)  # suppressed before: nothing new
+            plan.reports.append(report)
+            if report.customer_id is not None:
+                at = len(plan.reports) - 1
+                plan.events.append(PlannedEvent(report.customer_id, report.kind, message_pk, index, at))
         plan.results.append(result)
         plan.message_pks.append(message_pk)
     return plan

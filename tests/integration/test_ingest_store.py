@@ -141,7 +141,9 @@ def test_one_message_in_two_mailboxes_is_stored_once_and_located_in_both(crm: Da
 
 def test_a_hard_bounce_suppresses_once_and_tells_the_timeline(crm: Database) -> None:
     def bounce() -> bytes:
-        return mailgen.dsn(reporting_to=ALICE, failed="wang@golden.example", status="5.1.1", original_id="<o@x>")
+        return mailgen.dsn(
+            reporting_to=ALICE, failed="wang@golden.example", status="5.1.1", original_id="<o@x>"
+        )
 
     first, second = bounce(), bounce()  # two reports: two emails came back
     stats = store(crm, [incoming(first), incoming(second)], uidvalidity=None)
