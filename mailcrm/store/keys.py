@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from mailcrm.errors import DatabaseError
 from mailcrm.store.models import SigningKey, table_of
 from mailcrm.store.types import utcnow
 
@@ -34,10 +35,24 @@ def signing_key(session: Session, name: str = UNSUBSCRIBE_KEY, configured: bytes
     if configured:
         return configured
     found = session.execute(select(_KEY.c.secret).where(_KEY.c.name == name)).scalar_one_or_none()
-    if found is not None:
-        return bytes.fromhex(found)
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    values = {"name": name, "secret": secrets.token_hex(_BYTES), "created_at": utcnow()}
-    session.execute(module.insert(_KEY).values(**values).on_conflict_do_nothing(index_elements=["name"]))
-    return bytes.fromhex(session.execute(select(_KEY.c.secret).where(_KEY.c.name == name)).scalar_one())
+    if found is None:
+        dialect = session.get_bind().dialect.name
+        module = postgresql if dialect == "postgresql" else sqlite
+        values = {"name": name, "secret": secrets.token_hex(_BYTES), "created_at": utcnow()}
+        session.execute(module.insert(_KEY).values(**values).on_conflict_do_nothing(index_elements=["name"]))
+        found = session.execute(select(_KEY.c.secret).where(_KEY.c.name == name)).scalar_one()
+    return _decoded(name, found)
+
+
+def _decoded(name: str, stored: str) -> bytes:
+    try:
+        key = bytes.fromhex(stored)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise DatabaseError(
+            f"signing_key {name!r}: the stored key is not a hex key of at least 16 bytes",
+            hint=f"delete that row (DELETE FROM signing_key WHERE name = '{name}') and a new key is made; "
+            "unsubscribe links already sent then stop working",
+        )
+    return key

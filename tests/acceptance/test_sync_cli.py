@@ -85,6 +85,62 @@ def test_sync_once_puts_mail_on_timelines(
     assert inbox["last_sync_at"]
 
 
+def test_bounce_reasons_and_sender_issues_are_shown(
+    cli: CLI, configured: dict[str, str], dovecot: DovecotServer, imap_user: ImapCredentials
+) -> None:
+    """A full mailbox is on the timeline with its reason and suppresses nothing; a DMARC
+    failure is the salesperson's to fix, listed by `mailboxes status`."""
+    assert cli("customers", "add", "--name", "Somsri", "-e", "somsri@siam.example").code == 0
+    assert cli("customers", "add", "--name", "Wang", "-e", "wang@golden.example").code == 0
+    dovecot.deliver(
+        imap_user,
+        mailgen.dsn(
+            reporting_to=ALICE,
+            failed="somsri@siam.example",
+            status="5.2.2",
+            original_id="<quote-1@acme.example>",
+            diagnostic="smtp; 552 5.2.2 mailbox full",
+        ),
+    )
+    dovecot.deliver(
+        imap_user,
+        mailgen.dsn(
+            reporting_to=ALICE,
+            failed="wang@golden.example",
+            status="5.7.26",
+            original_id="<quote-2@acme.example>",
+            diagnostic="smtp; 550 5.7.26 Unauthenticated email is not accepted due to DMARC policy",
+        ),
+    )
+    result = cli("sync", "--once", "--json", extra_env=configured)
+    assert result.code == 0, result.stderr
+    assert "fails DKIM/DMARC at golden.example" in result.stderr  # the one warning
+
+    timeline = cli("timeline", "somsri@siam.example")
+    assert timeline.code == 0 and "mailboxfull (5.2.2); address not suppressed" in timeline.stdout
+    (entry,) = cli("timeline", "somsri@siam.example", "--json").json()
+    assert (entry["kind"], entry["payload"]["reason"], entry["payload"]["suppressed"]) == (
+        "bounced",
+        "mailboxfull",
+        False,
+    )
+    shown = cli("customers", "show", "wang@golden.example", "--json").json()
+    assert shown["emails"][0]["suppressed"] is False
+
+    status = cli("mailboxes", "status")
+    assert status.code == 0 and "fails DKIM/DMARC at golden.example" in status.stdout
+    rows = cli("mailboxes", "status", "--json").json()
+    (issue,) = [row for row in rows if row["kind"] == "sender_issue"]
+    assert (issue["mailbox"], issue["cause"], issue["receiving_domain"], issue["count"]) == (
+        ALICE,
+        "authfailure",
+        "golden.example",
+        1,
+    )
+    assert issue["last_error"].startswith("mail from acme.example fails DKIM/DMARC at golden.example")
+    assert all(row["kind"] == "folder" for row in rows if row is not issue)
+
+
 def test_wrong_password_fails_with_a_clear_message(cli: CLI, configured: dict[str, str]) -> None:
     result = cli("sync", "--once", extra_env={"ALICE_IMAP_PASSWORD": "not the password"})
     assert result.code == 1

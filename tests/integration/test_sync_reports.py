@@ -249,3 +249,17 @@ def test_a_forged_unsubscribe_request_suppresses_nothing(world: World, forgery: 
     store(world, mailgen.make(sender=ANN, to=ALICE, subject=f"unsubscribe-{forged}"))
     assert suppressions(world) == []
     assert [e.kind for e in entries(world)] == ["email_in"]  # ordinary inbound mail, not a reply
+
+
+def test_a_damaged_signing_key_is_named_not_a_traceback(world: World) -> None:
+    from sqlalchemy import update
+
+    from mailcrm.errors import DatabaseError
+    from mailcrm.store.models import SigningKey
+
+    ann = world.customer(ANN)
+    token = _token(world, _offer_row(world, ann), ANN)
+    with world.db.write() as session:
+        session.execute(update(SigningKey).values(secret="not hex"))
+    with pytest.raises(DatabaseError, match=r"(?s)signing_key .unsubscribe.*DELETE FROM signing_key"):
+        store(world, mailgen.make(sender=ANN, to=ALICE, subject=f"unsubscribe-{token}"))
