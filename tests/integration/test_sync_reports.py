@@ -114,6 +114,19 @@ def test_a_full_mailbox_is_recorded_with_its_reason_and_suppresses_nothing(world
     assert follow_ups(world) == {OTHER.strip("<>")}
 
 
+def test_full_mailboxes_reported_by_sync_suppress_at_the_soft_bounce_limit(world: World) -> None:
+    ann_with_two_offers(world)
+    policy = MatchPolicy(soft_bounce_limit=2)
+    full = "smtp; 552 5.2.2 Mailbox full"
+    store(world, dsn("5.2.2", full), policy=policy)
+    assert suppressions(world) == []
+    store(world, dsn("5.2.2", full, original=OTHER), policy=policy)  # the second within the window
+    assert suppressions(world) == [(ANN, "soft_bounce", "mailboxfull", "5.2.2")]
+    newest = entries(world)[0]
+    assert newest.payload["suppression_reason"] == "soft_bounce"
+    assert newest.summary.endswith("address suppressed")
+
+
 def test_an_unknown_user_suppresses_with_reason_and_status(world: World) -> None:
     ann_with_two_offers(world)
     store(world, dsn("5.1.1", "smtp; 550 5.1.1 <ann@x.example>: Recipient address rejected: User unknown"))
