@@ -57,10 +57,20 @@ def make(
     return message.as_bytes()
 
 
-def dsn(*, reporting_to: str, failed: str, status: str, original_id: str, action: str = "failed") -> bytes:
-    """An RFC 3464 delivery status notification about `failed`."""
+def dsn(
+    *,
+    reporting_to: str,
+    failed: str,
+    status: str,
+    original_id: str,
+    action: str = "failed",
+    diagnostic: str | None = None,
+) -> bytes:
+    """An RFC 3464 delivery status notification about `failed` (`diagnostic`: the
+    Diagnostic-Code, by default one that matches a 5.1.1 or a 4.4.7 status)."""
     boundary = "dsn-boundary-42"
-    diagnostic = "smtp; 550 5.1.1 user unknown" if status.startswith("5") else "smtp; 451 4.4.7 try later"
+    if diagnostic is None:
+        diagnostic = "smtp; 550 5.1.1 user unknown" if status.startswith("5") else "smtp; 451 4.4.7 try later"
     return (
         f"From: Mail Delivery System <MAILER-DAEMON@mx.test.example>\r\n"
         f"To: {reporting_to}\r\n"

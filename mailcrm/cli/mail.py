@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mailcrm import daemon
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, err_console, info, table
+from mailcrm.domain.bounce_reasons import BounceReason
+from mailcrm.domain.delivery_reports import sender_issue_line
 from mailcrm.errors import MailcrmError, NotFoundError
-from mailcrm.store import cursors
+from mailcrm.store import cursors, sender_issues
 from mailcrm.sync.supervisor import MAILBOX_LEVEL, identities, workers
 
 mailboxes_app = typer.Typer(help="Mailbox sync status.", no_args_is_help=True)
@@ -145,7 +148,8 @@ def run(ctx: typer.Context, mailbox: MailboxOption = None, as_json: JsonOption =
 
 @mailboxes_app.command("status")
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Per mailbox folder: last sync, messages stored, errors and the last error.
+    """Per mailbox folder: last sync, messages stored, errors and the last error; then the
+    sender-side problems found in bounces and SMTP replies (fix these on your side).
 
     Example: mailcrm mailboxes status --json
     """
@@ -153,6 +157,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     with db.read() as session:
         rows: list[dict[str, Any]] = [
             {
+                "kind": "folder",
                 "mailbox": c.mailbox,
                 "folder": c.folder if c.folder != MAILBOX_LEVEL else None,
                 "uidvalidity": c.uidvalidity,
@@ -165,28 +170,80 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             }
             for c in cursors.all_cursors(session)
         ]
+        issues = sender_issues.all_issues(session)
+    rows += [_issue_row(issue) for issue in issues]
 
     def human() -> None:
+        folders = [r for r in rows if r["kind"] == "folder"]
         if not rows:
             info("nothing synced yet: run `mailcrm sync --once`")
             return
-        table(
-            None,
-            ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "last error"],
-            [
+        if folders:
+            table(
+                None,
+                ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "last error"],
                 [
-                    r["mailbox"],
-                    r["folder"] or "(connection)",
-                    r["last_sync_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_sync_at"] else "",
-                    r["messages"],
-                    r["errors"],
-                    r["last_error"] or "",
-                ]
-                for r in rows
-            ],
-        )
+                    [
+                        r["mailbox"],
+                        r["folder"] or "(connection)",
+                        r["last_sync_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_sync_at"] else "",
+                        r["messages"],
+                        r["errors"],
+                        r["last_error"] or "",
+                    ]
+                    for r in folders
+                ],
+            )
+        if issues:
+            table(
+                "sender-side problems (fix these on your side; customers' addresses are fine)",
+                ["mailbox", "first seen (UTC)", "last seen (UTC)", "times", "problem"],
+                [
+                    [
+                        i.salesperson or i.sender_domain,
+                        i.first_seen.strftime("%Y-%m-%d %H:%M"),
+                        i.last_seen.strftime("%Y-%m-%d %H:%M"),
+                        i.count,
+                        escape(_issue_line(i)),
+                    ]
+                    for i in issues
+                ],
+            )
 
     emit(as_json, rows, human)
+
+
+def _issue_line(issue: sender_issues.SenderIssueView) -> str:
+    cause = BounceReason(issue.cause) if issue.cause in BounceReason.__members__.values() else None
+    evidence = issue.detail or issue.status
+    if cause is None:
+        return f"mail from {issue.sender_domain} is refused at {issue.receiving_domain} ({issue.cause})"
+    return sender_issue_line(issue.sender_domain, cause, issue.receiving_domain, evidence)
+
+
+def _issue_row(issue: sender_issues.SenderIssueView) -> dict[str, Any]:
+    """A sender-side issue in the `mailboxes status --json` list: the folder row's fields
+    (`folder` null, `errors` the count, `last_error` the advice) plus its own."""
+    return {
+        "kind": "sender_issue",
+        "mailbox": issue.salesperson,
+        "folder": None,
+        "uidvalidity": None,
+        "last_uid": None,
+        "highestmodseq": None,
+        "messages": None,
+        "errors": issue.count,
+        "last_error": _issue_line(issue),
+        "last_sync_at": issue.last_seen,
+        "sender_domain": issue.sender_domain,
+        "cause": issue.cause,
+        "receiving_domain": issue.receiving_domain,
+        "status": issue.status,
+        "detail": issue.detail,
+        "count": issue.count,
+        "first_seen": issue.first_seen,
+        "last_seen": issue.last_seen,
+    }
 
 
 def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as_json: bool) -> None:

@@ -78,12 +78,13 @@ def _print_detail(row: OutboxDetail) -> None:
     if row.history:
         table(
             "attempts",
-            ["at", "outcome", "code", "reply"],
+            ["at", "outcome", "code", "reason", "reply"],
             [
                 [
                     a.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
                     a.outcome,
                     "" if a.code is None else a.code,
+                    a.reason or "",
                     escape((a.reply or "")[:100]),
                 ]
                 for a in row.history

@@ -12,7 +12,17 @@ Message-ID and every domain in one query each, and passes the answers in as a
 - leads: an unknown human sender (not an auto-reply, bounce, list or no-reply
   address) becomes a lead owned by the mailbox owner, with the company whose mail
   domain it writes from (free-mail domains never identify a company);
-- reply fact: an inbound human message from a customer is a reply.
+- reply fact: an inbound human message from a customer is a reply;
+- delivery reports: every recipient a bounce, delay notice, success report or abuse
+  complaint names is a report with its reason (`domain.bounce_reasons`), and a timeline
+  event (`bounced`, `delayed`, `delivered`, `complained`) for the customer it concerns,
+  found by address, else through the returned message's Message-ID. Only a permanent
+  recipient failure (`SUPPRESSING`) and a complaint suppress the address; a failure
+  caused by the sender's own setup (`SENDER_SIDE`) is marked so, for the salesperson;
+- unsubscribe requests: a message carrying a valid token from a List-Unsubscribe
+  mailto (`domain.unsubscribe`; the store checks the signature) suppresses the token's
+  address and is an `unsubscribed` event. No report and no such request is ever a
+  reply or a lead.
 
 `plan_batch` applies `match` to a whole batch in order, so a later message sees the
 leads, addresses and thread links of the earlier ones, and returns every row the
@@ -25,13 +35,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
-from mailcrm.domain.classify import (
-    BouncedRecipient,
-    Classification,
-    MessageKind,
-    classify,
-    is_noreply_address,
+from mailcrm.domain import unsubscribe
+from mailcrm.domain.classify import Classification, MessageKind, classify, is_noreply_address
+from mailcrm.domain.delivery_reports import (
+    UNSUBSCRIBE,
+    PlannedReport,
+    PlannedSuppression,
+    reports_of,
 )
 from mailcrm.domain.messages import Mailbox, ParsedMessage, parse_message
 
@@ -78,6 +90,8 @@ class MatchPolicy:
     create_leads: bool = True
     lead_source: str = "inbound-email"
     fold_addresses: bool = False
+    soft_bounce_limit: int = 5  # `sending.soft_bounce_limit`: soft failures found by sync count too
+    soft_bounce_window: timedelta = timedelta(days=7)
 
 
 DEFAULT_POLICY = MatchPolicy()
@@ -195,10 +209,22 @@ def match(
 # --- a whole batch ----------------------------------------------------------------------
 
 
+_FIRST_LINE = 200  # characters of the first body line kept after classifying
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a body, bounded (where some clients put an unsubscribe token)."""
+    for line in text[: 16 * _FIRST_LINE].splitlines():
+        if line.strip():
+            return line.strip()[:_FIRST_LINE]
+    return ""
+
+
 def read_batch(raws: Sequence[bytes]) -> list[tuple[ParsedMessage, Classification]]:
     """Parse and classify raw messages, keeping what matching and the store read.
 
-    The body text and the header map are dropped once classified: the store keeps only
+    The header map and the body text are dropped once classified, except the body's
+    first line (an unsubscribe request may carry its token there): the store keeps only
     the snippet, and the smaller record is cheap to hand from a parsing process to the
     storing one.
     """
@@ -206,8 +232,13 @@ def read_batch(raws: Sequence[bytes]) -> list[tuple[ParsedMessage, Classificatio
     for raw in raws:
         parsed = parse_message(raw)
         classification = classify(parsed)
-        read.append((replace(parsed, text="", headers={}), classification))
+        read.append((replace(parsed, text=first_line(parsed.text), headers={}), classification))
     return read
+
+
+def unsubscribe_token(message: ParsedMessage) -> unsubscribe.UnsubscribeToken | None:
+    """The unsubscribe token an incoming message carries in its subject or first body line."""
+    return unsubscribe.find((message.subject, first_line(message.text)))
 
 
 def provisional_id(position: int) -> int:
@@ -217,13 +248,15 @@ def provisional_id(position: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PlannedEvent:
-    """A timeline event; `bounce` is set for `bounced` events."""
+    """A timeline event; `report` indexes `BatchPlan.reports` for delivery-report events,
+    `unsubscribed` is the address an `unsubscribed` event suppressed."""
 
     customer_id: int
     kind: str
     message_pk: int
     item: int  # index of the batch message it comes from
-    bounce: BouncedRecipient | None = None
+    report: int | None = None
+    unsubscribed: str | None = None
 
 
 @dataclass
@@ -238,7 +271,8 @@ class BatchPlan:
     new_addresses: list[tuple[int, str]] = field(default_factory=list)  # (customer, address)
     links: list[tuple[int, int, str]] = field(default_factory=list)  # (message pk, customer, role)
     events: list[PlannedEvent] = field(default_factory=list)
-    suppressions: list[BouncedRecipient] = field(default_factory=list)  # hard bounces, new addresses
+    reports: list[PlannedReport] = field(default_factory=list)
+    suppressions: list[PlannedSuppression] = field(default_factory=list)  # addresses not yet suppressed
     replied: set[int] = field(default_factory=set)
     unmatched: int = 0
 
@@ -262,6 +296,7 @@ def plan_batch(
     stored_links: Mapping[int, Collection[tuple[int, str]]],
     suppressed: Collection[str],
     policy: MatchPolicy = DEFAULT_POLICY,
+    unsubscribes: Mapping[str, tuple[int, str] | None] | None = None,
 ) -> BatchPlan:
     """Match a batch in order and list the rows it adds.
 
@@ -269,17 +304,36 @@ def plan_batch(
     `stored_links` gives those messages' links, `suppressed` the addresses already
     suppressed. A message stored before (or earlier in the batch) is not added again;
     only its missing links are, and a customer gets a timeline event the first time
-    a message is linked to them.
+    a message is linked to them. Delivery reports are planned once, with the message
+    that carries them. `unsubscribes` maps the Message-IDs of unsubscribe requests to
+    the (customer, address) their checked token names, or None for a token that did
+    not verify (the message is then ordinary inbound mail, but never a reply or a lead).
+
+    `directory.customers_by_message_id` must also cover the original Message-IDs of the
+    batch's reports (their customers are found through them when no address matches).
     """
     plan = BatchPlan()
+    requests = unsubscribes or {}
     by_address = dict(directory.customers_by_address)
     by_message_id = dict(directory.customers_by_message_id)
     directory = replace(directory, customers_by_address=by_address, customers_by_message_id=by_message_id)
     known = dict(stored_messages)
     links: dict[int, set[tuple[int, str]]] = {}
     suppressed_now = set(suppressed)
+
+    def suppress(entry: PlannedSuppression) -> bool:
+        if entry.address in suppressed_now:
+            return False
+        suppressed_now.add(entry.address)
+        plan.suppressions.append(entry)
+        return True
+
     for index, (parsed, classification) in enumerate(batch):
+        request = parsed.message_id in requests
+        granted = requests.get(parsed.message_id)
         result = match(parsed, classification, directory, policy)
+        if request:  # an unsubscribe request answers nothing and makes nobody a lead
+            result = replace(result, lead=None, replied=())
         if result.lead is not None and result.lead.address not in by_address:
             by_address[result.lead.address] = provisional_id(len(plan.leads))
             plan.leads.append(result.lead)
@@ -289,6 +343,7 @@ def plan_batch(
                 by_address[address] = customer
                 plan.new_addresses.append((customer, address))
         message_pk = known.get(parsed.message_id)
+        new = message_pk is None
         if message_pk is None:
             message_pk = provisional_id(len(plan.new_messages))
             known[parsed.message_id] = message_pk
@@ -302,20 +357,48 @@ def plan_batch(
         plan.links.extend((message_pk, customer, role) for customer, role in new_links)
         # Later messages of this batch may reply to this one.
         by_message_id[parsed.message_id] = frozenset(customer for customer, _ in already)
+        unsubscribed = granted[0] if granted is not None and new else None
+        original = classification.original_message_id
+        reports = (
+            reports_of(
+                index,
+                message_pk,
+                classification,
+                lambda address: _lookup(address, directory, policy),
+                sorted(by_message_id.get(original, frozenset())) if original else [],
+            )
+            if new
+            else []
+        )
+        # A customer the message's report or unsubscribe event concerns gets that event only.
+        covered = {report.customer_id for report in reports} | {unsubscribed}
         for customer in sorted({customer for customer, _ in new_links} - linked_customers):
+            if customer in covered:
+                continue
             kind = event_kind(classification, result, customer)
             plan.events.append(PlannedEvent(customer, kind, message_pk, index))
         plan.replied.update(result.replied)
         if not result.links and result.lead is None:
             plan.unmatched += 1
-        for bounced in classification.bounced:
-            if not bounced.hard or not bounced.address or bounced.address in suppressed_now:
-                continue
-            suppressed_now.add(bounced.address)
-            plan.suppressions.append(bounced)
-            bounced_customer = by_address.get(bounced.address)
-            if bounced_customer is not None:
-                plan.events.append(PlannedEvent(bounced_customer, "bounced", message_pk, index, bounced))
+        if granted is not None and new:
+            customer, address = granted
+            asked = f"asked by mail: {parsed.subject[:200]}"
+            suppress(PlannedSuppression(address, UNSUBSCRIBE, detail=asked))
+            plan.events.append(
+                PlannedEvent(customer, "unsubscribed", message_pk, index, unsubscribed=address)
+            )
+        for report in reports:
+            if report.suppress is not None and report.address is not None:
+                entry = PlannedSuppression(
+                    report.address, report.suppress, report.reason.value, report.status, report.diagnostic
+                )
+                added = suppress(entry)
+                if not added:
+                    report = replace(report, suppress=None)  # suppressed before: nothing new
+            plan.reports.append(report)
+            if report.customer_id is not None:
+                at = len(plan.reports) - 1
+                plan.events.append(PlannedEvent(report.customer_id, report.kind, message_pk, index, at))
         plan.results.append(result)
         plan.message_pks.append(message_pk)
     return plan

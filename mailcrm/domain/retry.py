@@ -6,8 +6,11 @@ The SMTP shell (`send/smtp.py`) turns aiosmtplib's exceptions into an `SmtpOutco
 * `retry`: a 4xx reply, or a connection, TLS or login problem before the final "."
   of DATA: nothing was delivered, so trying again is safe;
 * `failed`: a 5xx reply about this message (no retry can help);
-* `suppress`: a 5xx reply saying the mailbox does not exist or is disabled (5.1.1,
-  5.1.10, 5.2.1): fail the row *and* never write to the address again;
+* `suppress`: a 5xx reply whose reason (`domain.bounce_reasons.reason_of`, the one
+  vocabulary of sync and sending) is a permanent recipient failure (`SUPPRESSING`: user
+  or host unknown, moved, disabled): fail the row *and* never write to the address again.
+  A failure caused by the sender's own setup (`SENDER_SIDE`: SPF/DKIM/DMARC, blocklists)
+  fails the row and leaves the customer's address alone;
 * `ambiguous`: the connection was lost after the final "." was sent and before the
   reply arrived. The server may hold the message (RFC 5321 §6.1 "synchronization
   gap"), so a resend may duplicate it.
@@ -31,6 +34,7 @@ from enum import StrEnum
 from typing import Literal
 
 from mailcrm.domain.backoff import Backoff
+from mailcrm.domain.bounce_reasons import BounceReason, is_sender_side, reason_of, suppresses
 from mailcrm.domain.calendar import catch_up
 from mailcrm.domain.rules import format_duration
 
@@ -73,13 +77,14 @@ class SmtpOutcome:
 @dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
-    reason: str
+    reason: str  # one line: the reply, where, and which server
+    bounce: BounceReason | None = None  # why the server refused (a 4xx/5xx reply), for the history
 
+    @property
+    def sender_side(self) -> bool:
+        """The sender's own setup caused the refusal: the salesperson must fix it."""
+        return self.bounce is not None and is_sender_side(self.bounce)
 
-# Enhanced status codes (RFC 3463) that mean the address itself is gone.
-SUPPRESS_STATUSES = frozenset({"5.1.1", "5.1.10", "5.2.1"})
-# Permanent by class but transient in practice: mailbox full.
-SOFT_STATUSES = frozenset({"5.2.2"})
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\d)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -97,6 +102,13 @@ def enhanced_status(text: str) -> str | None:
     return ".".join(str(int(part)) for part in match.groups())
 
 
+def bounce_reason(code: int | None, text: str | None) -> BounceReason | None:
+    """The named reason of a 4xx/5xx reply (`bounce_reasons.reason_of`), else None."""
+    if code is None or not 400 <= code < 600:
+        return None
+    return reason_of(enhanced_status(text or "") or str(code), text or None)
+
+
 def classify(outcome: SmtpOutcome) -> Decision:
     """Decide what an unsuccessful attempt means for its row."""
     reason = outcome.describe()
@@ -105,16 +117,19 @@ def classify(outcome: SmtpOutcome) -> Decision:
         if outcome.phase is Phase.DOT:
             return Decision(Verdict.AMBIGUOUS, reason)
         return Decision(Verdict.RETRY, reason)
-    if code < 500 or outcome.phase is Phase.CONNECT:
-        # 4xx, an unexpected 2xx/3xx, or a refusal of the account (greeting, AUTH):
-        # none of it says anything final about this message.
+    if outcome.phase is Phase.CONNECT:
+        # A refusal of the account (greeting, AUTH): nothing final about this message.
         return Decision(Verdict.RETRY, reason)
-    status = enhanced_status(outcome.text)
-    if status in SOFT_STATUSES:
-        return Decision(Verdict.RETRY, reason)
-    if status in SUPPRESS_STATUSES and outcome.phase in (Phase.RCPT, Phase.DOT):
-        return Decision(Verdict.SUPPRESS, reason)
-    return Decision(Verdict.FAILED, reason)
+    bounce = bounce_reason(code, outcome.text)
+    if code < 500:
+        # 4xx, or an unexpected 2xx/3xx: not final.
+        return Decision(Verdict.RETRY, reason, bounce)
+    assert bounce is not None
+    if is_soft_failure(bounce, enhanced_status(outcome.text)):
+        return Decision(Verdict.RETRY, reason, bounce)
+    if suppresses(bounce) and outcome.phase in (Phase.RCPT, Phase.DOT):
+        return Decision(Verdict.SUPPRESS, reason, bounce)
+    return Decision(Verdict.FAILED, reason, bounce)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +198,17 @@ def late_reason(due_at: datetime, now: datetime, grace: timedelta, *, attempted:
 # or temporarily unavailable. 5.2.1 (disabled) is a hard bounce; 5.2.3/5.2.4 are about
 # the message or a list, not the mailbox.
 SOFT_BOUNCE_STATUSES = frozenset({"4.2.0", "4.2.1", "4.2.2", "5.2.2"})
+SOFT_BOUNCE_REASONS = frozenset({BounceReason.MAILBOXFULL})
+
+
+def is_soft_failure(reason: BounceReason, status: str | None) -> bool:
+    """A failure that says "not now" about the recipient's own mailbox (full, unavailable).
+
+    The one rule for soft bounces, whether the SMTP server said it while sending or a
+    delivery report found by sync says it: such failures are retried, and the address
+    is suppressed only after `sending.soft_bounce_limit` of them within the window.
+    """
+    return reason in SOFT_BOUNCE_REASONS or status in SOFT_BOUNCE_STATUSES
 
 
 def is_soft_bounce(code: int | None, text: str | None) -> bool:
@@ -190,9 +216,10 @@ def is_soft_bounce(code: int | None, text: str | None) -> bool:
 
     Reads only the code and the reply text, so it works on the attempt history too.
     """
-    if code is None or not 400 <= code < 600 or not text:
+    reason = bounce_reason(code, text)
+    if reason is None or not text:
         return False
-    return enhanced_status(text) in SOFT_BOUNCE_STATUSES
+    return is_soft_failure(reason, enhanced_status(text))
 
 
 def too_many_soft(count: int, limit: int) -> bool:

@@ -2,18 +2,21 @@
 
 The template renders in the customer's language, else the owner's, else the
 default, else English. The message carries the Message-ID fixed at planning,
-threading headers for follow-ups, and List-Unsubscribe: the web endpoint when
-`web.base_url` is set, else a mailto: to the sender (no email goes out without a
-way to stop the next).
+threading headers for follow-ups, and List-Unsubscribe: always a mailto: to the
+sender whose subject carries a token signed for this email and recipient
+(`domain.unsubscribe`; sync honours it), plus the web endpoint's URL once a web hook
+provides one (no email goes out without a way to stop the next).
+`List-Unsubscribe-Post` (one-click) is written only with such an https URL: a
+placeholder URL nobody serves would swallow the request.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from mailcrm.domain import unsubscribe as unsubscribe_token
 from mailcrm.domain.mime import Address, build_message
 from mailcrm.render import RenderedEmail, TemplateRenderer, template_context
 from mailcrm.settings import SalespersonSettings, Settings
@@ -35,24 +38,10 @@ class Built:
     recipient: str
 
 
-def placeholder_unsubscribe_url(base_url: str | None) -> UnsubscribeUrl:
-    """`<base_url>/u/<token>` (the web endpoint replaces this hook with signed tokens), or
-    without `web.base_url` a mailto: to the sender asking to unsubscribe, so no email goes
-    out without a way to stop the next one."""
-    base = base_url.rstrip("/") if base_url else None
-
-    def url(row: ClaimedEmail) -> str | None:
-        if base is None:
-            return mailto_unsubscribe(row.sender) if row.sender else None
-        token = hashlib.sha256(row.message_id.encode()).hexdigest()[:32]
-        return f"{base}/u/{token}"
-
-    return url
-
-
-def mailto_unsubscribe(sender: str) -> str:
-    """The RFC 2369 mailto: form: a reply the salesperson sees in their own mailbox."""
-    return f"mailto:{sender}?subject=unsubscribe"
+def mailto_unsubscribe(key: bytes, row: ClaimedEmail, owner: str, recipient: str) -> str:
+    """The RFC 2369 mailto: form: a request to the owner's mailbox, which sync reads, with a
+    token signed for this row and recipient (a forged one unsubscribes nobody)."""
+    return unsubscribe_token.mailto(owner, unsubscribe_token.sign(key, row.id, recipient))
 
 
 def languages(facts: Prepared, person: SalespersonSettings, settings: Settings) -> list[str]:
@@ -75,8 +64,12 @@ def build(
     renderer: TemplateRenderer,
     settings: Settings,
     unsubscribe: str | None,
+    unsubscribe_mailto: str,
 ) -> Built:
     """Render and build the message (CPU work: ~0.1 ms, cheaper inline than a thread hop).
+
+    `unsubscribe` is the link templates show (the web URL, else the mailto);
+    `unsubscribe_mailto` always goes into List-Unsubscribe.
 
     Raises `TemplateError` or `ValidationError`: the row fails, the batch goes on.
     """
@@ -107,7 +100,7 @@ def build(
         in_reply_to=row.in_reply_to,
         references=facts.references,
         list_unsubscribe_url=unsubscribe if unsubscribe and unsubscribe.startswith(_WEB) else None,
-        list_unsubscribe_mailto=mailto_unsubscribe(person.email),
+        list_unsubscribe_mailto=unsubscribe_mailto,
         extra_headers=AUTO_SUBMITTED,
     )
     return Built(payload=payload, rendered=rendered, sender=person, recipient=facts.recipient)

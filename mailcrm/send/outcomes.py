@@ -1,10 +1,14 @@
 """Recording why a row was not sent: skipped, failed, retried, suppressed or unknown.
 
-Every attempt, with the server's reply code and text, goes into the row's history.
-An unknown user is suppressed at once; a full mailbox only after
-`sending.soft_bounce_limit` soft bounces within `sending.soft_bounce_window`
-(counted from that history), since it usually empties again. A row given up on
-after retrying is announced to its owner, since no person saw the retries.
+Every attempt, with the server's reply code and text and the bounce reason it names
+(`domain.bounce_reasons`), goes into the row's history. An unknown user is suppressed
+at once; a full mailbox only after `sending.soft_bounce_limit` soft bounces within
+`sending.soft_bounce_window` (counted from that history and the delivery reports sync
+found), since it usually empties again. A refusal caused by the sender's own setup
+(SPF/DKIM/DMARC, a blocklist) fails the row without touching the customer's address,
+and is recorded once per cause as a sender issue with one WARNING for the salesperson.
+A row given up on after retrying is announced to its owner, since no person saw the
+retries.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
+from mailcrm.domain.bounce_reasons import BounceReason
+from mailcrm.domain.delivery_reports import sender_domain, sender_issue_line
 from mailcrm.domain.retry import (
+    Decision,
     RetryPolicy,
     SmtpOutcome,
     Verdict,
     after_ambiguous,
+    bounce_reason,
     classify,
     deadline_for,
     enhanced_status,
@@ -30,7 +38,7 @@ from mailcrm.domain.retry import (
 )
 from mailcrm.domain.rules import format_duration
 from mailcrm.settings import Settings
-from mailcrm.store import outbox
+from mailcrm.store import outbox, sender_issues
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail
 
@@ -79,11 +87,15 @@ class Outcomes:
         reply: SmtpOutcome | None = None,
         kind: str = outbox.ATTEMPT_FAILED,
         notify: bool = False,
+        bounce: BounceReason | None = None,
+        sender_side: bool = False,
     ) -> str:
-        """`failed`; `reply` (the attempt's outcome) goes into the row's history.
+        """`failed`; `reply` (the attempt's outcome) goes into the row's history with
+        its bounce reason (`bounce`, else the one `reply` names).
 
-        `notify`: the row was given up on after retrying (no person saw the retries), so
-        its owner is told on the customer's timeline and in a warning naming them.
+        `notify`: the row was given up on (after retrying, or refused for a cause on the
+        sender's side, `sender_side`) and no person saw it, so its owner is told on the
+        customer's timeline and in a warning naming them.
         """
         salesperson = row.sender or "(no salesperson)"
         changed = await asyncio.to_thread(
@@ -98,6 +110,8 @@ class Outcomes:
                 code=reply.code if reply else None,
                 reply=reply_text(reply),
                 notify=salesperson if notify else None,
+                reason=_reason_value(bounce, reply),
+                sender_side=sender_side,
             )
         )
         extra = {
@@ -158,6 +172,7 @@ class Outcomes:
                 now=now,
                 code=outcome.code,
                 reply=reply_text(outcome),
+                reason=_reason_value(None, outcome) if attempted else None,
             )
         )
         log.warning(
@@ -172,6 +187,8 @@ class Outcomes:
     async def failed_attempt(self, row: ClaimedEmail, outcome: SmtpOutcome, recipient: str) -> str:
         """Act on the classification of a failed attempt (see `domain.retry`)."""
         decision = classify(outcome)
+        if decision.sender_side:
+            await asyncio.to_thread(self.sender_issue, row, recipient, outcome, decision)
         if decision.verdict is Verdict.RETRY:
             if is_soft_bounce(outcome.code, outcome.text):
                 softs = await asyncio.to_thread(self.soft_bounces, row)
@@ -207,12 +224,42 @@ class Outcomes:
         if decision.verdict is Verdict.SUPPRESS:
             await asyncio.to_thread(self.suppress, row, recipient, outcome)
             return await self.fail(row, decision.reason, reply=outcome, kind=outbox.ATTEMPT_SUPPRESSED)
+        if decision.sender_side:  # the customer's address is fine: tell the salesperson
+            return await self.fail(row, decision.reason, reply=outcome, notify=True, sender_side=True)
         return await self.fail(row, decision.reason, reply=outcome)
+
+    def sender_issue(
+        self, row: ClaimedEmail, recipient: str, outcome: SmtpOutcome, decision: Decision
+    ) -> None:
+        """Count a refusal caused by the sender's setup; the first of its kind logs one WARNING."""
+        assert decision.bounce is not None
+        sending = sender_domain(row.sender)
+        receiving = sender_domain(recipient)
+        status = enhanced_status(outcome.text) or (str(outcome.code) if outcome.code else None)
+        evidence = reply_text(outcome)
+        with self.db.write() as session:
+            first = sender_issues.record(
+                session,
+                sender_domain=sending,
+                cause=decision.bounce.value,
+                receiving_domain=receiving,
+                salesperson=row.sender,
+                status=status,
+                detail=f"{outcome.code} {evidence}" if outcome.code else evidence,
+                at=self._now(),
+            )
+        if first:
+            line = sender_issue_line(sending, decision.bounce, receiving, f"{outcome.code} {outcome.text}")
+            log.warning(
+                "%s",
+                line,
+                extra={"action": "sender_issue", "salesperson": row.sender, "reason": decision.bounce.value},
+            )
 
     def soft_bounces(self, row: ClaimedEmail) -> int:
         """Soft bounces of the customer inside `sending.soft_bounce_window`, from the history."""
         since = self._now() - self.settings.sending.soft_bounce_window
-        return outbox.soft_bounces(self.db, row.customer_id, since, is_soft_bounce)
+        return outbox.soft_bounces(self.db, row.customer_id, since)
 
     def suppress(
         self,
@@ -232,6 +279,7 @@ class Outcomes:
                 customer_id=row.customer_id,
                 status=enhanced_status(outcome.text),
                 message_id=row.message_id,
+                bounce_reason=_reason_value(None, outcome),
             )
         if added:
             why = "the server says it does not exist" if reason == "hard_bounce" else detail
@@ -242,6 +290,16 @@ class Outcomes:
                 enhanced_status(outcome.text),
                 extra={"action": "address_suppressed", "reason": reason, "customer_id": row.customer_id},
             )
+
+
+def _reason_value(bounce: BounceReason | None, outcome: SmtpOutcome | None) -> str | None:
+    """The history's reason column: the decided reason, else the one the reply names."""
+    if bounce is not None:
+        return bounce.value
+    if outcome is None:
+        return None
+    found = bounce_reason(outcome.code, outcome.text)
+    return found.value if found is not None else None
 
 
 def reply_text(outcome: SmtpOutcome | None) -> str | None:

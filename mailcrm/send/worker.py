@@ -53,7 +53,7 @@ from mailcrm.render import TemplateError, TemplateRenderer
 from mailcrm.send import compose
 from mailcrm.send.checks import SendChecks
 from mailcrm.send.claims import Claims
-from mailcrm.send.compose import Built, UnsubscribeUrl, placeholder_unsubscribe_url
+from mailcrm.send.compose import Built, UnsubscribeUrl, mailto_unsubscribe
 from mailcrm.send.limits import DailyCap, Stopped, rate_slot, wait
 from mailcrm.send.outcomes import Outcomes
 from mailcrm.send.recorder import Recorder
@@ -61,7 +61,7 @@ from mailcrm.send.sentcopy import SentCopier
 from mailcrm.send.smtp import SmtpPool, SmtpReply
 from mailcrm.send.smtp_errors import SendAborted, SmtpConfigError, SmtpSendError, Utf8NotOffered
 from mailcrm.settings import SalespersonSettings, Settings
-from mailcrm.store import outbox
+from mailcrm.store import keys, outbox
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail, Prepared, SentRecord
 from mailcrm.store.types import utcnow
@@ -121,7 +121,8 @@ class Sender:
             max_seconds=sending.retry_max_seconds,
             deadline=sending.retry_deadline,
         )
-        self._unsubscribe_url = unsubscribe_url or placeholder_unsubscribe_url(settings.web.base_url)
+        self._unsubscribe_url = unsubscribe_url  # the web endpoint's hook, once there is one
+        self._unsubscribe_key: bytes | None = None  # read (or made) once, by the first batch
         self._rng = rng or random.Random()
         self._pools: dict[str, SmtpPool] = {}
         self._copier = SentCopier() if sending.copy_to_sent else None
@@ -142,8 +143,14 @@ class Sender:
     # -- hooks ---------------------------------------------------------------------------
 
     def unsubscribe_url(self, row: ClaimedEmail) -> str | None:
-        """The unsubscribe link of this email (templates show it; List-Unsubscribe carries it)."""
-        return self._unsubscribe_url(row)
+        """The web unsubscribe link of this email, if a web endpoint gives one (templates show
+        it; List-Unsubscribe carries it beside the mailto)."""
+        return self._unsubscribe_url(row) if self._unsubscribe_url is not None else None
+
+    def _signing_key(self) -> bytes:
+        """The unsubscribe signing key (stored in the database, shared by every daemon)."""
+        with self.db.write() as session:
+            return keys.signing_key(session)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -206,6 +213,12 @@ class Sender:
         stats = SendStats(claimed=len(rows) + late, skipped=late)
         if not rows:
             return stats
+        if self._unsubscribe_key is None:
+            try:
+                self._unsubscribe_key = await asyncio.to_thread(self._signing_key)
+            except BaseException:
+                await asyncio.to_thread(self._claims.release)
+                raise
         recorder = Recorder(self.db, self._now, lanes=lambda: self._active)
         checks = SendChecks(self.db, self.settings, recorder)
         try:
@@ -401,6 +414,8 @@ class Sender:
                 SmtpOutcome(phase=Phase.CONNECT, text=f"no SMTP account is configured for {row.sender}"),
                 attempted=False,
             )
+        assert self._unsubscribe_key is not None and facts.recipient is not None
+        mailto = mailto_unsubscribe(self._unsubscribe_key, row, person.email, facts.recipient)
         try:
             built = compose.build(
                 row,
@@ -409,7 +424,8 @@ class Sender:
                 now,
                 renderer=self.renderer,
                 settings=self.settings,
-                unsubscribe=self.unsubscribe_url(row),
+                unsubscribe=self.unsubscribe_url(row) or mailto,
+                unsubscribe_mailto=mailto,
             )
         except TemplateError as exc:
             return await self._outcomes.fail(row, f"template {row.template}: {exc}", attempted=False)

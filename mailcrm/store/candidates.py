@@ -31,6 +31,7 @@ from mailcrm.store.models import (
     Customer,
     CustomerStatus,
     CustomerTag,
+    DeliveryReport,
     Message,
     MessageLink,
     OutboxItem,
@@ -48,6 +49,7 @@ _MESSAGE = table_of(Message)
 _LINK = table_of(MessageLink)
 _EVENT = table_of(TimelineEvent)
 _OUTBOX = table_of(OutboxItem)
+_REPORT = table_of(DeliveryReport)
 
 SLACK = timedelta(days=1)
 """Local dates differ from UTC dates by at most a day (UTC-12 .. UTC+14)."""
@@ -275,13 +277,20 @@ def _json_path(key: str) -> str:
 def _unanswered(
     connection: Connection, rule: Rule, trigger: NoReplyTo, start: datetime, end: datetime
 ) -> Iterator[Candidate]:
-    """Outbound emails still without a reply whose follow-ups fall in the range."""
+    """Outbound emails still without a reply whose follow-ups fall in the range.
+
+    An email that came back (a failed delivery report names it, whatever the reason)
+    reached nobody: following it up would make no sense.
+    """
     span = trigger.delay(trigger.steps)
     low, high = start - span - SLACK, end - trigger.wait + SLACK
     replied = exists().where(
         _EVENT.c.customer_id == _CUSTOMER.c.id,
         _EVENT.c.kind == "reply",
         _EVENT.c.at > _MESSAGE.c.sent_at,
+    )
+    returned = exists().where(
+        _REPORT.c.original_message_id == _MESSAGE.c.message_id, _REPORT.c.kind == "bounced"
     )
     # Follow-ups are outbound too: never follow up on this rule's own emails.
     own = select(_OUTBOX.c.message_id).where(_OUTBOX.c.rule == rule.name).scalar_subquery()
@@ -294,6 +303,7 @@ def _unanswered(
             _MESSAGE.c.sent_at.between(low, high),
             _LINK.c.role.in_(("to", "cc")),
             not_(replied),
+            not_(returned),
             _MESSAGE.c.message_id.not_in(own),
         )
     )

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlmodel import Session
 
-from mailcrm.domain.classify import BouncedRecipient, Classification, MessageKind
+from mailcrm.domain.classify import Classification, MessageKind
+from mailcrm.domain.delivery_reports import REPORT_EVENTS
 from mailcrm.domain.matching import (
     DEFAULT_POLICY,
     BatchPlan,
@@ -31,6 +32,12 @@ from mailcrm.domain.matching import (
     plan_batch,
 )
 from mailcrm.domain.messages import ParsedMessage, flags_text, thread_key
+from mailcrm.store.delivery_reports import (
+    apply_soft_limit,
+    report_payload,
+    unsubscribe_requests,
+    write_reports,
+)
 from mailcrm.store.models import (
     CompanyDomain,
     Customer,
@@ -45,7 +52,6 @@ from mailcrm.store.models import (
     TimelineEvent,
     table_of,
 )
-from mailcrm.store.outbox import FoundBounce, record_bounces
 from mailcrm.store.types import utcnow
 
 _MESSAGE = table_of(Message)
@@ -87,6 +93,7 @@ class IngestStats:
     cancelled_followups: int = 0
     confirmed_sends: int = 0  # outbox rows of unknown outcome found in this mailbox
     message_ids: list[str] = field(default_factory=list)
+    sender_issues: list[str] = field(default_factory=list)  # first sightings: log once committed
 
     def add(self, other: IngestStats) -> None:
         for name in ("messages", "new_messages", "links", "leads", "new_addresses", "bounces"):
@@ -95,6 +102,7 @@ class IngestStats:
         self.unmatched += other.unmatched
         self.cancelled_followups += other.cancelled_followups
         self.confirmed_sends += other.confirmed_sends
+        self.sender_issues += other.sender_issues
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -231,19 +239,21 @@ def ingest(
     addresses: set[str] = set()
     references: set[str] = set()
     own_ids: set[str] = set()
-    hard_bounced: set[str] = set()
+    reported: set[str] = set()  # addresses a report may suppress
     for item in items:
         parsed = item.parsed
         own_ids.add(parsed.message_id)
         references.update(parsed.in_reply_to, parsed.references)
+        original = item.classification.original_message_id
+        if original and item.classification.kind in REPORT_EVENTS:
+            references.add(original)  # a report's customers, when no address matches
         for box in (*parsed.from_, *parsed.to, *parsed.cc):
             if box.address:
                 addresses.add(box.address)
         for bounced in item.classification.bounced:
             if bounced.address:
                 addresses.add(bounced.address)
-                if bounced.hard:
-                    hard_bounced.add(bounced.address)
+                reported.add(bounced.address)
 
     by_address = _lookup_addresses(session, addresses)
     known_messages = _lookup_messages(session, own_ids | references)
@@ -253,6 +263,8 @@ def ingest(
         for message_id, pk in known_messages.items()
         if message_id in references
     }
+    requests = unsubscribe_requests(session, (item.parsed for item in items), team_addresses)
+    reported.update(granted[1] for granted in requests.values() if granted is not None)
     domains = {address.rpartition("@")[2] for address in addresses}
     directory = Directory(
         customers_by_address=by_address,
@@ -264,14 +276,17 @@ def ingest(
         ),
     )
     stored = {m: pk for m, pk in known_messages.items() if m in own_ids}
+    suppressed = _suppressed(session, reported) if reported else set()
     plan = plan_batch(
         [(item.parsed, item.classification) for item in items],
         directory,
         stored_messages=stored,
         stored_links=_links_of(session, stored.values()),
-        suppressed=_suppressed(session, hard_bounced) if hard_bounced else set(),
+        suppressed=suppressed,
         policy=policy,
+        unsubscribes=requests,
     )
+    apply_soft_limit(session, plan, policy, suppressed, now)
 
     customer = _real(_insert_leads(session, plan, owner_id, policy.lead_source, now))
     address_rows = [
@@ -291,51 +306,41 @@ def ingest(
         session.execute(insert(_LINK), link_rows)
     if plan.suppressions:
         suppression_rows = [
-            {"address": b.address, "reason": "hard_bounce", "detail": b.diagnostic, "created_at": now}
-            for b in plan.suppressions
+            {
+                "address": entry.address,
+                "reason": entry.reason,
+                "detail": entry.detail,
+                "bounce_reason": entry.bounce_reason,
+                "status": entry.status,
+                "created_at": now,
+            }
+            for entry in plan.suppressions
         ]
         session.execute(insert(_SUPPRESSION), suppression_rows)
     if plan.events:
-        event_rows = [_event_row(items[e.item], plan.results[e.item], e, customer, message, mailbox, now)
-                      for e in plan.events]  # fmt: skip
+        event_rows = [
+            _event_row(items[e.item], plan, e, customer, message, mailbox, now) for e in plan.events
+        ]
         session.execute(insert(_EVENT), event_rows)
     _insert_locations(session, items, [message(pk) for pk in plan.message_pks], mailbox, folder, uidvalidity)
+    dates = [item.parsed.date or now for item in items]
+    stats.sender_issues = write_reports(
+        session, plan, dates, customer=customer, message=message, mailbox=mailbox, now=now
+    )
 
     stats.new_messages = len(plan.new_messages)
     stats.message_ids = [items[index].parsed.message_id for index in plan.new_messages]
     stats.leads = len(plan.leads)
     stats.new_addresses = len(plan.new_addresses)
     stats.links = len(plan.links)
-    stats.bounces = len(plan.suppressions)
+    stats.bounces = sum(1 for report in plan.reports if report.kind == "bounced")
     stats.unmatched = plan.unmatched
     stats.malformed = sum(int(item.parsed.malformed) for item in items)
-    record_bounces(session, _returned(items, mailbox), now=now)
     if plan.replied:  # one statement per batch, not per reply
         stats.cancelled_followups = _cancel_followups(
             session, sorted({customer(c) for c in plan.replied}), now
         )
     return stats
-
-
-def _returned(items: Sequence[IncomingMessage], mailbox: str) -> dict[str, FoundBounce]:
-    """Bounces of the batch by the Message-ID they returned, so the outbox row that sent
-    it shows the bounce in its history (hard bounces first: they decide `last_error`)."""
-    found: dict[str, FoundBounce] = {}
-    for item in items:
-        classification = item.classification
-        original = classification.original_message_id
-        if classification.kind is not MessageKind.BOUNCE or not original or not classification.bounced:
-            continue
-        ordered = sorted(classification.bounced, key=lambda b: not b.hard)
-        reply = "; ".join(_bounce_text(b) for b in ordered) + f" (reported by {mailbox})"
-        found.setdefault(original, FoundBounce(reply=reply, hard=ordered[0].hard))
-    return found
-
-
-def _bounce_text(bounced: BouncedRecipient) -> str:
-    kind = "hard" if bounced.hard else "soft"
-    text = f"{bounced.status or 'no status'} {kind}"
-    return f"{text}: {bounced.diagnostic}" if bounced.diagnostic else text
 
 
 def _cancel_followups(session: Session, customers: Sequence[int], now: datetime) -> int:
@@ -407,7 +412,7 @@ def _message_row(
 
 def _event_row(
     item: IncomingMessage,
-    result: MatchResult,
+    plan: BatchPlan,
     event: PlannedEvent,
     customer: Callable[[int], int],
     message: Callable[[int], int],
@@ -415,15 +420,17 @@ def _event_row(
     now: datetime,
 ) -> dict[str, Any]:
     payload: dict[str, Any]
-    if event.bounce is None:
-        payload = {"direction": result.direction, "mailbox": mailbox}
-    else:
+    if event.report is not None:
+        payload = report_payload(plan.reports[event.report])
+    elif event.unsubscribed is not None:
         payload = {
-            "address": event.bounce.address,
-            "status": event.bounce.status,
-            "diagnostic": event.bounce.diagnostic,
-            "original_message_id": item.classification.original_message_id,
+            "summary": f"unsubscribed: {event.unsubscribed} asked by mail to receive no more automated email",
+            "address": event.unsubscribed,
+            "suppressed": True,
+            "mailbox": mailbox,
         }
+    else:
+        payload = {"direction": plan.results[event.item].direction, "mailbox": mailbox}
     return {
         "customer_id": customer(event.customer_id),
         "kind": event.kind,

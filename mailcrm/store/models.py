@@ -260,6 +260,8 @@ class Suppression(SQLModel, table=True):
     address: str = Field(sa_type=String(254), unique=True)
     reason: str = Field(sa_type=String(32))
     detail: str | None = Field(default=None, sa_type=Text)
+    bounce_reason: str | None = Field(default=None, sa_type=String(32))  # e.g. userunknown
+    status: str | None = Field(default=None, sa_type=String(32))  # e.g. 5.1.1
     created_at: datetime = _when()
 
 
@@ -312,6 +314,7 @@ class OutboxAttempt(SQLModel, table=True):
     outcome: str = Field(sa_type=String(20))
     code: int | None = Field(default=None)
     reply: str | None = Field(default=None, sa_type=Text)
+    reason: str | None = Field(default=None, sa_type=String(32), index=True)  # bounce reason, if refused
 
 
 class FolderCursor(SQLModel, table=True):
@@ -330,6 +333,59 @@ class FolderCursor(SQLModel, table=True):
     errors: int = Field(default=0)
     last_error: str | None = Field(default=None, sa_type=Text)
     last_sync_at: datetime | None = _when(nullable=True)
+
+
+class DeliveryReport(SQLModel, table=True):
+    """One recipient of a bounce, delay notice, success report or complaint found by sync.
+
+    The reason is a column (sisimai's names, `domain.bounce_reasons`) so reports can
+    count by it; `suppressed` says whether this report suppressed the address.
+    """
+
+    __tablename__ = "delivery_report"
+    __table_args__ = (Index("ix_delivery_report_customer_at", "customer_id", "at"),)
+
+    id: int | None = _id()
+    at: datetime = _when()
+    kind: str = Field(sa_type=String(16))  # bounced, delayed, delivered, complained
+    reason: str = Field(sa_type=String(32), index=True)
+    address: str | None = Field(default=None, sa_type=String(254), index=True)
+    customer_id: int | None = _fk("customer.id", nullable=True, ondelete="SET NULL")
+    message_pk: int | None = _fk("message.id", nullable=True, index=True, ondelete="SET NULL")
+    original_message_id: str | None = Field(default=None, sa_type=String(998), index=True)
+    status: str | None = Field(default=None, sa_type=String(32))
+    diagnostic: str | None = Field(default=None, sa_type=Text)
+    suppressed: bool = Field(default=False)
+    sender_side: bool = Field(default=False)
+
+
+class SenderIssue(SQLModel, table=True):
+    """A failure caused by the sender's own setup, once per (sending domain, cause, receiving domain)."""
+
+    __tablename__ = "sender_issue"
+    __table_args__ = (UniqueConstraint("sender_domain", "cause", "receiving_domain", name="uq_sender_issue"),)
+
+    id: int | None = _id()
+    sender_domain: str = Field(sa_type=String(253))
+    cause: str = Field(sa_type=String(32))  # a sender-side bounce reason: authfailure, blocked, ...
+    receiving_domain: str = Field(sa_type=String(253))
+    salesperson: str | None = Field(default=None, sa_type=String(254))
+    status: str | None = Field(default=None, sa_type=String(32))
+    detail: str | None = Field(default=None, sa_type=Text)  # the last reply or diagnostic
+    count: int = Field(default=1)
+    first_seen: datetime = _when()
+    last_seen: datetime = _when()
+
+
+class SigningKey(SQLModel, table=True):
+    """A random key made once and kept in the database, so every daemon on it agrees."""
+
+    __tablename__ = "signing_key"
+
+    id: int | None = _id()
+    name: str = Field(sa_type=String(64), unique=True)
+    secret: str = Field(sa_type=String(128))  # hex
+    created_at: datetime = _when()
 
 
 def table_of(model: type[SQLModel]) -> Table:

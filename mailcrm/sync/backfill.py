@@ -10,7 +10,7 @@ from pathlib import Path
 from mailcrm.errors import ImportFileError
 from mailcrm.store.db import Database
 from mailcrm.store.mail import IngestStats, ingest
-from mailcrm.sync.engine import MailboxIdentity, prepare_raw
+from mailcrm.sync.engine import MailboxIdentity, log_sender_issues, prepare_raw
 
 BATCH = 250
 
@@ -61,6 +61,7 @@ def backfill(
                 team_addresses=identity.team_addresses,
                 policy=identity.policy,
             )
+        log_sender_issues(stats, identity.name)
         total.add(stats)
         if on_progress is not None:
             on_progress(total.messages)

@@ -90,6 +90,12 @@ class _Start:
     old_uidvalidity: int | None
 
 
+def log_sender_issues(stats: IngestStats, mailbox: str) -> None:
+    """One WARNING per sender-side failure seen for the first time (after the commit that recorded it)."""
+    for line in stats.sender_issues:
+        log.warning("%s", line, extra={"action": "sender_issue", "mailbox": mailbox})
+
+
 def prepare_raw(raws: Sequence[bytes]) -> list[IncomingMessage]:
     """Parse and classify raw messages from files (CPU work: run it off the event loop)."""
     return [IncomingMessage(parsed, classification) for parsed, classification in read_batch(raws)]
@@ -308,6 +314,7 @@ class FolderSync:
                 highestmodseq=modseq,
                 added=stats.new_messages,
             )
+        log_sender_issues(stats, self.mailbox.name)
         if confirmed:
             log.info(
                 "%s sends of unknown outcome confirmed by %s",

@@ -243,6 +243,8 @@ def identities(db: Database, settings: Settings) -> dict[str, MailboxIdentity]:
         create_leads=settings.sync.create_leads,
         lead_source=settings.sync.lead_source,
         fold_addresses=settings.sync.fold_addresses,
+        soft_bounce_limit=settings.sending.soft_bounce_limit,
+        soft_bounce_window=settings.sending.soft_bounce_window,
     )
     return {
         person.email: MailboxIdentity(person.email, owner_ids.get(person.email), team, policy)

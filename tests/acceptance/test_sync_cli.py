@@ -85,6 +85,90 @@ def test_sync_once_puts_mail_on_timelines(
     assert inbox["last_sync_at"]
 
 
+def configured_db(cli: CLI) -> Path:
+    """The database file of the `configured` installation (created by a first command)."""
+    found = cli("db", "status", "--json").json()["database"]
+    return Path(found.removeprefix("sqlite:///"))
+
+
+def _sent_row(path: Path, message_id: str) -> None:
+    from datetime import UTC, datetime
+
+    from mailcrm.store.db import Database
+    from mailcrm.store.models import OutboxItem
+
+    db = Database(f"sqlite:///{path}")
+    now = datetime.now(UTC)
+    with db.write() as session:
+        session.add(
+            OutboxItem(rule="quote", customer_id=1, occurrence="1", template="t", sender=ALICE, due_at=now,
+                       state="sent", attempts=1, message_id=message_id, sent_at=now)
+        )  # fmt: skip
+    db.dispose()
+
+
+def test_bounce_reasons_and_sender_issues_are_shown(
+    cli: CLI, configured: dict[str, str], dovecot: DovecotServer, imap_user: ImapCredentials
+) -> None:
+    """A full mailbox is on the timeline with its reason and suppresses nothing; a DMARC
+    failure is the salesperson's to fix, listed by `mailboxes status`."""
+    assert cli("customers", "add", "--name", "Somsri", "-e", "somsri@siam.example").code == 0
+    assert cli("customers", "add", "--name", "Wang", "-e", "wang@golden.example").code == 0
+    _sent_row(configured_db(cli), "<quote-1@acme.example>")  # the email the first report returns
+    dovecot.deliver(
+        imap_user,
+        mailgen.dsn(
+            reporting_to=ALICE,
+            failed="somsri@siam.example",
+            status="5.2.2",
+            original_id="<quote-1@acme.example>",
+            diagnostic="smtp; 552 5.2.2 mailbox full",
+        ),
+    )
+    dovecot.deliver(
+        imap_user,
+        mailgen.dsn(
+            reporting_to=ALICE,
+            failed="wang@golden.example",
+            status="5.7.26",
+            original_id="<quote-2@acme.example>",
+            diagnostic="smtp; 550 5.7.26 Unauthenticated email is not accepted due to DMARC policy",
+        ),
+    )
+    result = cli("sync", "--once", "--json", extra_env=configured)
+    assert result.code == 0, result.stderr
+    assert "fails DKIM/DMARC at golden.example" in result.stderr  # the one warning
+
+    timeline = cli("timeline", "somsri@siam.example")
+    assert timeline.code == 0 and "mailboxfull (5.2.2); address not suppressed" in timeline.stdout
+    (entry,) = cli("timeline", "somsri@siam.example", "--json").json()
+    assert (entry["kind"], entry["payload"]["reason"], entry["payload"]["suppressed"]) == (
+        "bounced",
+        "mailboxfull",
+        False,
+    )
+    shown = cli("customers", "show", "wang@golden.example", "--json").json()
+    assert shown["emails"][0]["suppressed"] is False
+
+    shown_row = cli("outbox", "show", "1")
+    assert shown_row.code == 0 and "bounced" in shown_row.stdout and "mailboxfull" in shown_row.stdout
+    history = cli("outbox", "show", "1", "--json").json()["history"]
+    assert [(a["outcome"], a["reason"]) for a in history] == [("bounced", "mailboxfull")]
+
+    status = cli("mailboxes", "status")
+    assert status.code == 0 and "fails DKIM/DMARC at golden.example" in status.stdout
+    rows = cli("mailboxes", "status", "--json").json()
+    (issue,) = [row for row in rows if row["kind"] == "sender_issue"]
+    assert (issue["mailbox"], issue["cause"], issue["receiving_domain"], issue["count"]) == (
+        ALICE,
+        "authfailure",
+        "golden.example",
+        1,
+    )
+    assert issue["last_error"].startswith("mail from acme.example fails DKIM/DMARC at golden.example")
+    assert all(row["kind"] == "folder" for row in rows if row is not issue)
+
+
 def test_wrong_password_fails_with_a_clear_message(cli: CLI, configured: dict[str, str]) -> None:
     result = cli("sync", "--once", extra_env={"ALICE_IMAP_PASSWORD": "not the password"})
     assert result.code == 1

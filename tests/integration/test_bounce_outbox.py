@@ -81,14 +81,17 @@ def test_a_bounce_attaches_to_the_row_it_returns_once(db: Database) -> None:
     attempts = bounced(db, pk)
     assert len(attempts) == 1
     assert attempts[0].code is None
+    assert attempts[0].reason == "userunknown"
     reply = attempts[0].reply or ""
-    assert reply.startswith("5.1.1 hard: ") and "User unknown" in reply
+    assert reply.startswith("5.1.1 userunknown, suppressed: ") and "User unknown" in reply
     assert reply.endswith(f"(reported by {ALICE})")
     with db.read() as session:
         row = session.get(OutboxItem, pk)
         assert row is not None
         assert (row.state, row.last_error) == (OutboxState.SENT.value, reply)
-        assert [a.outcome for a in outbox.history(session, pk)] == [outbox.ATTEMPT_BOUNCED]
+        assert [(a.outcome, a.reason) for a in outbox.history(session, pk)] == [
+            (outbox.ATTEMPT_BOUNCED, "userunknown")
+        ]
 
     # A resync, and a second copy of the report in another batch, add nothing.
     store(db, report(sent))

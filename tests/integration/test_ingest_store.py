@@ -140,16 +140,18 @@ def test_one_message_in_two_mailboxes_is_stored_once_and_located_in_both(crm: Da
 
 
 def test_a_hard_bounce_suppresses_once_and_tells_the_timeline(crm: Database) -> None:
-    def bounce() -> IncomingMessage:
-        return incoming(
-            mailgen.dsn(reporting_to=ALICE, failed="wang@golden.example", status="5.1.1", original_id="<o@x>")
+    def bounce() -> bytes:
+        return mailgen.dsn(
+            reporting_to=ALICE, failed="wang@golden.example", status="5.1.1", original_id="<o@x>"
         )
 
-    stats = store(crm, [bounce(), bounce()], uidvalidity=None)
-    assert stats.bounces == 1
+    first, second = bounce(), bounce()  # two reports: two emails came back
+    stats = store(crm, [incoming(first), incoming(second)], uidvalidity=None)
+    assert stats.bounces == 2
     assert count(crm, Suppression, Suppression.address == "wang@golden.example") == 1  # type: ignore[arg-type]
-    assert kinds(crm, "wang@golden.example") == ["bounced"]
-    assert store(crm, [bounce()]).bounces == 0
+    assert kinds(crm, "wang@golden.example") == ["bounced", "bounced"]
+    assert store(crm, [incoming(first), incoming(second)]).bounces == 0  # stored again: nothing new
+    assert kinds(crm, "wang@golden.example") == ["bounced", "bounced"]
     assert count(crm, EmailAddress, EmailAddress.address.like("mailer-daemon%")) == 0  # type: ignore[attr-defined]
     assert count(crm, MessageLocation) == 0  # messages from files have no folder location
 

@@ -265,6 +265,11 @@ def test_hard_bounce_suppresses_and_a_delay_does_not(mail_env: MailEnv) -> None:
     env = mail_env
     env.dovecot.deliver(
         env.alice,
+        mailgen.make(sender=ALICE, to="somsri@siam.example", subject="Offer", msgid="<offer-2@acme.example>"),
+        "Sent",
+    )
+    env.dovecot.deliver(
+        env.alice,
         mailgen.dsn(
             reporting_to=ALICE,
             failed="wang@golden.example",
@@ -286,12 +291,39 @@ def test_hard_bounce_suppresses_and_a_delay_does_not(mail_env: MailEnv) -> None:
     assert env.count(Suppression, Suppression.address == "wang@golden.example") == 1
     assert env.count(Suppression, Suppression.address == "somsri@siam.example") == 0
     assert "bounced" in env.kinds("wang@golden.example")
-    assert env.kinds("somsri@siam.example") == []
+    assert sorted(env.kinds("somsri@siam.example")) == ["delayed", "email_out"]
     with env.db.read() as session:
         view = customers.views(session, [customers.resolve(session, "wang@golden.example")])[0]
     assert view.emails[0].suppressed is True
     # MAILER-DAEMON never becomes a lead.
     assert env.count(EmailAddress, EmailAddress.address.like("mailer-daemon%")) == 0
+
+
+def test_a_dmarc_failure_warns_the_salesperson_once_and_spares_the_customer(
+    mail_env: MailEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = mail_env
+    words = "smtp; 550 5.7.26 Unauthenticated email from acme.example is not accepted due to DMARC policy"
+    for number in (1, 2):
+        env.dovecot.deliver(
+            env.alice,
+            mailgen.dsn(
+                reporting_to=ALICE,
+                failed="wang@golden.example",
+                status="5.7.26",
+                original_id=f"<offer-{number}@acme.example>",
+                diagnostic=words,
+            ),
+        )
+        with caplog.at_level(logging.WARNING, logger="mailcrm"):
+            env.sync()
+    warnings = [r.getMessage() for r in caplog.records if "fails DKIM/DMARC" in r.getMessage()]
+    assert warnings == [
+        "mail from acme.example fails DKIM/DMARC at golden.example (550 5.7.26 Unauthenticated email from "
+        "acme.example is not accepted due to DMARC policy): fix your DNS (SPF, DKIM, DMARC records)"
+    ]
+    assert env.count(Suppression) == 0
+    assert env.kinds("wang@golden.example") == ["bounced", "bounced"]
 
 
 def test_message_in_two_mailboxes_is_stored_once_and_linked_to_both(mail_env: MailEnv) -> None:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailcrm.domain.bounce_reasons import BounceReason
 from mailcrm.domain.retry import (
     SEND_SLACK,
     SOFT_BOUNCE_STATUSES,
@@ -17,10 +18,12 @@ from mailcrm.domain.retry import (
     SmtpOutcome,
     Verdict,
     after_ambiguous,
+    bounce_reason,
     classify,
     deadline_for,
     enhanced_status,
     is_soft_bounce,
+    is_soft_failure,
     late_reason,
     next_attempt,
     too_many_soft,
@@ -63,6 +66,60 @@ def test_classification(phase: Phase, code: int | None, text: str, verdict: Verd
     assert "smtp.example:587" in decision.reason
     if code is not None:
         assert decision.reason.startswith(f"{code} {text}")
+
+
+@pytest.mark.parametrize(
+    ("phase", "code", "text", "verdict", "bounce", "sender_side"),
+    [
+        (Phase.RCPT, 550, "5.1.1 no such user", Verdict.SUPPRESS, BounceReason.USERUNKNOWN, False),
+        (Phase.RCPT, 550, "5.1.2 bad destination system", Verdict.SUPPRESS, BounceReason.HOSTUNKNOWN, False),
+        (Phase.RCPT, 550, "5.1.6 mailbox has moved", Verdict.SUPPRESS, BounceReason.HASMOVED, False),
+        (Phase.RCPT, 552, "5.2.2 over quota", Verdict.RETRY, BounceReason.MAILBOXFULL, False),
+        (Phase.RCPT, 452, "4.2.2 over quota", Verdict.RETRY, BounceReason.MAILBOXFULL, False),
+        (
+            Phase.DOT,
+            550,
+            "5.7.26 Unauthenticated email from acme.example is not accepted due to domain's DMARC policy",
+            Verdict.FAILED,
+            BounceReason.AUTHFAILURE,
+            True,
+        ),
+        (
+            Phase.RCPT,
+            550,
+            "5.7.25 the sending IP has no PTR record",
+            Verdict.FAILED,
+            BounceReason.REQUIREPTR,
+            True,
+        ),
+        (Phase.DOT, 552, "5.3.4 message too big", Verdict.FAILED, BounceReason.MESGTOOBIG, False),
+        (Phase.RCPT, 421, "4.7.28 rate limited", Verdict.RETRY, BounceReason.SPEEDING, False),
+        (Phase.CONNECT, 554, "5.7.26 go away", Verdict.RETRY, None, False),  # the account, not the row
+        (Phase.DOT, None, "connection lost", Verdict.AMBIGUOUS, None, False),
+    ],
+)
+def test_verdicts_follow_the_bounce_reason(
+    phase: Phase,
+    code: int | None,
+    text: str,
+    verdict: Verdict,
+    bounce: BounceReason | None,
+    sender_side: bool,
+) -> None:
+    """Only a permanent recipient failure suppresses; a sender-side cause fails the row for
+    the salesperson to fix; the reason recorded is the one the verdict came from."""
+    decision = classify(SmtpOutcome(phase, code, text))
+    assert (decision.verdict, decision.bounce, decision.sender_side) == (verdict, bounce, sender_side)
+    if phase is not Phase.CONNECT:
+        assert bounce_reason(code, text) == bounce
+
+
+def test_soft_failures_are_one_rule_for_replies_and_reports() -> None:
+    assert is_soft_failure(BounceReason.MAILBOXFULL, None)  # a report's reason, no status
+    assert is_soft_failure(BounceReason.ONHOLD, "4.2.1")  # mailbox busy for now
+    assert not is_soft_failure(BounceReason.USERUNKNOWN, "5.1.1")
+    assert not is_soft_failure(BounceReason.AUTHFAILURE, "5.7.26")
+    assert is_soft_bounce(552, "5.2.2 over quota") and not is_soft_bounce(550, "5.7.26 dmarc")
 
 
 def test_reason_is_one_line_even_for_multiline_replies() -> None:
@@ -205,7 +262,7 @@ def test_late_exactly_when_unattempted_and_overdue_beyond_grace_and_slack(
         (550, "5.1.1 no such user", False),
         (552, "5.2.3 message too big", False),  # about the message, not the mailbox
         (452, "4.3.1 insufficient system storage", False),  # the server's problem
-        (452, "mailbox full", False),  # no enhanced status to go by
+        (452, "try again", False),  # nothing says it is the mailbox
         (452, "", False),
         (452, None, False),
         (None, "4.2.2 mailbox full", False),
@@ -222,7 +279,10 @@ def test_soft_bounce(code: int | None, text: str | None, soft: bool) -> None:
 def test_a_soft_bounce_is_a_4xx_or_5xx_with_a_mailbox_status(code: int | None, text: str | None) -> None:
     if is_soft_bounce(code, text):
         assert code is not None and 400 <= code < 600
-        assert text is not None and enhanced_status(text) in SOFT_BOUNCE_STATUSES
+        assert text is not None
+        reason = bounce_reason(code, text)
+        assert reason is not None and is_soft_failure(reason, enhanced_status(text))
+        assert enhanced_status(text) in SOFT_BOUNCE_STATUSES or reason is BounceReason.MAILBOXFULL
 
 
 def test_soft_bounces_suppress_once_the_limit_is_reached() -> None:

@@ -45,7 +45,14 @@ from mailcrm.store.outbox.admin import cancel, count_by_state, get, history, lis
 from mailcrm.store.outbox.bounces import FoundBounce, record_bounces
 from mailcrm.store.outbox.claims import INTERRUPTED_HOLD, INTERRUPTED_RESEND, claim, extend_lease, release
 from mailcrm.store.outbox.confirm import confirm_from_mailbox, confirm_stored
-from mailcrm.store.outbox.facts import prepare, primary_addresses, send_checks, sent_since, soft_bounces
+from mailcrm.store.outbox.facts import (
+    prepare,
+    primary_addresses,
+    send_checks,
+    sent_since,
+    soft_bounce_count,
+    soft_bounces,
+)
 from mailcrm.store.outbox.outcomes import (
     SEND_FAILED_EVENT,
     defer,
@@ -140,6 +147,7 @@ __all__ = [
     "send_checks",
     "sent_since",
     "skip_late",
+    "soft_bounce_count",
     "soft_bounces",
     "suppress",
     "unsuppress",

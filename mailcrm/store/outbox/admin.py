@@ -84,12 +84,13 @@ def get(session: Session, outbox_id: int) -> OutboxDetail:
 def history(session: Session, outbox_id: int) -> list[AttemptView]:
     """Every delivery attempt of a row, oldest first."""
     query = (
-        select(_ATTEMPT.c.at, _ATTEMPT.c.outcome, _ATTEMPT.c.code, _ATTEMPT.c.reply)
+        select(_ATTEMPT.c.at, _ATTEMPT.c.outcome, _ATTEMPT.c.code, _ATTEMPT.c.reply, _ATTEMPT.c.reason)
         .where(_ATTEMPT.c.outbox_id == outbox_id)
         .order_by(_ATTEMPT.c.at, _ATTEMPT.c.id)
     )
     return [
-        AttemptView(at=a.at, outcome=a.outcome, code=a.code, reply=a.reply) for a in session.execute(query)
+        AttemptView(at=a.at, outcome=a.outcome, code=a.code, reply=a.reply, reason=a.reason)
+        for a in session.execute(query)
     ]
 
 

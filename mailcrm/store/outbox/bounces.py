@@ -17,9 +17,10 @@ from mailcrm.store.types import utcnow
 class FoundBounce:
     """A bounce a sync stored, as the outbox history tells it (`record_bounces`)."""
 
-    reply: str  # e.g. '5.1.1 hard: user unknown (reported by alice@team.example)'
-    hard: bool
+    reply: str  # e.g. '5.1.1 userunknown, suppressed: user unknown (reported by alice@team.example)'
+    hard: bool  # the address was suppressed: the reply becomes the row's `last_error`
     code: int | None = None
+    reason: str | None = None  # the bounce reason (`domain.bounce_reasons`), for reports
 
 
 def record_bounces(
@@ -29,8 +30,9 @@ def record_bounces(
 
     The server took these messages, so the send-time history says `sent`; without this the
     row never shows that the recipient's server gave it back. Each row gets one `bounced`
-    attempt (a resync or a second copy of the report adds nothing), and a hard bounce
-    becomes the row's `last_error`; `state` stays as it is. Called by the sync in the
+    attempt with the bounce reason (a resync or a second copy of the report adds nothing),
+    and a bounce that suppressed the address becomes the row's `last_error`; `state`
+    stays as it is. Called by the sync in the
     transaction that stores the batch: one SELECT per chunk of Message-IDs, one INSERT,
     one UPDATE. Returns the row ids that got an attempt.
     """
@@ -60,6 +62,7 @@ def record_bounces(
                 "outcome": ATTEMPT_BOUNCED,
                 "code": found.code,
                 "reply": found.reply,
+                "reason": found.reason,
             }
             for pk, found in sorted(rows.items())
         ],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
+from mailcrm.domain.bounce_reasons import BounceReason
+from mailcrm.domain.retry import is_soft_bounce, is_soft_failure
 from mailcrm.store.customers import views_by_id as customer_views
 from mailcrm.store.db import Database
 from mailcrm.store.outbox.tables import (
@@ -19,6 +21,7 @@ from mailcrm.store.outbox.tables import (
     _MESSAGE,
     _OUTBOX,
     _PURCHASE,
+    _REPORT,
     _SALESPERSON,
     _SUPPRESSION,
     CLAIMED,
@@ -219,19 +222,33 @@ def sent_since(
     return int(count) + int(in_flight), oldest
 
 
-def soft_bounces(
-    db: Database, customer_id: int, since: datetime, is_soft: Callable[[int | None, str | None], bool]
-) -> int:
-    """Attempts to the customer since `since` whose reply `is_soft` calls a soft bounce.
+def soft_bounce_count(session: Session, customer_id: int, since: datetime) -> int:
+    """The customer's soft bounces since `since`: SMTP replies while sending and failed
+    deliveries that sync found in a mailbox, judged by the one rule
+    (`domain.retry.is_soft_bounce` / `is_soft_failure`).
 
-    Counted from the attempt history, so it holds across rows, rules and restarts. The
-    history keeps no recipient: all of the customer's attempts count, which is the
-    primary address in all but the rare case of an address changed inside the window.
+    Counted from the attempt history and the delivery reports, so it holds across rows,
+    rules, mailboxes and restarts. A report sync attached to an outbox row is an attempt
+    without a reply code, so it is counted once, as a report. The history keeps no
+    recipient: all of the customer's attempts count, which is the primary address in all
+    but the rare case of an address changed inside the window.
     """
-    query = (
+    attempts = (
         select(_ATTEMPT.c.code, _ATTEMPT.c.reply)
         .join(_OUTBOX, _OUTBOX.c.id == _ATTEMPT.c.outbox_id)
         .where(_OUTBOX.c.customer_id == customer_id, _ATTEMPT.c.at >= since, _ATTEMPT.c.code >= 400)
     )
+    count = sum(1 for code, reply in session.execute(attempts) if is_soft_bounce(code, reply))
+    reports = select(_REPORT.c.reason, _REPORT.c.status).where(
+        _REPORT.c.customer_id == customer_id, _REPORT.c.kind == "bounced", _REPORT.c.at >= since
+    )
+    for reason, status in session.execute(reports):
+        known = reason in BounceReason.__members__.values()
+        count += int(known and is_soft_failure(BounceReason(reason), status))
+    return count
+
+
+def soft_bounces(db: Database, customer_id: int, since: datetime) -> int:
+    """`soft_bounce_count` in a read transaction of its own (the sender's)."""
     with db.read() as session:
-        return sum(1 for code, reply in session.execute(query) if is_soft(code, reply))
+        return soft_bounce_count(session, customer_id, since)

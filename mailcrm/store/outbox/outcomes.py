@@ -41,10 +41,18 @@ def _mine(row: ClaimedEmail) -> Any:
 
 
 def _attempt(
-    session: Session, outbox_id: int, outcome: str, at: datetime, code: int | None, reply: str | None
+    session: Session,
+    outbox_id: int,
+    outcome: str,
+    at: datetime,
+    code: int | None,
+    reply: str | None,
+    reason: str | None = None,
 ) -> None:
     session.execute(
-        insert(_ATTEMPT).values(outbox_id=outbox_id, at=at, outcome=outcome, code=code, reply=reply)
+        insert(_ATTEMPT).values(
+            outbox_id=outbox_id, at=at, outcome=outcome, code=code, reply=reply, reason=reason
+        )
     )
 
 
@@ -100,11 +108,12 @@ def mark_retry(
     now: datetime | None = None,
     code: int | None = None,
     reply: str | None = None,
+    reason: str | None = None,
 ) -> bool:
     """Back to `due` at `next_at`. `attempted` False: nothing reached the server (not counted).
 
     An attempt goes into the row's history with the server's `code` and `reply`
-    (default: `error`).
+    (default: `error`) and the bounce `reason` the reply names.
     """
     moment = now or utcnow()
     values: dict[str, Any] = {
@@ -126,7 +135,7 @@ def mark_retry(
         changed = _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
         if attempted:
             outcome = ATTEMPT_AMBIGUOUS if ambiguous else ATTEMPT_RETRY
-            _attempt(session, row.id, outcome, moment, code, reply or error)
+            _attempt(session, row.id, outcome, moment, code, reply or error, reason)
         return changed
 
 
@@ -156,17 +165,17 @@ def _finish(
     db: Database,
     row: ClaimedEmail,
     values: dict[str, Any],
-    attempt: tuple[str, int | None, str | None] | None = None,
+    attempt: tuple[str, int | None, str | None, str | None] | None = None,
     event: tuple[str, dict[str, Any]] | None = None,
 ) -> bool:
-    """End the row's claim; `attempt` (outcome, code, reply) goes into its history, and
+    """End the row's claim; `attempt` (outcome, code, reply, reason) goes into its history, and
     `event` (kind, payload) onto the customer's timeline if this call ended the claim."""
     moment = values.setdefault("updated_at", utcnow())
     values.update(attempt_started_at=None, claimed_by=None, claimed_until=None)
     with db.write() as session:
         changed = _changed(session.execute(update(_OUTBOX).where(_mine(row)).values(**values)))
         if attempt is not None:
-            _attempt(session, row.id, attempt[0], moment, attempt[1], attempt[2])
+            _attempt(session, row.id, attempt[0], moment, attempt[1], attempt[2], attempt[3])
         if event is not None and changed:
             session.execute(
                 insert(_EVENT).values(
@@ -187,30 +196,37 @@ def mark_failed(
     code: int | None = None,
     reply: str | None = None,
     notify: str | None = None,
+    reason: str | None = None,
+    sender_side: bool = False,
 ) -> bool:
     """Give up on the row; `error` (the server's reply or the template error) is kept.
 
     `attempted`: the server was asked, and the attempt (`outcome`: failed or
-    suppressed, with `code` and `reply`) goes into the row's history. `notify` (the
-    salesperson to tell) puts a `send_failed` event on the customer's timeline, in the
-    same transaction, so the owner learns of it exactly once.
+    suppressed, with `code`, `reply` and the bounce `reason`) goes into the row's
+    history. `notify` (the salesperson to tell) puts a `send_failed` event on the
+    customer's timeline, in the same transaction, so the owner learns of it exactly
+    once; `sender_side` says there that the sender's own setup caused the failure.
     """
     values: dict[str, Any] = {"state": FAILED, "last_error": error, "updated_at": now or utcnow()}
     if attempted:
         values["attempts"] = _OUTBOX.c.attempts + 1
     event: tuple[str, dict[str, Any]] | None = None
     if notify is not None:
+        cause = " (the sender's own setup caused it; the customer's address is fine)" if sender_side else ""
         payload = {
-            "summary": f"automated email '{row.rule}' was not sent: {error}",
+            "summary": f"automated email '{row.rule}' was not sent: {error}{cause}",
             "rule": row.rule,
             "template": row.template,
             "outbox_id": row.id,
             "reason": error,
+            "bounce_reason": reason,
+            "sender_side": sender_side,
             "salesperson": notify,
             "message_id": row.message_id,
         }
         event = (SEND_FAILED_EVENT, payload)
-    return _finish(db, row, values, (outcome, code, reply or error) if attempted else None, event)
+    attempt = (outcome, code, reply or error, reason) if attempted else None
+    return _finish(db, row, values, attempt, event)
 
 
 def mark_unknown(
@@ -230,7 +246,7 @@ def mark_unknown(
         "ambiguous_attempts": _OUTBOX.c.ambiguous_attempts + 1,
         "updated_at": now or utcnow(),
     }
-    return _finish(db, row, values, (ATTEMPT_AMBIGUOUS, code, reply or error))
+    return _finish(db, row, values, (ATTEMPT_AMBIGUOUS, code, reply or error, None))
 
 
 def mark_skipped(

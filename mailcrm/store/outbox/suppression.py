@@ -19,11 +19,14 @@ def suppress(
     customer_id: int | None = None,
     status: str | None = None,
     message_id: str | None = None,
+    bounce_reason: str | None = None,
 ) -> bool:
     """Never send to `address` again; False when it already was suppressed.
 
-    With `customer_id` (a hard bounce at send time) the customer's timeline shows it,
-    as it does for a bounce found in a mailbox.
+    The row keeps why (`reason`: hard_bounce, soft_bounce, complained, unsubscribe, a
+    person's words), the bounce reason and status behind it. With `customer_id` (a
+    bounce at send time) the customer's timeline shows it, as it does for a bounce
+    found in a mailbox.
     """
     normalized = normalize_address(address)
     exists = session.execute(select(_SUPPRESSION.c.id).where(_SUPPRESSION.c.address == normalized)).first()
@@ -31,7 +34,14 @@ def suppress(
         return False
     now = utcnow()
     session.execute(
-        insert(_SUPPRESSION).values(address=normalized, reason=reason, detail=detail, created_at=now)
+        insert(_SUPPRESSION).values(
+            address=normalized,
+            reason=reason,
+            detail=detail,
+            bounce_reason=bounce_reason,
+            status=status,
+            created_at=now,
+        )
     )
     if customer_id is not None:
         session.execute(
@@ -41,8 +51,14 @@ def suppress(
                 at=now,
                 message_pk=None,
                 payload={
+                    "summary": f"bounced: {normalized}: {bounce_reason or 'undefined'}"
+                    + (f" ({status})" if status else "")
+                    + "; address suppressed",
                     "address": normalized,
                     "status": status,
+                    "reason": bounce_reason,
+                    "suppressed": True,
+                    "sender_side": False,
                     "diagnostic": detail,
                     "original_message_id": message_id,
                 },

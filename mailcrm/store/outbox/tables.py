@@ -7,6 +7,7 @@ from typing import Any
 
 from mailcrm.store.models import (
     Customer,
+    DeliveryReport,
     EmailAddress,
     Message,
     MessageLink,
@@ -30,6 +31,7 @@ _MESSAGE = table_of(Message)
 _LINK = table_of(MessageLink)
 _PURCHASE = table_of(Purchase)
 _ATTEMPT = table_of(OutboxAttempt)
+_REPORT = table_of(DeliveryReport)
 
 _CHUNK = 500
 

@@ -57,9 +57,10 @@ class AttemptView(BaseModel):
     """One delivery attempt in `outbox show`: when, how it ended, and the server's reply."""
 
     at: datetime
-    outcome: str  # sent, retry, failed, suppressed, ambiguous
+    outcome: str  # sent, retry, failed, suppressed, ambiguous, bounced, confirmed
     code: int | None
     reply: str | None
+    reason: str | None = None  # why the server refused or returned it (`domain.bounce_reasons`)
 
 
 class OutboxDetail(OutboxView):
