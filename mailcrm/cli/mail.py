@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mailcrm import daemon
@@ -149,7 +150,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: mailcrm mailboxes status --json
     """
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
         rows: list[dict[str, Any]] = [
             {
@@ -190,7 +191,10 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as_json: bool) -> None:
-    from mailcrm.sync.backfill import backfill, open_source
+    """Import a mail file; exits 1 when any message was skipped (each is named), after
+    importing all the others."""
+    from mailcrm.sync.backfill import BatchLimits, backfill
+    from mailcrm.sync.mailfiles import open_source
 
     context = app_context(ctx)
     db = context.database()
@@ -208,12 +212,19 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
         raise MailcrmError(
             "several salespeople are configured", hint="name the owner of the file with --mailbox EMAIL"
         )
-    source, count = open_source(kind, path)
+    source = open_source(kind, path, settings.sync.max_message_bytes)
+    limits = BatchLimits(messages=settings.sync.batch_messages, bytes=settings.sync.batch_bytes)
     with _progress(not as_json and err_console.is_terminal) as progress:
-        task = progress.add_task(f"importing {path.name}", total=count)
-        stats = backfill(
-            db, source, identity, f"import:{path.name}", lambda n: progress.update(task, completed=n)
+        task = progress.add_task(f"importing {path.name}", total=source.total)
+        done = backfill(
+            db,
+            source,
+            identity,
+            f"import:{path.name}",
+            limits,
+            lambda n: progress.update(task, completed=n),
         )
+    stats = done.stats
     result = {
         "file": str(path),
         "mailbox": identity.name,
@@ -223,15 +234,20 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
         "leads": stats.leads,
         "bounces": stats.bounces,
         "malformed": stats.malformed,
+        "skipped": [{"where": s.where, "why": s.why} for s in done.skipped],
     }
-    emit(
-        as_json,
-        result,
-        lambda: info(
+
+    def human() -> None:
+        info(
             f"{path}: {stats.messages} messages, {stats.new_messages} new, {stats.leads} new leads, "
-            f"{stats.malformed} malformed"
-        ),
-    )
+            f"{stats.malformed} malformed, {len(done.skipped)} skipped"
+        )
+        for skipped in done.skipped:
+            info(escape(f"  skipped {skipped.where}: {skipped.why}"))
+
+    emit(as_json, result, human)
+    if done.skipped:
+        raise SystemExit(1)
 
 
 OwnerOption = Annotated[
