@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="mailcrm")
     except MailcrmError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

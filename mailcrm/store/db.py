@@ -8,6 +8,7 @@ threads anyway, and bulk work (imports, planning) is fastest on the plain driver
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -199,6 +200,16 @@ class Database:
                 )
         except DBAPIError as exc:
             raise open_error(self.url, exc) from None
+        if self.is_sqlite and self.url.database not in (None, "", ":memory:"):
+            # SQLite opens a file it may not write read-only, and fails only at the first
+            # write; every command writes (at least the salespeople from the settings).
+            path = Path(self.url.database or "")
+            for target in (path, path.parent):
+                if not os.access(target, os.W_OK):
+                    raise DatabaseError(
+                        f"cannot open the database {self.display_url}: {target} is read-only: "
+                        "give mailcrm's user write access to the file and its folder"
+                    )
 
     @property
     def display_url(self) -> str:
