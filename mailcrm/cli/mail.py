@@ -8,13 +8,20 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from mailcrm import daemon
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, err_console, info, table
 from mailcrm.errors import MailcrmError, NotFoundError
-from mailcrm.store import cursors
+from mailcrm.store import cursors, malformed
 from mailcrm.sync.supervisor import MAILBOX_LEVEL, identities, workers
 
 mailboxes_app = typer.Typer(help="Mailbox sync status.", no_args_is_help=True)
@@ -27,11 +34,11 @@ MailboxOption = Annotated[
 ]
 
 
-def _progress(enabled: bool) -> Progress:
+def _progress(enabled: bool, in_bytes: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}[/bold]"),
         BarColumn(),
-        MofNCompleteColumn(),
+        DownloadColumn() if in_bytes else MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err_console,
         disable=not enabled,
@@ -146,12 +153,18 @@ def run(ctx: typer.Context, mailbox: MailboxOption = None, as_json: JsonOption =
 
 @mailboxes_app.command("status")
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Per mailbox folder: last sync, messages stored, errors and the last error.
+    """Per mailbox folder: last sync, messages stored, errors and the last error; then
+    the messages stored as malformed (folder, UID, why).
+
+    With --json each folder has `malformed` (a count) and `malformed_messages`; folders
+    of `import mbox|maildir` appear when they hold malformed messages.
 
     Example: mailcrm mailboxes status --json
     """
     db = app_context(ctx).database(create=False)
     with db.read() as session:
+        counts = malformed.malformed_counts(session)
+        found = malformed.malformed_messages(session, limit=MALFORMED_SHOWN)
         rows: list[dict[str, Any]] = [
             {
                 "mailbox": c.mailbox,
@@ -166,6 +179,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             }
             for c in cursors.all_cursors(session)
         ]
+    _add_malformed(rows, counts, found)
 
     def human() -> None:
         if not rows:
@@ -173,21 +187,75 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             return
         table(
             None,
-            ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "last error"],
+            ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "malformed", "last error"],
             [
                 [
                     r["mailbox"],
                     r["folder"] or "(connection)",
                     r["last_sync_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_sync_at"] else "",
-                    r["messages"],
-                    r["errors"],
+                    "" if r["messages"] is None else r["messages"],
+                    "" if r["errors"] is None else r["errors"],
+                    r["malformed"] if r["folder"] else "",
                     r["last_error"] or "",
                 ]
                 for r in rows
             ],
         )
+        if found:
+            table(
+                "messages stored as malformed",
+                ["mailbox", "folder", "UID", "Message-ID", "subject", "why"],
+                [_malformed_cells(m) for m in found],
+            )
+        if sum(counts.values()) > len(found):
+            info(f"... and {sum(counts.values()) - len(found)} more malformed messages")
 
     emit(as_json, rows, human)
+
+
+MALFORMED_SHOWN = 200
+"""How many malformed messages `mailboxes status` lists (the counts cover them all)."""
+
+
+def _malformed_cells(m: malformed.MalformedMessage) -> list[Any]:
+    uid = "" if m.uid is None else m.uid
+    return [m.mailbox or "", m.folder or "", uid, m.message_id, m.subject or "", m.why]
+
+
+def _add_malformed(
+    rows: list[dict[str, Any]],
+    counts: dict[tuple[str | None, str | None], int],
+    found: list[malformed.MalformedMessage],
+) -> None:
+    """Give each folder row its malformed count and messages; add rows for folders that
+    have malformed messages but no sync cursor (imports)."""
+    by_folder = {(r["mailbox"], r["folder"]): r for r in rows}
+    for mailbox, folder in counts:
+        if (mailbox, folder) not in by_folder:
+            row = dict.fromkeys(_CURSOR_FIELDS)
+            row.update(mailbox=mailbox, folder=folder)
+            rows.append(row)
+            by_folder[(mailbox, folder)] = row
+    for row in rows:
+        row["malformed"] = counts.get((row["mailbox"], row["folder"]), 0)
+        row["malformed_messages"] = [
+            {"uid": m.uid, "message_id": m.message_id, "subject": m.subject, "why": m.why}
+            for m in found
+            if (m.mailbox, m.folder) == (row["mailbox"], row["folder"])
+        ]
+
+
+_CURSOR_FIELDS = (
+    "mailbox",
+    "folder",
+    "uidvalidity",
+    "last_uid",
+    "highestmodseq",
+    "messages",
+    "errors",
+    "last_error",
+    "last_sync_at",
+)
 
 
 def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as_json: bool) -> None:
@@ -214,7 +282,8 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
         )
     source = open_source(kind, path, settings.sync.max_message_bytes)
     limits = BatchLimits(messages=settings.sync.batch_messages, bytes=settings.sync.batch_bytes)
-    with _progress(not as_json and err_console.is_terminal) as progress:
+    # An mbox is streamed: its progress is in bytes read; a Maildir's in files.
+    with _progress(not as_json and err_console.is_terminal, in_bytes=kind == "mbox") as progress:
         task = progress.add_task(f"importing {path.name}", total=source.total)
         done = backfill(
             db,
