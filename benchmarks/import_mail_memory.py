@@ -2,7 +2,8 @@
 
 Builds (under a temporary folder) COUNT messages of about SIZE MB each, every one a
 short text with a large base64 attachment, once as a Maildir and once as an mbox, and
-imports each with the real command in a child process. The figure is the child's peak
+imports each with the real command in a child process; the peer, Python's `mailbox`
+module, reads the same mbox one message at a time. The figure is the child's peak
 RSS (`wait4`'s `ru_maxrss` for that child), set against the
 bar: 300 MB whatever the input. Before batches were bounded by bytes, 25 messages of
 43 MB reached 1.2 GB.
@@ -82,14 +83,28 @@ def build(root: Path, count: int, size: int) -> tuple[Path, Path]:
     return maildir, mbox
 
 
+PEER = (
+    "import mailbox, sys\n"
+    "box = mailbox.mbox(sys.argv[1], create=False)\n"
+    "print(sum(len(box.get_bytes(key)) for key in box.iterkeys()))\n"
+)
+"""The peer: Python's own mailbox module reading the mbox one message at a time (no
+parsing, no storing), the floor of what reading these messages costs."""
+
+
 def measure(root: Path, kind: str, path: Path) -> dict[str, Any]:
-    """Run one import as a child process; its peak RSS (from `wait4`), time and result."""
+    """Run one import (or the peer) as a child process; its peak RSS (from `wait4`),
+    time and result."""
     out, err = root / f"{kind}.out", root / f"{kind}.err"
     started = time.perf_counter()
-    command = [sys.executable, "-m", "mailcrm", "--config", str(root / "mailcrm.yaml"), "import", kind]
+    if kind == "peer":
+        command = [sys.executable, "-c", PEER, str(path)]
+    else:
+        config = str(root / "mailcrm.yaml")
+        command = [sys.executable, "-m", "mailcrm", "--config", config, "import", kind, str(path), "--json"]
     with out.open("wb") as stdout, err.open("wb") as stderr:
         child = subprocess.Popen(
-            [*command, str(path), "--json"],
+            command,
             stdout=stdout,
             stderr=stderr,
             env={k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")},
@@ -112,8 +127,15 @@ def measure(root: Path, kind: str, path: Path) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "peak_rss_mb": peak_mb,
         "under_bar": peak_mb < BAR_MB,
-        "result": json.loads(text) if text.strip() else err.read_text(encoding="utf-8"),
+        "result": _result(text) if text.strip() else err.read_text(encoding="utf-8"),
     }
+
+
+def _result(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
 
 
 def main() -> None:
@@ -134,18 +156,24 @@ def main() -> None:
             encoding="utf-8",
         )
         maildir, mbox = build(root, args.count, int(args.size_mb * 2**20))
-        runs = [measure(root, "maildir", maildir), measure(root, "mbox", mbox)]
+        runs = [measure(root, "maildir", maildir), measure(root, "mbox", mbox), measure(root, "peer", mbox)]
     report = {"messages": args.count, "size_mb": args.size_mb, "bar_mb": BAR_MB, "runs": runs}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"{args.count} messages of {args.size_mb:g} MB each; bar: peak RSS under {BAR_MB} MB")
-    for run in runs:
+    for run in runs[:2]:
         verdict = "ok" if run["under_bar"] else "OVER THE BAR"
         print(
-            f"  import {run['kind']:7}: peak RSS {run['peak_rss_mb']:7.1f} MB, {run['seconds']:6.1f} s, "
-            f"exit {run['exit_code']}  {verdict}"
+            f"  mailcrm import {run['kind']:7}: peak RSS {run['peak_rss_mb']:7.1f} MB, "
+            f"{run['seconds']:6.1f} s, exit {run['exit_code']}  {verdict}"
         )
+    peer = runs[2]
+    ratio = runs[1]["peak_rss_mb"] / peer["peak_rss_mb"]
+    print(
+        f"  peer: stdlib mailbox reads the mbox: peak RSS {peer['peak_rss_mb']:7.1f} MB, "
+        f"{peer['seconds']:6.1f} s (mbox import / peer: {ratio:.1f}x memory)"
+    )
 
 
 if __name__ == "__main__":

@@ -157,8 +157,10 @@ class MboxSource:
     def __init__(self, path: Path, max_message_bytes: int) -> None:
         try:
             info = path.stat()
-        except OSError:
-            raise ImportFileError(f"{path}: not an mbox file", hint="give the path of a .mbox file") from None
+        except OSError as exc:
+            raise ImportFileError(
+                f"{path}: cannot be read ({exc.strerror})", hint="give the path of a .mbox file"
+            ) from None
         if not stat.S_ISREG(info.st_mode):
             raise ImportFileError(
                 f"{path}: {_file_kind(info.st_mode)}, not an mbox file", hint="give the path of a .mbox file"
