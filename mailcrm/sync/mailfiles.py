@@ -81,8 +81,6 @@ def _file_kind(mode: int) -> str:
 class MaildirSource:
     """The messages of a Maildir's `new/` and `cur/` folders, one file each."""
 
-    kind = "maildir"
-
     def __init__(self, path: Path, max_message_bytes: int) -> None:
         if not (path / "cur").is_dir() and not (path / "new").is_dir():
             raise ImportFileError(
@@ -90,13 +88,18 @@ class MaildirSource:
             )
         self.path = path
         self.max_message_bytes = max_message_bytes
-        self.entries = [
-            folder / name
-            for folder in (path / "new", path / "cur")
-            if folder.is_dir()
-            for name in sorted(os.listdir(folder))
-            if not name.startswith(".")
-        ]
+        self.entries: list[Path] = []
+        for folder in (path / "new", path / "cur"):
+            if not folder.is_dir():
+                continue
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError as exc:
+                raise ImportFileError(
+                    f"{folder}: cannot be listed ({exc.strerror})",
+                    hint="give mailcrm's user read access to the Maildir",
+                ) from None
+            self.entries.extend(folder / name for name in names if not name.startswith("."))
         self.total = len(self.entries)
 
     def __iter__(self) -> Iterator[Item]:
@@ -151,8 +154,6 @@ def _read_at_most(fd: int, limit: int) -> bytes:
 
 class MboxSource:
     """The messages of an mbox file (mboxo/mboxrd, as Gmail Takeout writes), streamed."""
-
-    kind = "mbox"
 
     def __init__(self, path: Path, max_message_bytes: int) -> None:
         try:
