@@ -58,12 +58,8 @@ class Skipped:
 Item = RawMessage | Skipped
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 2**20:.1f} MB"
-
-
 def _too_big(size: int, cap: int) -> str:
-    return f"larger than sync.max_message_bytes ({_megabytes(size)} > {_megabytes(cap)})"
+    return f"larger than sync.max_message_bytes ({size:,} bytes > {cap:,})"
 
 
 def _file_kind(mode: int) -> str:
