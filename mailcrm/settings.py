@@ -215,6 +215,7 @@ class SyncSettings(_Strict):
     fold_addresses: bool = False
     batch_messages: int = Field(default=250, ge=1, le=5000)
     batch_bytes: int = Field(default=16 * 2**20, ge=2**16)
+    max_message_bytes: int = Field(default=50 * 2**20, ge=2**16)  # `import mbox|maildir` skips larger
     poll_seconds: float = Field(default=60.0, gt=0)
     idle_renew_seconds: float = Field(default=600.0, gt=0, le=1740)
     reconnect_max_seconds: float = Field(default=300.0, gt=0)

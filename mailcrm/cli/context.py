@@ -28,17 +28,29 @@ class AppContext:
             self._settings = load_settings(self.config_path)
         return self._settings
 
-    def database(self, *, ensure_schema: bool = True) -> Database:
-        """The database, created if brand new; refused if it needs `db upgrade`."""
+    def database(self, *, ensure_schema: bool = True, create: bool = True) -> Database:
+        """The database, created if brand new; refused if it needs `db upgrade`.
+
+        Read-only commands pass `create=False`: a missing SQLite file is reported rather
+        than created (with its folders) empty. A database that cannot be opened or whose
+        schema does not match fails here with one line (`store.db.open_error`,
+        `store.migrate.schema`).
+        """
         if self._db is None:
             settings = self.settings
-            self._db = Database(normalize_url(settings.database_url(), settings.base_dir))
-            if ensure_schema:
-                from mailcrm.store import migrate  # alembic is slow to import; only when needed
+            db = Database(normalize_url(settings.database_url(), settings.base_dir), create=create)
+            try:
+                db.check()
+                if ensure_schema:
+                    from mailcrm.store import migrate  # alembic is slow to import; only when needed
 
-                migrate.ensure_ready(self._db)
-                with self._db.write() as session:
-                    sync_from_settings(session, settings)
+                    migrate.ensure_ready(db)
+                    with db.write() as session:
+                        sync_from_settings(session, settings)
+            except BaseException:
+                db.dispose()
+                raise
+            self._db = db
         return self._db
 
     def author(self) -> str:

@@ -167,7 +167,7 @@ def list_(
 
     Example: mailcrm customers list acme --tag vip --json
     """
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
         rows = store.search(
             session, query, tag=tag, owner=owner, status=status,
@@ -194,7 +194,7 @@ def show(ctx: typer.Context, customer: CustomerRef, as_json: JsonOption = False)
 
     Example: mailcrm customers show somchai@example.co.th
     """
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
         view = store.views(session, [store.resolve(session, customer)])[0]
     emit(as_json, view, lambda: _show_one(view))
@@ -319,7 +319,7 @@ def export(
     """
     import json
 
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     count = 0
     try:

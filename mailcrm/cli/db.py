@@ -37,21 +37,27 @@ def upgrade(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @app.command("status")
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the schema version of the database and of this mailcrm.
+    """Show the schema version of the database and of this mailcrm; exits 1 when they
+    differ (an empty, older, newer or unversioned database), saying what to do.
 
     Example: mailcrm db status --json
     """
-    db = app_context(ctx).database(ensure_schema=False)
+    db = app_context(ctx).database(ensure_schema=False, create=False)
+    found = migrate.schema(db)
     result: dict[str, object] = {
         "database": db.display_url,
-        "current": migrate.current_revision(db),
-        "head": migrate.head_revision(),
+        "current": found.current,
+        "head": found.head,
+        "state": found.state.value,
+        "up_to_date": found.problem is None,
+        "problem": found.problem,
     }
-    result["up_to_date"] = result["current"] == result["head"]
-    emit(
-        as_json,
-        result,
-        lambda: info(
-            f"{result['database']}: schema {result['current'] or 'none'} (this mailcrm: {result['head']})"
-        ),
-    )
+
+    def human() -> None:
+        info(f"{db.display_url}: schema {found.current or 'none'} (this mailcrm: {found.head})")
+        if found.problem is not None:
+            info(found.problem)
+
+    emit(as_json, result, human)
+    if found.problem is not None:
+        raise SystemExit(1)

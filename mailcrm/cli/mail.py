@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from mailcrm import daemon
 from mailcrm.cli.context import app_context
@@ -16,7 +23,7 @@ from mailcrm.cli.output import JSON_HELP, emit, err_console, info, table
 from mailcrm.domain.bounce_reasons import BounceReason
 from mailcrm.domain.delivery_reports import sender_issue_line
 from mailcrm.errors import MailcrmError, NotFoundError
-from mailcrm.store import cursors, sender_issues
+from mailcrm.store import cursors, malformed, sender_issues
 from mailcrm.sync.supervisor import MAILBOX_LEVEL, identities, workers
 
 mailboxes_app = typer.Typer(help="Mailbox sync status.", no_args_is_help=True)
@@ -29,11 +36,11 @@ MailboxOption = Annotated[
 ]
 
 
-def _progress(enabled: bool) -> Progress:
+def _progress(enabled: bool, in_bytes: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}[/bold]"),
         BarColumn(),
-        MofNCompleteColumn(),
+        DownloadColumn() if in_bytes else MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err_console,
         disable=not enabled,
@@ -148,13 +155,20 @@ def run(ctx: typer.Context, mailbox: MailboxOption = None, as_json: JsonOption =
 
 @mailboxes_app.command("status")
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Per mailbox folder: last sync, messages stored, errors and the last error; then the
-    sender-side problems found in bounces and SMTP replies (fix these on your side).
+    """Per mailbox folder: last sync, messages stored, errors and the last error; then
+    the messages stored as malformed (folder, UID, why); then the sender-side problems
+    found in bounces and SMTP replies (fix these on your side).
+
+    With --json each folder row (`kind` "folder") has `malformed` (a count) and
+    `malformed_messages`; folders of `import mbox|maildir` appear when they hold
+    malformed messages; sender-side problems follow as rows of `kind` "sender_issue".
 
     Example: mailcrm mailboxes status --json
     """
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
+        counts = malformed.malformed_counts(session)
+        found = malformed.malformed_messages(session, limit=MALFORMED_SHOWN)
         rows: list[dict[str, Any]] = [
             {
                 "kind": "folder",
@@ -171,6 +185,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             for c in cursors.all_cursors(session)
         ]
         issues = sender_issues.all_issues(session)
+    _add_malformed(rows, counts, found)
     rows += [_issue_row(issue) for issue in issues]
 
     def human() -> None:
@@ -181,19 +196,28 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         if folders:
             table(
                 None,
-                ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "last error"],
+                ["mailbox", "folder", "last sync (UTC)", "messages", "errors", "malformed", "last error"],
                 [
                     [
                         r["mailbox"],
                         r["folder"] or "(connection)",
                         r["last_sync_at"].strftime("%Y-%m-%d %H:%M:%S") if r["last_sync_at"] else "",
-                        r["messages"],
-                        r["errors"],
+                        "" if r["messages"] is None else r["messages"],
+                        "" if r["errors"] is None else r["errors"],
+                        r["malformed"] if r["folder"] else "",
                         r["last_error"] or "",
                     ]
                     for r in folders
                 ],
             )
+        if found:
+            table(
+                "messages stored as malformed",
+                ["mailbox", "folder", "UID", "Message-ID", "subject", "why"],
+                [_malformed_cells(m) for m in found],
+            )
+        if sum(counts.values()) > len(found):
+            info(f"... and {sum(counts.values()) - len(found)} more malformed messages")
         if issues:
             table(
                 "sender-side problems (fix these on your side; customers' addresses are fine)",
@@ -246,8 +270,56 @@ def _issue_row(issue: sender_issues.SenderIssueView) -> dict[str, Any]:
     }
 
 
+MALFORMED_SHOWN = 200
+"""How many malformed messages `mailboxes status` lists (the counts cover them all)."""
+
+
+def _malformed_cells(m: malformed.MalformedMessage) -> list[Any]:
+    uid = "" if m.uid is None else m.uid
+    return [m.mailbox or "", m.folder or "", uid, m.message_id, m.subject or "", m.why]
+
+
+def _add_malformed(
+    rows: list[dict[str, Any]],
+    counts: dict[tuple[str | None, str | None], int],
+    found: list[malformed.MalformedMessage],
+) -> None:
+    """Give each folder row its malformed count and messages; add rows for folders that
+    have malformed messages but no sync cursor (imports)."""
+    by_folder = {(r["mailbox"], r["folder"]): r for r in rows}
+    for mailbox, folder in counts:
+        if (mailbox, folder) not in by_folder:
+            row: dict[str, Any] = dict.fromkeys(_CURSOR_FIELDS)
+            row.update(kind="folder", mailbox=mailbox, folder=folder)
+            rows.append(row)
+            by_folder[(mailbox, folder)] = row
+    for row in rows:
+        row["malformed"] = counts.get((row["mailbox"], row["folder"]), 0)
+        row["malformed_messages"] = [
+            {"uid": m.uid, "message_id": m.message_id, "subject": m.subject, "why": m.why}
+            for m in found
+            if (m.mailbox, m.folder) == (row["mailbox"], row["folder"])
+        ]
+
+
+_CURSOR_FIELDS = (
+    "mailbox",
+    "folder",
+    "uidvalidity",
+    "last_uid",
+    "highestmodseq",
+    "messages",
+    "errors",
+    "last_error",
+    "last_sync_at",
+)
+
+
 def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as_json: bool) -> None:
-    from mailcrm.sync.backfill import backfill, open_source
+    """Import a mail file; exits 1 when any message was skipped (each is named), after
+    importing all the others."""
+    from mailcrm.sync.backfill import BatchLimits, backfill
+    from mailcrm.sync.mailfiles import open_source
 
     context = app_context(ctx)
     db = context.database()
@@ -265,12 +337,20 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
         raise MailcrmError(
             "several salespeople are configured", hint="name the owner of the file with --mailbox EMAIL"
         )
-    source, count = open_source(kind, path)
-    with _progress(not as_json and err_console.is_terminal) as progress:
-        task = progress.add_task(f"importing {path.name}", total=count)
-        stats = backfill(
-            db, source, identity, f"import:{path.name}", lambda n: progress.update(task, completed=n)
+    source = open_source(kind, path, settings.sync.max_message_bytes)
+    limits = BatchLimits(messages=settings.sync.batch_messages, bytes=settings.sync.batch_bytes)
+    # An mbox is streamed: its progress is in bytes read; a Maildir's in files.
+    with _progress(not as_json and err_console.is_terminal, in_bytes=kind == "mbox") as progress:
+        task = progress.add_task(f"importing {path.name}", total=source.total)
+        done = backfill(
+            db,
+            source,
+            identity,
+            f"import:{path.name}",
+            limits,
+            lambda n: progress.update(task, completed=n),
         )
+    stats = done.stats
     result = {
         "file": str(path),
         "mailbox": identity.name,
@@ -280,15 +360,20 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
         "leads": stats.leads,
         "bounces": stats.bounces,
         "malformed": stats.malformed,
+        "skipped": [{"where": s.where, "why": s.why} for s in done.skipped],
     }
-    emit(
-        as_json,
-        result,
-        lambda: info(
+
+    def human() -> None:
+        info(
             f"{path}: {stats.messages} messages, {stats.new_messages} new, {stats.leads} new leads, "
-            f"{stats.malformed} malformed"
-        ),
-    )
+            f"{stats.malformed} malformed, {len(done.skipped)} skipped"
+        )
+        for skipped in done.skipped:
+            info(escape(f"  skipped {skipped.where}: {skipped.why}"))
+
+    emit(as_json, result, human)
+    if done.skipped:
+        raise SystemExit(1)
 
 
 OwnerOption = Annotated[

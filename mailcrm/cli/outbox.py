@@ -107,7 +107,7 @@ def list_rows(
     """
     if state is not None and state not in STATES:
         raise ValidationError(f"unknown state {state!r}", hint=f"use one of: {', '.join(STATES)}")
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
         customer_id = customer_store.resolve(session, customer).id if customer else None
         rows = store.list_rows(session, state=state, customer_id=customer_id, rule=rule, limit=limit)
@@ -120,7 +120,7 @@ def show(ctx: typer.Context, row_id: RowId, as_json: JsonOption = False) -> None
 
     Example: mailcrm outbox show 42
     """
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
         row = store.get(session, row_id)
     emit(as_json, row, lambda: _print_detail(row))

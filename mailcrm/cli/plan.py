@@ -46,7 +46,7 @@ def plan(
     """
     context = app_context(ctx)
     settings = context.settings
-    db = context.database()
+    db = context.database(create=False)
     rules = planner.configured_rules(settings)
     if apply:
         report = planner.plan(db, settings, rules, _moment(at))

@@ -114,7 +114,7 @@ def preview(
     context = app_context(ctx)
     settings = context.settings
     renderer = TemplateRenderer(templates_dir(settings, templates))
-    with context.database().read() as session:
+    with context.database(create=False).read() as session:
         record = customer_store.resolve(session, customer)
         assert record.id is not None
         view = customer_store.views(session, [record])[0]

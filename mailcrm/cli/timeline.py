@@ -22,7 +22,7 @@ def timeline(
 
     Example: mailcrm timeline somchai@example.co.th --limit 20
     """
-    db = app_context(ctx).database()
+    db = app_context(ctx).database(create=False)
     with db.read() as session:
         record = customer_store.resolve(session, customer)
         assert record.id is not None

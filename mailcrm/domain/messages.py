@@ -924,6 +924,11 @@ def synthetic_message_id(raw: bytes, headers: Mapping[str, str]) -> str:
     return f"<{digest.hexdigest()}@{_SYNTHETIC_DOMAIN}>"
 
 
+def is_synthetic_message_id(message_id: str) -> bool:
+    """Whether `message_id` was made by `synthetic_message_id` (the message had none usable)."""
+    return message_id.endswith(f"@{_SYNTHETIC_DOMAIN}>")
+
+
 def _date(raw: str | None, defects: list[str]) -> datetime | None:
     if raw is None or not raw.strip():
         defects.append("missing Date header")

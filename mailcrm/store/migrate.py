@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,12 @@ def current_revision(db: Database) -> str | None:
 
 
 def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
-    """Bring the schema up to `revision`; returns (before, after)."""
-    before = current_revision(db)
+    """Bring the schema up to `revision`; returns (before, after). A database this code
+    cannot migrate (newer, or tables without a version) is refused with one line."""
+    found = schema(db)
+    if found.state in (SchemaState.NEWER, SchemaState.UNVERSIONED):
+        raise DatabaseError(found.problem or "")
+    before = found.current
     config = _config()
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -54,16 +60,70 @@ def drift(db: Database) -> list[Any]:
         return list(compare_metadata(context, SQLModel.metadata))
 
 
-def ensure_ready(db: Database) -> None:
-    """Create a brand-new database; refuse to work on one that is behind the code."""
+def known_revisions() -> list[str]:
+    """Every migration shipped with this mailcrm, oldest first."""
+    scripts = ScriptDirectory.from_config(_config())
+    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
+
+
+class SchemaState(StrEnum):
+    """How a database's schema relates to this mailcrm's migrations."""
+
+    CURRENT = "current"  # at this mailcrm's head
+    EMPTY = "empty"  # no tables at all: `db upgrade` (or any command) creates the schema
+    BEHIND = "behind"  # an older mailcrm's schema: `db upgrade` migrates it
+    NEWER = "newer"  # a revision this mailcrm does not know: made by a newer mailcrm
+    UNVERSIONED = "unversioned"  # tables but no alembic_version: not mailcrm's, or made by hand
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The database's schema revision, this mailcrm's newest, and what that means."""
+
+    state: SchemaState
+    current: str | None
+    head: str | None
+    problem: str | None  # one line saying what is wrong and what to do; None when usable
+
+
+def schema(db: Database) -> Schema:
+    """Tell apart a current, empty, older, newer and unversioned database."""
     current = current_revision(db)
-    head = head_revision()
+    known = known_revisions()
+    head = known[-1] if known else None
+    where = db.display_url
     if current == head:
-        return
-    if current is None and not inspect(db.engine).get_table_names():
-        upgrade(db)
-        return
-    raise DatabaseError(
-        f"database {db.display_url} is at schema {current or 'none'}, this mailcrm needs {head}",
-        hint="run `mailcrm db upgrade` (back up the database first)",
+        return Schema(SchemaState.CURRENT, current, head, None)
+    if current is None:
+        if not inspect(db.engine).get_table_names():
+            return Schema(SchemaState.EMPTY, None, head, f"{where}: empty: run `mailcrm db upgrade`")
+        return Schema(
+            SchemaState.UNVERSIONED,
+            None,
+            head,
+            f"{where}: tables but no schema version: not a mailcrm database, or made by hand; "
+            "point database.url at a mailcrm database (or an empty one)",
+        )
+    if current in known:
+        return Schema(
+            SchemaState.BEHIND,
+            current,
+            head,
+            f"{where}: schema {current}, this mailcrm needs {head}: "
+            "run `mailcrm db upgrade` (back up the database first)",
+        )
+    return Schema(
+        SchemaState.NEWER,
+        current,
+        head,
+        f"{where}: schema {current}, this mailcrm knows up to {head}: upgrade mailcrm",
     )
+
+
+def ensure_ready(db: Database) -> None:
+    """Create a brand-new database; refuse one that is behind, ahead of or foreign to the code."""
+    found = schema(db)
+    if found.state is SchemaState.EMPTY:
+        upgrade(db)
+    elif found.problem is not None:
+        raise DatabaseError(found.problem)

@@ -142,6 +142,7 @@ def test_user_errors_exit_1_without_traceback(cli: CLI, configured: Path) -> Non
     assert "error: email: invalid email address 'not-an-address'" in bad.stderr
     assert "Traceback" not in bad.stderr
 
+    assert cli("db", "upgrade").code == 0  # `customers show` reads: it creates no database
     missing = cli("customers", "show", "nobody@x.example")
     assert missing.code == 1 and "no customer with address nobody@x.example" in missing.stderr
 

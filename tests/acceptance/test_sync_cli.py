@@ -320,3 +320,48 @@ def test_one_broken_mailbox_does_not_stop_the_others(
     assert [entry["mailbox"] for entry in only.json()] == [ALICE]
     status = cli("mailboxes", "status", "--json").json()
     assert next(row for row in status if row["mailbox"] == BOB)["errors"] == 1
+
+
+_NO_DATE_NO_FROM = (
+    b"To: alice@acme.example\r\nSubject: Scanned order\r\nMessage-ID: <scan1@copier.example>\r\n"
+    b"\r\nsee attachment\r\n"
+)
+
+
+def test_mailboxes_status_names_the_messages_stored_as_malformed(
+    cli: CLI, configured: dict[str, str], dovecot: DovecotServer, imap_user: ImapCredentials, tmp_path: Path
+) -> None:
+    dovecot.deliver(imap_user, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Fine"))
+    dovecot.deliver(imap_user, _NO_DATE_NO_FROM)
+    assert cli("sync", "--once", extra_env=configured).code == 0
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(mailgen.make(sender="wang@golden.example", to=ALICE, subject="Fine too"))
+    maildir.add(
+        mailgen.make(sender="wang@golden.example", to=ALICE, subject="No id", msgid="").replace(
+            b"Date: ", b"Date: someday "
+        )
+    )
+    assert cli("import", "maildir", "Maildir").code == 0
+
+    status = cli("mailboxes", "status", "--json")
+    assert status.code == 0, status.stderr
+    folders = {(row["mailbox"], row["folder"]): row for row in status.json()}
+    inbox = folders[(ALICE, "INBOX")]
+    assert inbox["malformed"] == 1
+    assert inbox["malformed_messages"] == [
+        {
+            "uid": 2,
+            "message_id": "<scan1@copier.example>",
+            "subject": "Scanned order",
+            "why": "no readable Date; no usable From address",
+        }
+    ]
+    imported = folders[(ALICE, "import:Maildir")]
+    assert imported["malformed"] == 1
+    assert imported["malformed_messages"][0]["why"] == "no readable Date; no usable Message-ID"
+    assert imported["malformed_messages"][0]["uid"] is None
+
+    human = cli("mailboxes", "status")
+    assert human.code == 0
+    assert "messages stored as malformed" in human.stderr + human.stdout
+    assert "Scanned order" in human.stderr + human.stdout

@@ -29,11 +29,45 @@ def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path) -> None:  # type: ignor
     db.dispose()
 
 
-def test_a_database_behind_the_code_is_refused_with_a_hint(db: Database) -> None:
+def _set_version(db: Database, version: str | None) -> None:
     with db.engine.begin() as connection:
-        connection.execute(text("DELETE FROM alembic_version"))
+        if version is None:
+            connection.execute(text("DROP TABLE alembic_version"))
+        else:
+            connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": version})
+
+
+def test_a_database_behind_the_code_is_refused_with_a_hint(db: Database) -> None:
+    _set_version(db, migrate.known_revisions()[0])
+    assert migrate.schema(db).state is migrate.SchemaState.BEHIND
     with pytest.raises(DatabaseError, match="mailcrm db upgrade"):
         migrate.ensure_ready(db)
+
+
+def test_a_database_from_a_newer_mailcrm_is_told_apart(db: Database) -> None:
+    _set_version(db, "0099")
+    found = migrate.schema(db)
+    assert found.state is migrate.SchemaState.NEWER
+    assert found.problem is not None
+    assert found.problem.endswith(
+        f"schema 0099, this mailcrm knows up to {migrate.head_revision()}: upgrade mailcrm"
+    )
+    for refused in (migrate.ensure_ready, migrate.upgrade):
+        with pytest.raises(DatabaseError, match="upgrade mailcrm"):
+            refused(db)
+
+
+def test_tables_without_a_version_are_not_an_empty_database(db: Database) -> None:
+    _set_version(db, None)
+    assert migrate.schema(db).state is migrate.SchemaState.UNVERSIONED
+    for refused in (migrate.ensure_ready, migrate.upgrade):
+        with pytest.raises(DatabaseError, match="tables but no schema version: not a mailcrm database"):
+            refused(db)
+
+
+def test_knows_up_to_is_read_from_the_migration_scripts() -> None:
+    known = migrate.known_revisions()
+    assert known[-1] == migrate.head_revision() and known == sorted(known)
 
 
 def test_a_brand_new_database_is_created(tmp_path) -> None:  # type: ignore[no-untyped-def]

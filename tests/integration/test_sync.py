@@ -589,7 +589,8 @@ def test_wrong_password_is_reported_clearly(mail_env: MailEnv, monkeypatch: pyte
 def test_reply_and_original_in_one_batch_are_threaded(mail_env: MailEnv, tmp_path: Path) -> None:
     import mailbox as mailboxes
 
-    from mailcrm.sync.backfill import backfill, open_source
+    from mailcrm.sync.backfill import backfill
+    from mailcrm.sync.mailfiles import open_source
 
     env = mail_env
     ours = mailgen.message_id("acme.example")
@@ -599,9 +600,9 @@ def test_reply_and_original_in_one_batch_are_threaded(mail_env: MailEnv, tmp_pat
         mailgen.make(sender="fang.home@mail.example", to=ALICE, in_reply_to=ours, subject="Re: Quote")
     )
     archive.flush()
-    source, _ = open_source("mbox", tmp_path / "all.mbox")
+    source = open_source("mbox", tmp_path / "all.mbox", max_message_bytes=2**20)
     identity = env.worker().identity
-    stats = backfill(env.db, source, identity, "import")
+    stats = backfill(env.db, source, identity, "import").stats
     assert stats.leads == 0 and stats.new_addresses == 1
     assert env.customer_id("fang.home@mail.example") == env.customer_id("wang@golden.example")
 
