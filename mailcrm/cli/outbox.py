@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, console, emit, info, table
+from mailcrm.cli.params import customer_option, id_argument, limit_option
 from mailcrm.domain.addresses import normalize_address
 from mailcrm.errors import ValidationError
 from mailcrm.store import customers as customer_store
@@ -22,7 +23,7 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
-RowId = Annotated[int, typer.Argument(help="Outbox row id (see `mailcrm outbox list`).")]
+RowId = Annotated[int, id_argument("Outbox row id (see `mailcrm outbox list`).")]
 STATES = tuple(state.value for state in OutboxState)
 
 
@@ -95,9 +96,9 @@ def _print_detail(row: OutboxDetail) -> None:
 def list_rows(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help=f"Only rows in this state: {', '.join(STATES)}.")] = None,
-    customer: Annotated[str | None, typer.Option(help="Only this customer (id or email address).")] = None,
+    customer: Annotated[str | None, customer_option(help="Only this customer (id or email address).")] = None,
     rule: Annotated[str | None, typer.Option(help="Only rows of this rule.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many rows (latest due first).")] = 100,
+    limit: Annotated[int, limit_option("At most this many rows (latest due first).")] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """List outbox rows, latest due first.
