@@ -1,4 +1,4 @@
-"""`mailcrm outbox ...` (see, retry and cancel planned emails) and `mailcrm suppress/unsuppress`."""
+"""`mailcrm outbox ...`: see, retry and cancel planned emails."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from rich.markup import escape
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, console, emit, info, table
 from mailcrm.cli.params import customer_option, id_argument, limit_option
-from mailcrm.domain.addresses import normalize_address
 from mailcrm.errors import ValidationError
 from mailcrm.store import customers as customer_store
 from mailcrm.store import outbox as store
@@ -144,44 +143,3 @@ def cancel(ctx: typer.Context, row_id: RowId, as_json: JsonOption = False) -> No
     """
     row = store.cancel(app_context(ctx).database(), row_id)
     emit(as_json, row, lambda: info(f"outbox row {row.id} cancelled"))
-
-
-def suppress(
-    ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="The email address never to write to again.")],
-    reason: Annotated[str, typer.Option(help="Why (kept with the address).")] = "manual",
-    as_json: JsonOption = False,
-) -> None:
-    """Stop all automated email to an address (checked again just before each send).
-
-    Example: mailcrm suppress ann@example.org --reason "asked by phone"
-    """
-    normalized = normalize_address(address)
-    with app_context(ctx).database().write() as session:
-        added = store.suppress(session, normalized, reason)
-    result = {"address": normalized, "suppressed": True, "added": added}
-    emit(
-        as_json,
-        result,
-        lambda: info(f"{result['address']} " + ("suppressed" if added else "was already suppressed")),
-    )
-
-
-def unsuppress(
-    ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="The email address to allow again.")],
-    as_json: JsonOption = False,
-) -> None:
-    """Allow automated email to an address again.
-
-    Example: mailcrm unsuppress ann@example.org
-    """
-    normalized = normalize_address(address)
-    with app_context(ctx).database().write() as session:
-        removed = store.unsuppress(session, normalized)
-    result = {"address": normalized, "suppressed": False, "removed": removed}
-    emit(
-        as_json,
-        result,
-        lambda: info(f"{result['address']} " + ("allowed again" if removed else "was not suppressed")),
-    )
