@@ -29,7 +29,7 @@ MAX_ID = 2**63 - 1
 MAX_LIMIT = 1_000_000
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-MOMENT_RANGE = "from 1900-01-01 to 2200-12-31 (UTC)"
+MOMENT_RANGE = "from 1900-01-01 to 2200-12-31 UTC"
 
 
 def id_argument(help: str) -> Any:
