@@ -12,7 +12,7 @@ The ranges, and why:
   once, and small enough for any LIMIT clause;
 - offsets: 0 to 2**63-1;
 - date-times (`plan --at`): 1900-01-01 to 2200-12-31 UTC. A forecast reaches up to 366
-  days ahead and every moment is shown in customers' timezones (up to 26 hours away),
+  days ahead and every moment is shown in customers' timezones (up to 14 hours from UTC),
   so the bound must keep a year's margin from `datetime`'s years 1 and 9999; beyond
   that, a CRM has no business planning email in years no customer lives in.
 """

@@ -107,4 +107,4 @@ def one_line(error: ConfigError) -> str:
     """Every problem of a rule error on one line, `; `-joined: `file:line: why (hint: ...)`."""
     problems = error.problems if isinstance(error, RuleError) else (error,)
     parts = (p.message + (f" (hint: {p.hint})" if p.hint else "") for p in problems)
-    return "; ".join(" ".join(part.split()) for part in parts)
+    return "; ".join(" ".join(part.splitlines()) for part in parts)
