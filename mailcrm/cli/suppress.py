@@ -2,7 +2,9 @@
 
 `suppress list` shows every suppressed address, whether or not a customer owns it (a
 hard bounce of an unknown address, a complaint). `suppress add ADDRESS` suppresses one;
-the older form `mailcrm suppress ADDRESS` still works and means the same.
+the older form `mailcrm suppress ADDRESS` still works and means the same. `suppress
+remove ADDRESS --note WHY` (or `unsuppress`) allows it again and records that, with
+the note, on the customer's timeline.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class _AddressOrCommand(TyperGroup):
 
 app = typer.Typer(
     cls=_AddressOrCommand,
-    help="Addresses never to write to again: list them, add one.",
+    help="Addresses never to write to again: list, add or remove them.",
     no_args_is_help=True,
 )
 
@@ -107,21 +109,41 @@ def add(
     )
 
 
-def unsuppress(
+@app.command("remove")
+def remove(
     ctx: typer.Context,
     address: Annotated[str, typer.Argument(help="The email address to allow again.")],
+    note: Annotated[
+        str | None, typer.Option(help="Why (kept on the customer's timeline with who allowed it).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Allow automated email to an address again.
+    """Allow automated email to an address again; its customer's timeline records it.
 
-    Example: mailcrm unsuppress ann@example.org
+    Example: mailcrm suppress remove ann@example.org --note "asked to hear from us again"
     """
+    context = app_context(ctx)
     normalized = normalize_address(address)
-    with app_context(ctx).database().write() as session:
-        removed = store.unsuppress(session, normalized)
+    with context.database().write() as session:
+        removed = store.unsuppress(session, normalized, note=note, author=context.author())
     result = {"address": normalized, "suppressed": False, "removed": removed}
     emit(
         as_json,
         result,
         lambda: info(f"{result['address']} " + ("allowed again" if removed else "was not suppressed")),
     )
+
+
+def unsuppress(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The email address to allow again.")],
+    note: Annotated[
+        str | None, typer.Option(help="Why (kept on the customer's timeline with who allowed it).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Allow automated email to an address again (the same as `suppress remove`).
+
+    Example: mailcrm unsuppress ann@example.org
+    """
+    remove(ctx, address, note, as_json)

@@ -49,8 +49,25 @@ def test_suppress_list_shows_addresses_of_customers_and_of_no_customer(cli: CLI,
     none = cli("suppress", "list", "--reason", "complaint")
     assert none.code == 0 and "no suppressed address matches" in none.stderr
 
-    assert cli("unsuppress", "ann@x.example").code == 0
+    removed = cli(
+        "suppress", "remove", "ann@x.example", "--note", "wants the newsletter again", "--json",
+        extra_env={"MAILCRM_USER": "alice@acme.example"},
+    )  # fmt: skip
+    assert removed.code == 0, removed.stderr
+    assert removed.json() == {"address": "ann@x.example", "suppressed": False, "removed": True}
     assert [r["address"] for r in cli("suppress", "list", "--json").json()] == ["nobody@else.example"]
+    (event,) = cli("timeline", "ann@x.example", "--json").json()
+    assert event["kind"] == "unsuppressed"
+    assert (
+        event["summary"]
+        == "email to ann@x.example allowed again (was unsubscribed): wants the newsletter again"
+    )
+    assert event["payload"]["by"] == "alice@acme.example"
+
+    assert cli("unsuppress", "nobody@else.example").code == 0
+    assert cli("suppress", "list", "--json").json() == []
+    again = cli("unsuppress", "nobody@else.example")
+    assert again.code == 0 and "was not suppressed" in again.stderr
 
 
 def test_suppress_with_an_unknown_word_is_a_usage_error(cli: CLI, configured: Path) -> None:

@@ -18,8 +18,8 @@ from mailcrm.cli import outbox as outbox_cli
 from mailcrm.cli import suppress as suppress_cli
 from mailcrm.cli.context import AppContext
 from mailcrm.domain.planning import PlannedEmail
-from mailcrm.errors import ConflictError, NotFoundError
-from mailcrm.store import outbox
+from mailcrm.errors import ConflictError, NotFoundError, ValidationError
+from mailcrm.store import outbox, timeline
 from mailcrm.store.db import Database
 from mailcrm.store.models import Message, MessageLink, OutboxItem, Suppression, TimelineEvent, table_of
 from mailcrm.store.outbox.suppression import list_suppressed
@@ -275,6 +275,36 @@ def test_suppress_and_unsuppress(db: Database) -> None:
     with db.write() as session:
         assert outbox.unsuppress(session, "c0@example.org")
         assert not outbox.unsuppress(session, "c0@example.org")
+
+
+def test_unsuppress_records_who_allowed_a_customer_address_again_and_why(db: Database) -> None:
+    (customer,) = seed_customers(db, 1)
+    with db.write() as session:
+        outbox.suppress(session, "c0@example.org", "unsubscribed")
+        outbox.suppress(session, "stranger@else.example", "complaint")
+    with db.write() as session:
+        assert outbox.unsuppress(
+            session, "C0@example.org", note="asked by phone", author="alice@acme.example"
+        )
+        assert outbox.unsuppress(session, "stranger@else.example")  # no customer: nothing to record
+        assert not outbox.unsuppress(session, "c0@example.org", note="twice")
+    with db.read() as session:
+        assert list_suppressed(session, limit=10) == []
+        entries = timeline.for_customer(session, customer, 10)
+    assert [(e.kind, e.summary) for e in entries] == [
+        ("unsuppressed", "email to c0@example.org allowed again (was unsubscribed): asked by phone")
+    ]
+    assert entries[0].payload == {
+        "address": "c0@example.org",
+        "previous_reason": "unsubscribed",
+        "note": "asked by phone",
+        "by": "alice@acme.example",
+        "summary": "email to c0@example.org allowed again (was unsubscribed): asked by phone",
+    }
+    with db.write() as session:
+        outbox.suppress(session, "c0@example.org", "manual")
+        with pytest.raises(ValidationError, match="longer than 2000"):
+            outbox.unsuppress(session, "c0@example.org", note="x" * 2001)
 
 
 def test_list_suppressed_newest_first_with_the_customer_if_any(db: Database) -> None:

@@ -14,7 +14,8 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlmodel import Session
 
 from mailcrm.domain.addresses import normalize_address
-from mailcrm.store.outbox.tables import _ADDRESS, _CUSTOMER, _EVENT, _SUPPRESSION, _changed
+from mailcrm.errors import ValidationError
+from mailcrm.store.outbox.tables import _ADDRESS, _CUSTOMER, _EVENT, _SUPPRESSION
 from mailcrm.store.types import utcnow
 
 
@@ -59,10 +60,48 @@ def suppress(
     return True
 
 
-def unsuppress(session: Session, address: str) -> bool:
-    """Allow sending to `address` again; False when it was not suppressed."""
+UNSUPPRESSED_EVENT = "unsuppressed"
+MAX_NOTE_LENGTH = 2_000
+
+
+def unsuppress(session: Session, address: str, *, note: str | None = None, author: str | None = None) -> bool:
+    """Allow sending to `address` again; False when it was not suppressed.
+
+    Where a customer owns the address, its timeline records it (an `unsuppressed`
+    event with the earlier reason, who allowed it and why), so a later look at the
+    customer explains why automated email started again.
+    """
     normalized = normalize_address(address)
-    return _changed(session.execute(delete(_SUPPRESSION).where(_SUPPRESSION.c.address == normalized)))
+    text = (note or "").strip() or None
+    if text is not None and len(text) > MAX_NOTE_LENGTH:
+        raise ValidationError(f"the note is longer than {MAX_NOTE_LENGTH} characters")
+    previous = session.execute(
+        select(_SUPPRESSION.c.reason).where(_SUPPRESSION.c.address == normalized)
+    ).scalar_one_or_none()
+    if previous is None:
+        return False
+    session.execute(delete(_SUPPRESSION).where(_SUPPRESSION.c.address == normalized))
+    owner = session.execute(
+        select(_ADDRESS.c.customer_id).where(_ADDRESS.c.address == normalized)
+    ).scalar_one_or_none()
+    if owner is not None:
+        summary = f"email to {normalized} allowed again (was {previous})" + (f": {text}" if text else "")
+        session.execute(
+            insert(_EVENT).values(
+                customer_id=owner,
+                kind=UNSUPPRESSED_EVENT,
+                at=utcnow(),
+                message_pk=None,
+                payload={
+                    "address": normalized,
+                    "previous_reason": previous,
+                    "note": text,
+                    "by": author,
+                    "summary": summary,
+                },
+            )
+        )
+    return True
 
 
 class SuppressedAddress(BaseModel):
