@@ -90,19 +90,14 @@ async def run(
 
 
 def _planning_job(db: Database, settings: Settings) -> Callable[[], None]:
-    """A planning pass on the current rules; a broken rule edit keeps the last good set."""
+    """A planning pass on the current rules; a broken rule edit keeps the last good set.
+
+    The watcher logs each reload that finds a broken file, and the one that finds it fixed.
+    """
     watcher = RuleWatcher(settings.rules_path(), lambda _directory: planner.configured_rules(settings))
-    reported: list[object] = []
 
     def job() -> None:
-        rules, error = watcher.reload_if_changed()
-        if error is not None and error not in reported:
-            reported[:] = [error]
-            log.error(
-                "rule files have errors; keeping the last good rules: %s",
-                error,
-                extra={"action": "rules_invalid"},
-            )
+        rules, _error = watcher.reload_if_changed()
         planner.plan(db, settings, rules)
 
     return job

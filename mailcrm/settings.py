@@ -40,7 +40,7 @@ _Out = TypeVar("_Out")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf is no duration
 
 
 class SecretRef(_Strict):
@@ -225,10 +225,12 @@ class SyncSettings(_Strict):
 class PlanningSettings(_Strict):
     """When the planner runs and how it treats occurrences the daemon was down for."""
 
-    interval_seconds: float = Field(default=300.0, gt=0)
-    lookahead_hours: float = Field(default=24.0, gt=0)
-    grace_hours: float = Field(default=6.0, ge=0)
-    catch_up_days: float = Field(default=7.0, ge=0)
+    # Upper bounds keep every window within a year: the planner turns them into
+    # datetimes, which overflow (a crash, not an error) a few thousand years out.
+    interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    lookahead_hours: float = Field(default=24.0, gt=0, le=8_784)
+    grace_hours: float = Field(default=6.0, ge=0, le=8_784)
+    catch_up_days: float = Field(default=7.0, ge=0, le=366)
     leap_day: Literal["feb28", "mar1"] = "feb28"
 
 
@@ -244,9 +246,9 @@ class SendingSettings(_Strict):
     frequency_cap: int | None = Field(default=3, ge=1)  # automated emails per customer per window
     frequency_window: timedelta = timedelta(days=7)
     retry_deadline: timedelta = timedelta(days=3)
-    retry_base_seconds: float = Field(default=60.0, gt=0)
-    retry_max_seconds: float = Field(default=3600.0, gt=0)
-    lease_seconds: float = Field(default=300.0, ge=1)
+    retry_base_seconds: float = Field(default=60.0, gt=0, le=604_800)  # bounded: they become timedeltas
+    retry_max_seconds: float = Field(default=3600.0, gt=0, le=604_800)
+    lease_seconds: float = Field(default=300.0, ge=1, le=86_400)
     batch_size: int = Field(default=100, ge=1, le=5000)
     copy_to_sent: bool = False
     ambiguous: Literal["resend", "hold"] = "resend"

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from mailcrm import __version__
 from mailcrm import log as logsetup
-from mailcrm.cli import customers, db, mail, notes, outbox, plan, purchases, rules, setup, templates
+from mailcrm.cli import customers, db, mail, notes, outbox, plan, purchases, rules, setup, suppress, templates
 from mailcrm.cli.context import AppContext
 from mailcrm.cli.demo import demo
 from mailcrm.cli.output import err_console
@@ -81,8 +81,8 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(templates.app, name="templates")
 app.add_typer(outbox.app, name="outbox")
 app.command("plan")(plan.plan)
-app.command("suppress")(outbox.suppress)
-app.command("unsuppress")(outbox.unsuppress)
+app.add_typer(suppress.app, name="suppress")
+app.command("unsuppress")(suppress.unsuppress)
 app.command("sync")(mail.sync)
 app.command("run")(mail.run)
 app.command("timeline")(timeline)

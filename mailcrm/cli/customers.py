@@ -12,6 +12,7 @@ import typer
 from mailcrm.cli.context import app_context
 from mailcrm.cli.imports import run_import
 from mailcrm.cli.output import JSON_HELP, console, emit, info, print_json, table, to_jsonable
+from mailcrm.cli.params import customer_argument, limit_option, offset_option
 from mailcrm.domain.addresses import normalize_address, smtputf8_note
 from mailcrm.domain.customers import CustomerDraft, draft_from_fields
 from mailcrm.domain.values import normalize_tag
@@ -22,7 +23,7 @@ from mailcrm.store.customers import CustomerView
 app = typer.Typer(help="Add, find, edit, archive, import and export customers.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
-CustomerRef = Annotated[str, typer.Argument(help="Customer id or any of its email addresses.")]
+CustomerRef = Annotated[str, customer_argument()]
 
 
 def _draft(
@@ -159,8 +160,8 @@ def list_(
     owner: Annotated[str | None, typer.Option(help="Only customers of this salesperson.")] = None,
     status: Status = None,
     include_archived: Annotated[bool, typer.Option("--all", help="Include archived.")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
-    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    limit: Annotated[int, limit_option("At most this many.")] = 100,
+    offset: Annotated[int, offset_option("Skip this many first.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """List and search customers.

@@ -8,6 +8,7 @@ import typer
 
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, info
+from mailcrm.cli.params import customer_argument
 from mailcrm.store import customers as customer_store
 from mailcrm.store import notes as store
 
@@ -17,7 +18,7 @@ app = typer.Typer(help="Leave notes on customers.", no_args_is_help=True)
 @app.command("add")
 def add(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or any of its email addresses.")],
+    customer: Annotated[str, customer_argument()],
     text: Annotated[str, typer.Argument(help="The note ('-' reads it from stdin).")],
     author: Annotated[str | None, typer.Option(help="Who wrote it (default: $MAILCRM_USER or you).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,

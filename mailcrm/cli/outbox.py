@@ -1,4 +1,4 @@
-"""`mailcrm outbox ...` (see, retry and cancel planned emails) and `mailcrm suppress/unsuppress`."""
+"""`mailcrm outbox ...`: see, retry and cancel planned emails."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, console, emit, info, table
-from mailcrm.domain.addresses import normalize_address
+from mailcrm.cli.params import customer_option, id_argument, limit_option
 from mailcrm.errors import ValidationError
 from mailcrm.store import customers as customer_store
 from mailcrm.store import outbox as store
@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
-RowId = Annotated[int, typer.Argument(help="Outbox row id (see `mailcrm outbox list`).")]
+RowId = Annotated[int, id_argument("Outbox row id (see `mailcrm outbox list`).")]
 STATES = tuple(state.value for state in OutboxState)
 
 
@@ -96,9 +96,9 @@ def _print_detail(row: OutboxDetail) -> None:
 def list_rows(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option(help=f"Only rows in this state: {', '.join(STATES)}.")] = None,
-    customer: Annotated[str | None, typer.Option(help="Only this customer (id or email address).")] = None,
+    customer: Annotated[str | None, customer_option(help="Only this customer (id or email address).")] = None,
     rule: Annotated[str | None, typer.Option(help="Only rows of this rule.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many rows (latest due first).")] = 100,
+    limit: Annotated[int, limit_option("At most this many rows (latest due first).")] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """List outbox rows, latest due first.
@@ -144,44 +144,3 @@ def cancel(ctx: typer.Context, row_id: RowId, as_json: JsonOption = False) -> No
     """
     row = store.cancel(app_context(ctx).database(), row_id)
     emit(as_json, row, lambda: info(f"outbox row {row.id} cancelled"))
-
-
-def suppress(
-    ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="The email address never to write to again.")],
-    reason: Annotated[str, typer.Option(help="Why (kept with the address).")] = "manual",
-    as_json: JsonOption = False,
-) -> None:
-    """Stop all automated email to an address (checked again just before each send).
-
-    Example: mailcrm suppress ann@example.org --reason "asked by phone"
-    """
-    normalized = normalize_address(address)
-    with app_context(ctx).database().write() as session:
-        added = store.suppress(session, normalized, reason)
-    result = {"address": normalized, "suppressed": True, "added": added}
-    emit(
-        as_json,
-        result,
-        lambda: info(f"{result['address']} " + ("suppressed" if added else "was already suppressed")),
-    )
-
-
-def unsuppress(
-    ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="The email address to allow again.")],
-    as_json: JsonOption = False,
-) -> None:
-    """Allow automated email to an address again.
-
-    Example: mailcrm unsuppress ann@example.org
-    """
-    normalized = normalize_address(address)
-    with app_context(ctx).database().write() as session:
-        removed = store.unsuppress(session, normalized)
-    result = {"address": normalized, "suppressed": False, "removed": removed}
-    emit(
-        as_json,
-        result,
-        lambda: info(f"{result['address']} " + ("allowed again" if removed else "was not suppressed")),
-    )

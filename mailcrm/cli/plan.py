@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated, Any
 
 import typer
@@ -10,27 +10,21 @@ import typer
 from mailcrm import planner
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, info, table
-from mailcrm.errors import ValidationError
+from mailcrm.cli.params import MOMENT_RANGE, bounded_float, moment
 from mailcrm.store.outbox import primary_addresses
-
-
-def _moment(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(
-            f"--at {text!r} is not a date-time", hint="write e.g. 2026-12-01T09:00 or 2026-12-01T09:00+07:00"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def plan(
     ctx: typer.Context,
-    days: Annotated[float, typer.Option(min=0.01, max=366, help="How many days ahead.")] = 7,
+    days: Annotated[
+        float,
+        typer.Option(parser=bounded_float("--days", 0.01, 366), help="How many days ahead (0.01 to 366)."),
+    ] = 7,
     at: Annotated[
-        str | None, typer.Option(help="Start of the forecast (ISO date-time, UTC unless an offset is given).")
+        str | None,
+        typer.Option(
+            help=f"Start of the forecast (ISO date-time, UTC unless an offset is given; {MOMENT_RANGE})."
+        ),
     ] = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Run one planning pass now and write the outbox instead.")
@@ -49,7 +43,7 @@ def plan(
     db = context.database(create=False)
     rules = planner.configured_rules(settings)
     if apply:
-        report = planner.plan(db, settings, rules, _moment(at))
+        report = planner.plan(db, settings, rules, moment("--at", at))
         result: Any = {
             "planned": report.planned,
             "inserted": report.inserted,
@@ -58,7 +52,7 @@ def plan(
         }
         emit(as_json, result, lambda: info(f"planned {report.planned} emails, {report.inserted} new"))
         return
-    start = _moment(at)
+    start = moment("--at", at)
     emails = planner.forecast(db, settings, rules, start, days)
     with db.read() as session:
         addresses = primary_addresses(session, {e.customer_id for e in emails})

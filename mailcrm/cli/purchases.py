@@ -10,6 +10,7 @@ import typer
 from mailcrm.cli.context import app_context
 from mailcrm.cli.imports import run_import
 from mailcrm.cli.output import JSON_HELP, emit, info
+from mailcrm.cli.params import count_option, customer_argument
 from mailcrm.store import customers as customer_store
 
 app = typer.Typer(help="Record purchases, one by one or from CSV.", no_args_is_help=True)
@@ -20,11 +21,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 @app.command("add")
 def add(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or any of its email addresses.")],
+    customer: Annotated[str, customer_argument()],
     product: Annotated[str, typer.Option(help="What was bought.")],
     amount: Annotated[str, typer.Option(help="Total paid, e.g. 1250.50.")],
     currency: Annotated[str | None, typer.Option(help="ISO 4217 code, e.g. THB.")] = None,
-    quantity: Annotated[int, typer.Option(min=1, help="How many.")] = 1,
+    quantity: Annotated[int, count_option("How many.")] = 1,
     date: Annotated[str | None, typer.Option(help="When (YYYY-MM-DD or ISO date-time; default now).")] = None,
     order_ref: Annotated[str | None, typer.Option(help="Order or invoice number.")] = None,
     as_json: JsonOption = False,

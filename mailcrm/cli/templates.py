@@ -9,6 +9,7 @@ import typer
 
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, info, table
+from mailcrm.cli.params import customer_option
 from mailcrm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _salesperson(settings: Settings, owner: str | None) -> dict[str, Any]:
 def preview(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Template name, e.g. thank_you.")],
-    customer: Annotated[str, typer.Option("--customer", help="Customer id or any of its email addresses.")],
+    customer: Annotated[str, customer_option("--customer")],
     language: Annotated[
         str | None, typer.Option("--language", help="Render in this language (default: the customer's).")
     ] = None,

@@ -8,14 +8,15 @@ import typer
 
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, info, table
+from mailcrm.cli.params import customer_argument, limit_option
 from mailcrm.store import customers as customer_store
 from mailcrm.store import timeline as store
 
 
 def timeline(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Argument(help="Customer id or any of its email addresses.")],
-    limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 50,
+    customer: Annotated[str, customer_argument()],
+    limit: Annotated[int, limit_option("At most this many entries.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show a customer's timeline: emails, purchases, notes and other events, newest first.

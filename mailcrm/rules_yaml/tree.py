@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from mailcrm.errors import ConfigError
-from mailcrm.yamlfile import PathKey, Position
+from mailcrm.yamlfile import PathKey, Position, compose, too_deep
 
 _MAX_VALUES = 200_000
 _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
@@ -40,7 +40,7 @@ def walk(text: str, path: str) -> Tree:
     at an impossible date such as 2026-13-01, which is kept here as the text written so
     the field's own check reports it with its line).
     """
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    node = compose(text, path)
     tree = Tree(data=None)
     if node is None:
         return tree
@@ -56,6 +56,9 @@ def walk(text: str, path: str) -> Tree:
         count += 1
         if count > _MAX_VALUES:
             raise refuse(current, "document expands to too many values (alias bomb?)")
+        deep = too_deep(current, loc, path)
+        if deep is not None:
+            raise deep
         tree.values[loc] = _mark(current)
         if isinstance(current, yaml.MappingNode | yaml.SequenceNode) and current.tag not in _PLAIN_TAGS:
             raise refuse(current, f"unsupported YAML tag {current.tag}", "only plain YAML is accepted")

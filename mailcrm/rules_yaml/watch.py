@@ -1,15 +1,24 @@
-"""Reloading the rules when their files change, for the daemon."""
+"""Reloading the rules when their files change, for the daemon.
+
+The watcher reports what it finds itself: every reload that still finds a broken rule
+file logs one ERROR line naming file:line and why (no traceback), however many times
+the folder changes meanwhile, and the first reload that finds them good again logs
+one INFO line. Between reloads the last good rules keep running.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time as clock
 from collections.abc import Callable
 from pathlib import Path
 
 from mailcrm.domain.rules import RuleSet
 from mailcrm.errors import ConfigError
-from mailcrm.rules_yaml.loader import rule_files
+from mailcrm.rules_yaml.loader import RuleError, rule_files
+
+log = logging.getLogger(__name__)
 
 _Stamp = tuple[tuple[str, int, int], ...]
 # A file changed this recently may change again within the clock's resolution: hash it.
@@ -61,22 +70,41 @@ class RuleWatcher:
     def reload_if_changed(self, *, force: bool = False) -> tuple[RuleSet, ConfigError | None]:
         """The rules to use now, and the problem of the current files (`None` when they are good).
 
-        While the files stay broken the same error object is returned, so a caller can
-        report it once.
+        While the files stay unchanged the same error object is returned without reading
+        them again. The stamp and hash are only remembered once a load has finished, so a
+        loader that fails unexpectedly is tried (and fails visibly) again next time.
         """
         stamp = self._stamp_now()
         settled = stamp is not None and all(clock.time_ns() - mtime > _SETTLE_NS for _, mtime, _ in stamp)
         if not force and stamp is not None and stamp == self._stamp and settled:
             return self.rules, self.error
         digest = self._digest_now()
-        self._stamp = stamp
         if not force and digest == self._digest:
+            self._stamp = stamp
             return self.rules, self.error
-        self._digest = digest
         try:
             rules = self.loader(self.directory)
         except ConfigError as exc:
+            log.error(
+                "rule files have errors; keeping the last good rules: %s",
+                one_line(exc),
+                extra={"action": "rules_invalid"},
+            )
             self.error = exc
         else:
+            if self.error is not None:
+                log.info(
+                    "rule files are valid again: %d rule(s) loaded",
+                    len(rules.rules),
+                    extra={"action": "rules_fixed"},
+                )
             self.rules, self.error = rules, None
+        self._stamp, self._digest = stamp, digest
         return self.rules, self.error
+
+
+def one_line(error: ConfigError) -> str:
+    """Every problem of a rule error on one line, `; `-joined: `file:line: why (hint: ...)`."""
+    problems = error.problems if isinstance(error, RuleError) else (error,)
+    parts = (p.message + (f" (hint: {p.hint})" if p.hint else "") for p in problems)
+    return "; ".join(" ".join(part.splitlines()) for part in parts)

@@ -15,12 +15,14 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from mailcrm.cli import outbox as outbox_cli
+from mailcrm.cli import suppress as suppress_cli
 from mailcrm.cli.context import AppContext
 from mailcrm.domain.planning import PlannedEmail
-from mailcrm.errors import ConflictError, NotFoundError
-from mailcrm.store import outbox
+from mailcrm.errors import ConflictError, NotFoundError, ValidationError
+from mailcrm.store import outbox, timeline
 from mailcrm.store.db import Database
 from mailcrm.store.models import Message, MessageLink, OutboxItem, Suppression, TimelineEvent, table_of
+from mailcrm.store.outbox.suppression import list_suppressed
 from mailcrm.store.types import utcnow
 
 LEASE = timedelta(seconds=60)
@@ -275,6 +277,75 @@ def test_suppress_and_unsuppress(db: Database) -> None:
         assert not outbox.unsuppress(session, "c0@example.org")
 
 
+def test_unsuppress_records_who_allowed_a_customer_address_again_and_why(db: Database) -> None:
+    (customer,) = seed_customers(db, 1)
+    with db.write() as session:
+        outbox.suppress(session, "c0@example.org", "unsubscribed")
+        outbox.suppress(session, "stranger@else.example", "complaint")
+    with db.write() as session:
+        assert outbox.unsuppress(
+            session, "C0@example.org", note="asked by phone", author="alice@acme.example"
+        )
+        assert outbox.unsuppress(session, "stranger@else.example")  # no customer: nothing to record
+        assert not outbox.unsuppress(session, "c0@example.org", note="twice")
+    with db.read() as session:
+        assert list_suppressed(session, limit=10) == []
+        entries = timeline.for_customer(session, customer, 10)
+    assert [(e.kind, e.summary) for e in entries] == [
+        ("unsuppressed", "email to c0@example.org allowed again (was unsubscribed): asked by phone")
+    ]
+    assert entries[0].payload == {
+        "address": "c0@example.org",
+        "previous_reason": "unsubscribed",
+        "note": "asked by phone",
+        "by": "alice@acme.example",
+        "summary": "email to c0@example.org allowed again (was unsubscribed): asked by phone",
+    }
+    with db.write() as session:
+        outbox.suppress(session, "c0@example.org", "manual")
+        with pytest.raises(ValidationError, match="longer than 2000"):
+            outbox.unsuppress(session, "c0@example.org", note="x" * 2001)
+
+
+def test_list_suppressed_newest_first_with_the_customer_if_any(db: Database) -> None:
+    """Addresses of no customer (a bounce of an unknown address, a complaint) are listed too."""
+    (customer,) = seed_customers(db, 1)
+    with db.write() as session:
+        outbox.suppress(
+            session, "c0@example.org", "hard_bounce", "550 5.1.1 user unknown", customer_id=customer
+        )
+    with db.write() as session:
+        outbox.suppress(session, "stranger@else.example", "hard_bounce", "550 5.1.1 no such user")
+    with db.write() as session:
+        outbox.suppress(session, "angry@else.example", "complaint")
+    with db.write() as session:
+        outbox.suppress(session, "odd_100%@else.example", "manual", "asked by phone")
+
+    with db.read() as session:
+        everything = list_suppressed(session, limit=100)
+        bounces = list_suppressed(session, reason="hard_bounce", limit=100)
+        by_name = list_suppressed(session, search="CUSTOMER 0", limit=100)
+        by_detail = list_suppressed(session, search="no such user", limit=100)
+        literal = list_suppressed(session, search="_100%", limit=100)
+        wildcard = list_suppressed(session, search="%", limit=100)
+        newest = list_suppressed(session, limit=2)
+    assert [(r.address, r.reason, r.customer_id, r.customer_name) for r in everything] == [
+        ("odd_100%@else.example", "manual", None, None),
+        ("angry@else.example", "complaint", None, None),
+        ("stranger@else.example", "hard_bounce", None, None),
+        ("c0@example.org", "hard_bounce", customer, "Customer 0"),
+    ]
+    assert everything[-1].detail == "550 5.1.1 user unknown"
+    assert everything[0].suppressed_at >= everything[-1].suppressed_at
+    assert everything[0].suppressed_at.tzinfo is not None
+    assert [r.address for r in bounces] == ["stranger@else.example", "c0@example.org"]
+    assert [r.address for r in by_name] == ["c0@example.org"]
+    assert [r.address for r in by_detail] == ["stranger@else.example"]
+    assert [r.address for r in literal] == ["odd_100%@else.example"]
+    assert [r.address for r in wildcard] == ["odd_100%@else.example"]  # % is a character, not "anything"
+    assert [r.address for r in newest] == ["odd_100%@else.example", "angry@else.example"]
+
+
 def _cli(config: Path) -> typer.Typer:
     """The outbox commands mounted as `mailcrm/cli/__init__.py` mounts them."""
     app = typer.Typer()
@@ -286,8 +357,8 @@ def _cli(config: Path) -> typer.Typer:
         ctx.call_on_close(context.close)
 
     app.add_typer(outbox_cli.app, name="outbox")
-    app.command("suppress")(outbox_cli.suppress)
-    app.command("unsuppress")(outbox_cli.unsuppress)
+    app.add_typer(suppress_cli.app, name="suppress")
+    app.command("unsuppress")(suppress_cli.unsuppress)
     return app
 
 
@@ -326,4 +397,10 @@ def test_cli_list_show_retry_cancel_suppress(db: Database, tmp_path: Path) -> No
     with db.read() as session:
         reason = session.execute(select(table_of(Suppression).c.reason)).scalar_one()
     assert reason == "asked by phone"
+    assert run("suppress", "add", "c0@example.org", "--json")["added"] is True
+    assert [(r["address"], r["reason"], r["customer_id"]) for r in run("suppress", "list", "--json")] == [
+        ("c0@example.org", "manual", ids[0]),
+        ("c1@example.org", "asked by phone", ids[1]),
+    ]
+    assert "asked by phone" in run("suppress", "list", "--reason", "asked by phone")
     assert run("unsuppress", "c1@example.org", "--json")["removed"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -554,6 +555,80 @@ def test_watcher_starts_empty_when_first_load_fails(tmp_path: Path) -> None:
     rules, error = watcher.reload_if_changed()
     assert rules.rules == () and error is None
     _write(folder, "a.yaml", "rules:\n  - {name: one, when: {after: purchase}, template: thank_you}\n")
+    rules, error = watcher.reload_if_changed()
+    assert [r.name for r in rules.rules] == ["one"] and error is None
+
+
+def test_watcher_names_a_deeply_nested_file_on_every_reload_until_it_is_fixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file nested 900 levels deep once escaped as a RecursionError without its name,
+    and the watcher then never reported it again while the last rules kept running."""
+    good = "rules:\n  - {name: one, when: {after: purchase}, template: thank_you}\n"
+    _write(tmp_path, "a.yaml", good)
+    watcher = RuleWatcher(tmp_path, _load)
+    rules, error = watcher.reload_if_changed()
+    assert [r.name for r in rules.rules] == ["one"] and error is None
+    caplog.set_level(logging.INFO, logger="mailcrm.rules_yaml.watch")
+
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("rules:\n  - name: deep\n    when: " + "[" * 900 + "]" * 900 + "\n", encoding="utf-8")
+    kept, error = watcher.reload_if_changed()
+    assert kept is rules and error is not None
+    # Unchanged files are not read again, so the same problem is not logged again.
+    assert watcher.reload_if_changed() == (rules, error)
+    # The second reload (another change, still broken; two levels a line): reported again.
+    deep.write_text(
+        "rules:\n" + "".join("  " * level + "- k:\n" for level in range(1, 900)), encoding="utf-8"
+    )
+    kept, error = watcher.reload_if_changed()
+    assert kept is rules and error is not None
+
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        f"rule files have errors; keeping the last good rules: {deep}:3:72: nested deeper than 64 "
+        "levels (hint: flatten the file: mailcrm's settings and rules need only a few levels)",
+        f"rule files have errors; keeping the last good rules: {deep}:33:67: nested deeper than 64 "
+        "levels (hint: flatten the file: mailcrm's settings and rules need only a few levels)",
+    ]
+    assert all(r.exc_info is None for r in caplog.records)
+
+    caplog.clear()
+    deep.write_text(good.replace("one", "two"), encoding="utf-8")
+    fixed, error = watcher.reload_if_changed()
+    assert [r.name for r in fixed.rules] == ["one", "two"] and error is None
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "rule files are valid again: 2 rule(s) loaded")
+    ]
+
+
+def test_watcher_logs_every_problem_of_a_reload_on_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write(tmp_path, "a.yaml", "rules: [")
+    _write(tmp_path, "b.yaml", "rules:\n  - {name: one, when: {after: purchase}, template: thank_yuo}\n")
+    _rules, error = RuleWatcher(tmp_path, _load).reload_if_changed()
+    assert error is not None
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    message = record.getMessage()
+    assert "\n" not in message
+    assert f"{tmp_path / 'a.yaml'}:1:" in message and f"{tmp_path / 'b.yaml'}:2:" in message
+    assert "; " in message
+
+
+def test_watcher_retries_a_load_that_failed_unexpectedly(tmp_path: Path) -> None:
+    """A loader that raises something other than a ConfigError is not silently forgotten."""
+    _write(tmp_path, "a.yaml", "rules:\n  - {name: one, when: {after: purchase}, template: thank_you}\n")
+    failures = [RuntimeError("disk hiccup")]
+
+    def flaky(folder: Path) -> RuleSet:
+        if failures:
+            raise failures.pop()
+        return _load(folder)
+
+    watcher = RuleWatcher(tmp_path, flaky)
+    with pytest.raises(RuntimeError):
+        watcher.reload_if_changed()
     rules, error = watcher.reload_if_changed()
     assert [r.name for r in rules.rules] == ["one"] and error is None
 

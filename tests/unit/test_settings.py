@@ -126,3 +126,24 @@ def test_default_templates_ship_inside_the_package() -> None:
     assert Path(mailcrm.__file__).parent in folder.parents
     names = TemplateRenderer(folder).names()
     assert {"thank_you", "anniversary", "birthday", "follow_up", "win_back"} <= names
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "says"),
+    [
+        ("planning", "grace_hours", "1e300", "less than or equal to 8784"),
+        ("planning", "lookahead_hours", "99999999999999999999", "less than or equal to 8784"),
+        ("planning", "catch_up_days", "1e300", "less than or equal to 366"),
+        ("planning", "interval_seconds", ".inf", "finite number"),
+        ("planning", "catch_up_days", ".nan", "finite number"),
+        ("sending", "retry_max_seconds", "1e300", "less than or equal to 604800"),
+        ("sending", "lease_seconds", ".inf", "finite number"),
+    ],
+)
+def test_durations_that_would_overflow_the_planner_are_refused_with_their_line(
+    section: str, key: str, value: str, says: str
+) -> None:
+    """`planning.grace_hours: 1e300` passed `config check`, then `plan --apply` crashed."""
+    with pytest.raises(ConfigError) as info:
+        _load(f"{section}:\n  {key}: {value}\n")
+    assert f"mailcrm.yaml:2:3: {section}.{key}:" in str(info.value) and says in str(info.value)
