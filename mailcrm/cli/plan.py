@@ -38,12 +38,13 @@ def plan(
 
     Example: mailcrm plan --days 7 --json
     """
+    start = moment("--at", at)  # a usage error comes before any database is opened
     context = app_context(ctx)
     settings = context.settings
     db = context.database(create=False)
     rules = planner.configured_rules(settings)
     if apply:
-        report = planner.plan(db, settings, rules, moment("--at", at))
+        report = planner.plan(db, settings, rules, start)
         result: Any = {
             "planned": report.planned,
             "inserted": report.inserted,
@@ -52,7 +53,6 @@ def plan(
         }
         emit(as_json, result, lambda: info(f"planned {report.planned} emails, {report.inserted} new"))
         return
-    start = moment("--at", at)
     emails = planner.forecast(db, settings, rules, start, days)
     with db.read() as session:
         addresses = primary_addresses(session, {e.customer_id for e in emails})

@@ -124,6 +124,7 @@ def test_plan_at_the_end_of_the_calendar_names_the_range(cli: CLI, configured: P
     result = cli("plan", "--at", "9999-12-31T23:00")
     assert result.code == 2 and "Traceback" not in result.stderr
     assert "use a date-time from 1900-01-01 to 2200-12-31 UTC" in _one_line(result.stderr)
+    assert cli("db", "upgrade").code == 0
     inside = cli("plan", "--days", "366", "--at", "2200-12-31T23:59", "--json")
     assert inside.code == 0, inside.stderr
     assert inside.json() == []
