@@ -25,17 +25,19 @@ FIRST_NAME = "first_name"
 LAST_NAME = "last_name"
 _CUSTOM = "custom."
 
-_SEPARATORS = re.compile(r"[\s_\-.]+")
-# "Email", "E-mail 2", "Secondary Email", "Email Address", "emails", "Customer E-Mail-Adresse".
-_EMAIL = re.compile(
-    r"(?:primary|secondary|alternate|alternative|other|additional|work|personal|private|home"
-    r"|business|second|third|customer|contact|buyer)?"
-    r"e?mail(?:address(?:es)?|adresse)?s?\d*"
+_SEPARATORS = re.compile(r"[\s_\-.()#]+")
+# "Email", "E-mail 2", "Secondary Email", "alt_email", "Email (alt)", "Email Address", "emails",
+# "Customer E-Mail-Adresse": every one of them is another address of the same customer.
+_EMAIL_BEFORE = (
+    "primary|secondary|alt|alternate|alternative|other|additional|backup|extra|another|work"
+    "|personal|private|home|business|second|third|customer|contact|buyer"
 )
+_EMAIL_AFTER = r"\d+|alt|alternate|alternative|other|secondary|backup|extra"
+_EMAIL = re.compile(f"(?:{_EMAIL_BEFORE})?e?mail(?:address(?:es)?|adresse)?s?(?:{_EMAIL_AFTER})?")
 
 
 def header_key(header: str) -> str:
-    """The form headers are compared in: case-folded, without spaces, _ - or dots."""
+    """The form headers are compared in: case-folded, without spaces, _ - . ( ) or #."""
     return _SEPARATORS.sub("", header.strip().casefold())
 
 

@@ -86,6 +86,19 @@ def test_several_email_columns_feed_the_addresses() -> None:
     assert draft.emails == ("ann@x.org", "ann@y.org", "ann@work.org")
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["alt_email", "alt email", "Alt. E-mail", "email2", "email 2", "E-mail 2", "e-mail #2", "Email (2)",
+     "email_alt", "Email (alternate)", "secondary email", "other email", "Backup Email", "Email Address 2"],
+)  # fmt: skip
+def test_a_second_address_column_is_recognised_by_its_usual_names(header: str) -> None:
+    """An `alt_email`-style column is one more address of the customer, never an ignored column."""
+    mapping = map_customer_headers(["Name", "Email", header])
+    assert mapping.ignored == ()
+    fields = mapping.fields(["Ann", "ann@x.org", "ann@home.example"])
+    assert draft_from_fields(fields, new_record=True).emails == ("ann@x.org", "ann@home.example")
+
+
 def test_unknown_headers_are_reported_not_imported() -> None:
     mapping = map_customer_headers(["Name", "Email", "Notes", "Kundennr", ""])
     assert mapping.ignored == ("Notes", "Kundennr", "(column 5 has no header)")
