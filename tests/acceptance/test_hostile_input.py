@@ -1,0 +1,77 @@
+"""Hostile or broken customer text, as a user meets it at the command line.
+
+Names and fields that look like spreadsheet formulas, carry control characters or
+terminal escape sequences, search text with LIKE wildcards, oversized CSV cells: each
+gets a clear answer naming the place, the good data goes in, and nothing is replayed
+to the terminal. Where the store matters, each test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from .conftest import CLI
+
+CONFIG = """\
+database:
+  url: {url}
+defaults:
+  timezone: Asia/Bangkok
+salespeople:
+  - name: Alice Morgan
+    email: alice@acme.example
+"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A config in `tmp_path` whose database is an empty SQLite file or PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = "sqlite:///crm.db"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+        _drop_schema(url)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG.format(url=url), encoding="utf-8")
+    yield request.param
+    if request.param == "postgres":
+        _drop_schema(url)
+
+
+def _drop_schema(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def names(cli: CLI, *args: str) -> list[str]:
+    result = cli("customers", "list", *args, "--json")
+    assert result.code == 0, result.stderr
+    return sorted(c["name"] for c in result.json())
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+def test_search_text_is_literal_not_a_like_pattern(cli: CLI, tmp_path: Path, store: str) -> None:
+    """`customers list %` and `_` find the names with those characters, not everyone."""
+    (tmp_path / "people.csv").write_text(
+        "name,email\n100% Solar,sales@solar.example\nsnake_case Trading,info@snake.example\n"
+        "Back\\slash Ltd,bs@back.example\nA/B Imports,ab@imports.example\nPlain Person,plain@person.example\n",
+        encoding="utf-8",
+    )
+    assert cli("customers", "import", "people.csv").code == 0
+    assert names(cli, "%") == ["100% Solar"]
+    assert names(cli, "_") == ["snake_case Trading"]
+    assert names(cli, "\\") == ["Back\\slash Ltd"]
+    assert names(cli, "/") == ["A/B Imports"]
+    assert names(cli, "E_C") == ["snake_case Trading"]
+    assert cli("customers", "list", "%%").stderr.strip() == "no customers match"
