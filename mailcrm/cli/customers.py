@@ -13,6 +13,7 @@ from mailcrm.cli.context import app_context
 from mailcrm.cli.imports import run_import
 from mailcrm.cli.output import JSON_HELP, console, emit, info, print_json, table, to_jsonable
 from mailcrm.domain.addresses import normalize_address
+from mailcrm.domain.csv_mapping import escape_formula
 from mailcrm.domain.customers import CustomerDraft, draft_from_fields
 from mailcrm.domain.values import normalize_tag
 from mailcrm.errors import ValidationError
@@ -305,6 +306,10 @@ def export(
 ) -> None:
     """Export every customer as CSV (re-importable) or JSON Lines.
 
+    A CSV cell starting with = + - @ tab or CR gets a leading ' so spreadsheets show it
+    as text rather than run it as a formula; `customers import` removes that quote
+    again. JSON Lines are written as stored.
+
     Example: mailcrm customers export -o customers.csv
     """
     import json
@@ -328,12 +333,13 @@ def export(
                          "owner", "lead_source", "status", "company", "tags"]
                         + [f"custom.{key}" for key in custom_keys]
                     )  # fmt: skip
-                writer.writerow(
+                cells = (
                     [view.id, view.name, ";".join(a.address for a in view.emails), view.phone,
                      view.birthday, view.timezone, view.language, view.owner, view.lead_source,
                      view.status, view.company, ",".join(view.tags)]
                     + [view.custom.get(key) for key in custom_keys]
                 )  # fmt: skip
+                writer.writerow(["" if cell is None else escape_formula(str(cell)) for cell in cells])
     finally:
         if output:
             handle.close()

@@ -36,6 +36,38 @@ _EMAIL_AFTER = r"\d+|alt|alternate|alternative|other|secondary|backup|extra"
 _EMAIL = re.compile(f"(?:{_EMAIL_BEFORE})?e?mail(?:address(?:es)?|adresse)?s?(?:{_EMAIL_AFTER})?")
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPE = "'"
+
+
+def _formula_after_quotes(cell: str) -> bool:
+    """Whether the cell is a formula character after zero or more `'`."""
+    return cell.lstrip(_ESCAPE).startswith(FORMULA_STARTS)
+
+
+def escape_formula(cell: str) -> str:
+    """The cell as `customers export` writes it: `'` before a formula's first character.
+
+    Any outside sender can choose a name (a From display name becomes a lead), so a
+    name like `=HYPERLINK(...)` must not run when a salesperson opens the export in a
+    spreadsheet. The quote is OWASP's rule. A value that already is `'=...` gets one
+    more quote, so `unescape_formula`, which removes one, gives back every value exactly.
+    """
+    return _ESCAPE + cell if _formula_after_quotes(cell) else cell
+
+
+def unescape_formula(cell: str) -> str:
+    """A cell as read back: `'` followed by a formula's first character loses the quote.
+
+    So `-Jon-`, `+66 81 234 5678` and `=SUM(A1)` round-trip through export and import;
+    a quote before anything else is the user's own and stays.
+    """
+    if cell.startswith(_ESCAPE) and _formula_after_quotes(cell):
+        return cell[1:]
+    return cell
+
+
 def header_key(header: str) -> str:
     """The form headers are compared in: case-folded, without spaces, _ - . ( ) or #."""
     return _SEPARATORS.sub("", header.strip().casefold())
@@ -163,7 +195,7 @@ class HeaderMapping:
         for column in self.columns:
             if column.index >= count:
                 continue
-            value = cells[column.index].strip()
+            value = unescape_formula(cells[column.index]).strip()
             if not value:
                 continue
             if column.field == "email" and self.kind == "customers":

@@ -65,7 +65,8 @@ def test_search_text_is_literal_not_a_like_pattern(cli: CLI, tmp_path: Path, sto
     """`customers list %` and `_` find the names with those characters, not everyone."""
     (tmp_path / "people.csv").write_text(
         "name,email\n100% Solar,sales@solar.example\nsnake_case Trading,info@snake.example\n"
-        "Back\\slash Ltd,bs@back.example\nA/B Imports,ab@imports.example\nPlain Person,plain@person.example\n",
+        "Back\\slash Ltd,bs@back.example\nA/B Imports,ab@imports.example\n"
+        "Plain Person,plain@person.example\n",
         encoding="utf-8",
     )
     assert cli("customers", "import", "people.csv").code == 0
@@ -75,3 +76,52 @@ def test_search_text_is_literal_not_a_like_pattern(cli: CLI, tmp_path: Path, sto
     assert names(cli, "/") == ["A/B Imports"]
     assert names(cli, "E_C") == ["snake_case Trading"]
     assert cli("customers", "list", "%%").stderr.strip() == "no customers match"
+
+
+# --- formula injection ----------------------------------------------------------------------
+
+EVIL = '=HYPERLINK("http://evil.example","x")'
+MBOX = """\
+From evil@evil.example Mon Jan  5 10:00:00 2026
+From: "=HYPERLINK(\\"http://evil.example\\",\\"x\\")" <evil@evil.example>
+To: Alice Morgan <alice@acme.example>
+Subject: quote please
+Date: Mon, 05 Jan 2026 10:00:00 +0000
+Message-ID: <evil-1@evil.example>
+
+Could you send a quote?
+"""
+
+
+def test_export_escapes_formulas_and_import_undoes_it(cli: CLI, tmp_path: Path, store: str) -> None:
+    """A lead named by an outside sender's From display name exports as text, not a
+    formula; names, phones and fields starting with = + - @ round-trip literally."""
+    (tmp_path / "mail.mbox").write_text(MBOX, encoding="utf-8")
+    synced = cli("import", "mbox", "mail.mbox", "--mailbox", "alice@acme.example", "--json")
+    assert synced.code == 0 and synced.json()["leads"] == 1, synced.stdout + synced.stderr
+    added = cli(
+        "customers", "add", "--name", "-Jon-", "-e", "jon@example.org", "--phone", "+66 81 234 5678",
+        "--set", "note=@home", "--set", "total==SUM(A1)",
+    )  # fmt: skip
+    assert added.code == 0, added.stderr
+
+    exported = cli("customers", "export", "-o", "out.csv")
+    assert exported.code == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
+    assert [(r["name"], r["phone"], r["custom.note"], r["custom.total"]) for r in rows] == [
+        ("'" + EVIL, "", "", ""),
+        ("'-Jon-", "'+66 81 234 5678", "'@home", "'=SUM(A1)"),
+    ]
+    as_json = cli("customers", "export", "--json").stdout.splitlines()
+    assert EVIL.replace('"', '\\"') in as_json[0] and '"-Jon-"' in as_json[1]  # JSON is data: as stored
+
+    before = cli("customers", "list", "--json").json()
+    again = cli("customers", "import", "out.csv", "--json")
+    assert again.code == 0, again.stdout + again.stderr
+    assert (again.json()["unchanged"], again.json()["updated"], again.json()["created"]) == (2, 0, 0)
+    after = cli("customers", "list", "--json").json()
+    assert after == before
+    assert [(c["name"], c["phone"], c["custom"]) for c in after] == [
+        (EVIL, None, {}),
+        ("-Jon-", "+66 81 234 5678", {"note": "@home", "total": "=SUM(A1)"}),
+    ]
