@@ -15,11 +15,15 @@ from typing import Literal
 
 from mailcrm.domain.customers import CUSTOMER_FIELDS, normalize_custom_key
 from mailcrm.domain.purchases import PURCHASE_FIELDS
+from mailcrm.domain.values import check_text
 from mailcrm.errors import ImportFileError, ValidationError
 
 Kind = Literal["customers", "purchases"]
 
 IGNORE = "-"
+# The longest cell a row may have: a spreadsheet's cell holds 32,767 characters, so a
+# longer one is a broken or hostile file. It refuses that row alone; the rest goes in.
+MAX_CELL_CHARS = 65_536
 _EXPORT_ONLY = frozenset({"id", "purchases", "createdat", "updatedat"})
 FIRST_NAME = "first_name"
 LAST_NAME = "last_name"
@@ -181,7 +185,9 @@ class HeaderMapping:
         """The row's non-empty cells as field → text, ready for validation.
 
         Several email columns are joined into one address list; first and last name
-        make up `name` when there is no name column or its cell is empty.
+        make up `name` when there is no name column or its cell is empty. A cell longer
+        than `MAX_CELL_CHARS` or holding a control character refuses the row, naming
+        the field, the same way for customers and purchases on every store.
         """
         if len(cells) > self.width and any(cell.strip() for cell in cells[self.width :]):
             raise ValidationError(
@@ -198,6 +204,7 @@ class HeaderMapping:
             value = unescape_formula(cells[column.index]).strip()
             if not value:
                 continue
+            _check_cell(column.field, value)
             if column.field == "email" and self.kind == "customers":
                 emails.append(value)
             elif column.field == FIRST_NAME:
@@ -211,6 +218,18 @@ class HeaderMapping:
         if "name" not in result and (first or last):
             result["name"] = f"{first} {last}".strip()
         return result
+
+
+def _check_cell(field: str, value: str) -> None:
+    if len(value) > MAX_CELL_CHARS:
+        raise ValidationError(
+            f"{field}: the cell has {len(value):,} characters, more than the limit of {MAX_CELL_CHARS:,}",
+            hint="shorten the cell or leave the column out with --map 'Header=-'",
+        )
+    try:
+        check_text(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{field}: {exc.message}", hint=exc.hint) from None
 
 
 def custom_name(header: str) -> str:

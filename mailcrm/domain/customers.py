@@ -14,8 +14,11 @@ from typing import Any
 
 from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.values import (
+    check_text,
+    has_visible_character,
     normalize_language,
     normalize_timezone,
+    one_line,
     parse_date,
     split_tags,
 )
@@ -96,7 +99,13 @@ def normalize_custom_key(raw: str) -> str:
 
 
 def _text(value: str, what: str, limit: int) -> str:
-    text = " ".join(value.split())
+    """A one-line text field: whitespace folded, invisible edges trimmed, something visible."""
+    text = one_line(value)
+    if not has_visible_character(text):
+        raise ValidationError(
+            "has no visible character",
+            hint=f"spaces, zero-width characters and direction marks alone are no {what}",
+        )
     if len(text) > limit:
         raise ValidationError(f"{what} is longer than {limit} characters")
     return text
@@ -114,6 +123,7 @@ def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> 
             continue
         text = str(raw)
         try:
+            check_text(text)
             if key == "name":
                 values["name"] = _text(text, "name", 200)
             elif key == "email":
