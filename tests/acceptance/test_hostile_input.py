@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def _drop_schema(url: str) -> None:
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+@pytest.fixture
+def configured(tmp_path: Path) -> Path:
+    """A SQLite store, for what does not depend on the store."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG.format(url="sqlite:///crm.db"), encoding="utf-8")
+    return tmp_path
 
 
 def names(cli: CLI, *args: str) -> list[str]:
@@ -125,3 +134,61 @@ def test_export_escapes_formulas_and_import_undoes_it(cli: CLI, tmp_path: Path, 
         (EVIL, None, {}),
         ("-Jon-", "+66 81 234 5678", {"note": "@home", "total": "=SUM(A1)"}),
     ]
+
+
+# --- control characters -------------------------------------------------------------------
+
+
+def test_control_characters_are_refused_with_row_and_field(cli: CLI, tmp_path: Path, store: str) -> None:
+    """One NUL cell refuses its row, named by line and field, on both stores; the other
+    rows go in. The command line refuses the same text, and errors never replay ESC."""
+    (tmp_path / "people.csv").write_text(
+        "name,email,company\nAnn,ann@example.org,Acme\nNul\x00Nul,nul@example.org,\n"
+        "Bo,bo@example.org,\x1b[2J\nCy,cy@example.org,\n",
+        encoding="utf-8",
+    )
+    imported = cli("customers", "import", "people.csv")
+    report = imported.stdout + imported.stderr
+    assert imported.code == 1
+    assert "2 created" in report and "2 rows refused" in report
+    assert "name: contains a control character, U+0000 (NUL), at character 4" in report
+    assert "company: contains a control character, U+001B (ESC), at character 1" in report
+    refused_lines = [line.split("│")[1].strip() for line in report.splitlines() if "control" in line]
+    assert refused_lines == ["3", "4"]
+    assert names(cli) == ["Ann", "Cy"]
+
+    added = cli("customers", "add", "--name", "\x1b]0;pwned\x07Eve", "-e", "eve@example.org")
+    assert added.code == 1
+    assert "name: contains a control character, U+001B (ESC), at character 1" in added.stderr
+    blank = cli("customers", "add", "--name", "\u200b\u200f", "-e", "eve@example.org")
+    assert blank.code == 1 and "name: has no visible character" in blank.stderr
+    for result in (imported, added, blank):
+        assert "\x1b" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+# --- terminal output ----------------------------------------------------------------------
+
+HOSTILE = "Evil\x1b]0;pwned\x07\x1b[2J [bold red]x[/] \x9b31m"
+
+
+def test_stored_text_never_replays_escape_sequences(cli: CLI, tmp_path: Path, configured: Path) -> None:
+    """A name stored before names were checked, and a note, print with ESC as a visible
+    symbol and their markup-like brackets as written, in lists, details and timelines."""
+    assert cli("customers", "add", "--name", "Placeholder", "-e", "evil@example.org").code == 0
+    with sqlite3.connect(configured / "config" / "crm.db") as connection:
+        connection.execute("UPDATE customer SET name = ? WHERE id = 1", (HOSTILE,))
+    assert cli("notes", "add", "1", "call back \x1b[31mtomorrow").code == 0
+
+    for args in (
+        ("customers", "list"),
+        ("customers", "show", "1"),
+        ("timeline", "1"),
+        ("customers", "list", "evil"),
+    ):
+        shown = cli(*args)
+        assert shown.code == 0, shown.stderr
+        output = shown.stdout + shown.stderr
+        assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output, args
+        assert "\u241b]0;pwned" in output and "[bold red]x[/]" in output, args
+    assert "call back \u241b[31mtomorrow" in cli("timeline", "1").stdout
+    assert cli("customers", "show", "1", "--json").json()["name"] == HOSTILE  # JSON keeps the data
