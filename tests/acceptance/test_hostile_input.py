@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,3 +197,86 @@ def test_stored_text_never_replays_escape_sequences(cli: CLI, tmp_path: Path, co
         assert "\u241b]0;pwned" in output and "[bold red]x[/]" in output, args
     assert "call back \u241b[31mtomorrow" in cli("timeline", "1").stdout
     assert cli("customers", "show", "1", "--json").json()["name"] == HOSTILE  # JSON keeps the data
+
+
+# --- the import's worker process ----------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _other_sessions(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        count = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    engine.dispose()
+    return int(count or 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_import_worker_dies_with_a_killed_parent(cli: CLI, tmp_path: Path, store: str) -> None:
+    """`kill -9` of `customers import` used to leave its reader process running for
+    minutes, holding the database; now it is gone within seconds and the store is free."""
+    rows = "".join(f"Person {n},person{n}@example.org,Company {n % 97}\n" for n in range(120_000))
+    (tmp_path / "big.csv").write_text("name,email,company\n" + rows, encoding="utf-8")
+    assert (tmp_path / "big.csv").stat().st_size > 4 << 20  # big enough for the worker process
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "mailcrm", "customers", "import", "big.csv"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while not workers and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers = _children(parent.pid)
+        assert workers, "the import never started its worker process"
+        time.sleep(1.0)  # let it hand over a batch or two
+        parent.kill()
+        parent.wait(timeout=10)
+        killed_at = time.monotonic()
+        while any(_alive(pid) for pid in workers) and time.monotonic() - killed_at < 10:
+            time.sleep(0.05)
+        survivors = [pid for pid in workers if _alive(pid)]
+        assert not survivors, f"worker {survivors} outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=10)
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert time.monotonic() - killed_at < 5
+    if store == "postgres":
+        url = (tmp_path / "config" / "mailcrm.yaml").read_text().split("url: ")[1].splitlines()[0]
+        deadline = time.monotonic() + 10
+        while _other_sessions(url) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _other_sessions(url) == 0, "the killed import's database session is still open"
+    added = cli("customers", "add", "--name", "After", "-e", "after@example.org")
+    assert added.code == 0, added.stderr
