@@ -15,15 +15,14 @@ from typing import Literal
 
 from mailcrm.domain.customers import CUSTOMER_FIELDS, normalize_custom_key
 from mailcrm.domain.purchases import PURCHASE_FIELDS
-from mailcrm.domain.values import check_text
+from mailcrm.domain.values import MAX_FIELD_CHARS, check_text
 from mailcrm.errors import ImportFileError, ValidationError
 
 Kind = Literal["customers", "purchases"]
 
 IGNORE = "-"
-# The longest cell a row may have: a spreadsheet's cell holds 32,767 characters, so a
-# longer one is a broken or hostile file. It refuses that row alone; the rest goes in.
-MAX_CELL_CHARS = 65_536
+# The longest cell a row may have; a longer one refuses that row alone, the rest goes in.
+MAX_CELL_CHARS = MAX_FIELD_CHARS
 _EXPORT_ONLY = frozenset({"id", "purchases", "createdat", "updatedat"})
 FIRST_NAME = "first_name"
 LAST_NAME = "last_name"

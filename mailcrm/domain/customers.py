@@ -14,6 +14,7 @@ from typing import Any
 
 from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.values import (
+    MAX_FIELD_CHARS,
     check_text,
     has_visible_character,
     normalize_language,
@@ -111,6 +112,14 @@ def _text(value: str, what: str, limit: int) -> str:
     return text
 
 
+def _long_text(value: str) -> str:
+    """A free-text field (custom values): kept as written, line breaks included."""
+    text = value.strip()
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValidationError(f"is longer than {MAX_FIELD_CHARS:,} characters")
+    return text
+
+
 def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> CustomerDraft:
     """Validate raw text fields (`CUSTOMER_FIELDS` plus `custom.KEY`); empty text is "not given".
 
@@ -147,7 +156,7 @@ def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> 
             elif key == "tags":
                 values["tags"] = tuple(split_tags(text))
             elif key.startswith("custom."):
-                custom[normalize_custom_key(key[len("custom.") :])] = text.strip()
+                custom[normalize_custom_key(key[len("custom.") :])] = _long_text(text)
             else:
                 raise ValidationError(f"unknown field {key!r}")
         except ValidationError as exc:

@@ -18,6 +18,10 @@ from babel.numbers import get_currency_precision, list_currencies
 
 from mailcrm.errors import ValidationError
 
+# The longest text one field may hold (a spreadsheet cell holds 32,767 characters): longer
+# is a broken or hostile file, refused rather than stored.
+MAX_FIELD_CHARS = 65_536
+
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _TAG = re.compile(r"[\w][\w .:/+-]{0,62}", re.UNICODE)
 # C0 and C1 control characters and DEL, except tab, LF and CR (whitespace a field folds or

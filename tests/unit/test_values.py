@@ -129,3 +129,9 @@ def test_names_keep_what_people_write(raw: str, stored: str) -> None:
 def test_custom_fields_keep_tabs_and_line_breaks() -> None:
     draft = draft_from_fields({"custom.note": "line 1\nline 2\tend"}, new_record=False)
     assert draft.custom == {"note": "line 1\nline 2\tend"}
+
+
+def test_a_custom_value_has_the_same_length_limit_as_a_csv_cell() -> None:
+    assert draft_from_fields({"custom.note": "x" * 65_536}, new_record=False).custom["note"] == "x" * 65_536
+    with pytest.raises(ValidationError, match=r"^custom.note: is longer than 65,536 characters"):
+        draft_from_fields({"custom.note": "x" * 65_537}, new_record=False)
