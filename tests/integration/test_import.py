@@ -545,9 +545,19 @@ def test_an_oversized_cell_refuses_its_row_and_every_other_row_goes_in(
         assert session.execute(text("SELECT count(*) FROM customer")).scalar() == 2998
 
 
-def test_an_unclosed_quote_names_the_line_it_opens_on(team: Database, tmp_path: Path) -> None:
+def test_an_unclosed_quote_names_its_line_and_the_rows_before_it_go_in(
+    team: Database, tmp_path: Path
+) -> None:
     body = "".join(f"P{n},p{n}@example.org\n" for n in range(10))
     path = write(tmp_path, "c.csv", f'Name,Email\n{body}"Open,open@example.org\n' + "x" * (17 << 20))
     with pytest.raises(ImportFileError, match=r"line 12: a cell runs past 16,777,216 characters") as info:
         import_customers(team, path)
-    assert "never closed" in str(info.value) and "import it again" in str(info.value)
+    assert "never closed" in str(info.value) and "the rows before it were imported" in str(info.value)
+    assert sorted(by_address(team)) == sorted(f"p{n}@example.org" for n in range(10))
+
+
+def test_a_utf16_file_is_named_as_such(team: Database, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes("Name,Email\nAnn,ann@example.org\n".encode("utf-16-le"))
+    with pytest.raises(ImportFileError, match="looks like UTF-16, not UTF-8"):
+        import_customers(team, path)

@@ -83,6 +83,11 @@ class CsvSource:
                 break
         else:
             raise ImportFileError(f"{path} is empty", hint="the first line must name the columns")
+        if any("\x00" in cell for cell in self.header):
+            raise ImportFileError(
+                f"{path}: line 1 is full of NUL characters: the file looks like UTF-16, not UTF-8",
+                hint="re-save the file as UTF-8, e.g. 'CSV UTF-8' in Excel's Save As",
+            )
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """The records after the header."""
@@ -104,7 +109,7 @@ class CsvSource:
 
     def _broken(self, line: int, exc: csv.Error) -> ImportFileError:
         """The file cannot be read on from `line`: say where, and that re-running is safe."""
-        again = "; fix the file and import it again: rows already imported are recognised"
+        again = "; the rows before it were imported: fix the file and import it again"
         if "field larger than field limit" in str(exc):
             return ImportFileError(
                 f"{self.path}: line {line}: a cell runs past {READER_FIELD_LIMIT:,} characters",
