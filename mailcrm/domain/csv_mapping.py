@@ -15,7 +15,7 @@ from typing import Literal
 
 from mailcrm.domain.customers import CUSTOMER_FIELDS, normalize_custom_key
 from mailcrm.domain.purchases import PURCHASE_FIELDS
-from mailcrm.domain.values import MAX_FIELD_CHARS, check_text
+from mailcrm.domain.values import FORBIDDEN_CHARACTERS, MAX_FIELD_CHARS, check_text
 from mailcrm.errors import ImportFileError, ValidationError
 
 Kind = Literal["customers", "purchases"]
@@ -200,10 +200,16 @@ class HeaderMapping:
         for column in self.columns:
             if column.index >= count:
                 continue
-            value = unescape_formula(cells[column.index]).strip()
+            value = cells[column.index]
+            if value[:1] == _ESCAPE:
+                value = unescape_formula(value)
+            value = value.strip()
             if not value:
                 continue
-            _check_cell(column.field, value)
+            if len(value) > MAX_CELL_CHARS or (
+                not value.isprintable() and FORBIDDEN_CHARACTERS.search(value)
+            ):
+                _refuse_cell(column.field, value)
             if column.field == "email" and self.kind == "customers":
                 emails.append(value)
             elif column.field == FIRST_NAME:
@@ -219,7 +225,7 @@ class HeaderMapping:
         return result
 
 
-def _check_cell(field: str, value: str) -> None:
+def _refuse_cell(field: str, value: str) -> None:
     if len(value) > MAX_CELL_CHARS:
         raise ValidationError(
             f"{field}: the cell has {len(value):,} characters, more than the limit of {MAX_CELL_CHARS:,}",

@@ -26,7 +26,7 @@ _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _TAG = re.compile(r"[\w][\w .:/+-]{0,62}", re.UNICODE)
 # C0 and C1 control characters and DEL, except tab, LF and CR (whitespace a field folds or
 # keeps); lone surrogates (undecodable bytes in a command line argument) are no text either.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+FORBIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "BS", 0x1B: "ESC", 0x7F: "DEL", 0x9B: "CSI"}
 # Letters and symbols that draw nothing: Hangul fillers and the blank Braille pattern.
 _BLANK_GRAPHICS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
@@ -49,7 +49,9 @@ def check_text(text: str) -> str:
     keeps them identical. Mail from outside, which nobody can fix, is cleaned instead.
     Tab and line breaks are allowed; one-line fields fold them into spaces.
     """
-    found = _FORBIDDEN.search(text)
+    if text.isprintable():  # the common case, ten times faster than the search
+        return text
+    found = FORBIDDEN_CHARACTERS.search(text)
     if found is not None:
         char = found.group()
         if "\ud800" <= char <= "\udfff":
