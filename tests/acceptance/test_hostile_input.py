@@ -148,7 +148,7 @@ def test_control_characters_are_refused_with_row_and_field(cli: CLI, tmp_path: P
     """One NUL cell refuses its row, named by line and field, on both stores; the other
     rows go in. The command line refuses the same text, and errors never replay ESC."""
     (tmp_path / "people.csv").write_text(
-        "name,email,company\nAnn,ann@example.org,Acme\nNul\x00Nul,nul@example.org,\n"
+        "name,email,company,[red]Notes[/red]\nAnn,ann@example.org,Acme\nNul\x00Nul,nul@example.org,\n"
         "Bo,bo@example.org,\x1b[2J\nCy,cy@example.org,\n",
         encoding="utf-8",
     )
@@ -158,6 +158,7 @@ def test_control_characters_are_refused_with_row_and_field(cli: CLI, tmp_path: P
     assert "2 created" in report and "2 rows refused" in report
     assert "name: contains a control character, U+0000 (NUL), at character 4" in report
     assert "company: contains a control character, U+001B (ESC), at character 1" in report
+    assert "ignored columns: [red]Notes[/red]" in imported.stderr  # a header is text, not markup
     refused_lines = [line.split("│")[1].strip() for line in report.splitlines() if "control" in line]
     assert refused_lines == ["3", "4"]
     assert names(cli) == ["Ann", "Cy"]
