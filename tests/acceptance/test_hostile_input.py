@@ -258,6 +258,7 @@ def test_the_import_worker_dies_with_a_killed_parent(cli: CLI, tmp_path: Path, s
             workers = _children(parent.pid)
         assert workers, "the import never started its worker process"
         time.sleep(1.0)  # let it hand over a batch or two
+        assert parent.poll() is None, "the import finished before it could be killed"
         parent.kill()
         parent.wait(timeout=10)
         killed_at = time.monotonic()
