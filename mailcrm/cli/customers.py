@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mailcrm.cli.context import app_context
 from mailcrm.cli.imports import run_import
-from mailcrm.cli.output import JSON_HELP, console, emit, info, print_json, table, to_jsonable
+from mailcrm.cli.output import JSON_HELP, console, emit, info, json_text, print_json, table
 from mailcrm.cli.params import customer_argument, limit_option, offset_option
 from mailcrm.domain.addresses import normalize_address, smtputf8_note
+from mailcrm.domain.csv_mapping import escape_formula
 from mailcrm.domain.customers import CustomerDraft, draft_from_fields
 from mailcrm.domain.values import normalize_tag
 from mailcrm.errors import ValidationError
@@ -64,7 +66,7 @@ def _draft(
 
 
 def _show_one(view: CustomerView) -> None:
-    console.print(f"[bold]{view.name}[/bold]  (id {view.id}, {view.status})")
+    console.print(f"[bold]{escape(view.name)}[/bold]  (id {view.id}, {view.status})", highlight=False)
     for address in view.emails:
         marks = []
         if address.primary:
@@ -72,7 +74,7 @@ def _show_one(view: CustomerView) -> None:
         if address.suppressed:
             marks.append(f"suppressed: {address.suppression_reason}")
         suffix = f"  [{', '.join(marks)}]" if marks else ""
-        console.print(f"  email     {address.address}{suffix}", highlight=False)
+        console.print(f"  email     {address.address}{suffix}", highlight=False, markup=False)
     for label, value in (
         ("company", view.company),
         ("phone", view.phone),
@@ -85,9 +87,9 @@ def _show_one(view: CustomerView) -> None:
         ("purchases", view.purchases),
     ):
         if value not in (None, ""):
-            console.print(f"  {label:<9} {value}", highlight=False)
+            console.print(f"  {label:<9} {value}", highlight=False, markup=False)
     for key, value in sorted(view.custom.items()):
-        console.print(f"  {key:<9} {value}", highlight=False)
+        console.print(f"  {key:<9} {value}", highlight=False, markup=False)
 
 
 Name = Annotated[str | None, typer.Option("--name", help="Full name.")]
@@ -316,10 +318,12 @@ def export(
 ) -> None:
     """Export every customer as CSV (re-importable) or JSON Lines.
 
+    A CSV cell starting with = + - @ tab or CR gets a leading ' so spreadsheets show it
+    as text rather than run it as a formula; `customers import` removes that quote
+    again. JSON Lines are written as stored.
+
     Example: mailcrm customers export -o customers.csv
     """
-    import json
-
     db = app_context(ctx).database(create=False)
     handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     count = 0
@@ -330,7 +334,7 @@ def export(
             for view in store.iter_all(session, include_archived=include_archived):
                 count += 1
                 if as_json:
-                    handle.write(json.dumps(to_jsonable(view), ensure_ascii=False) + "\n")
+                    handle.write(json_text(view) + "\n")
                     continue
                 if writer is None:
                     writer = csv.writer(handle)
@@ -339,12 +343,13 @@ def export(
                          "owner", "lead_source", "status", "company", "tags"]
                         + [f"custom.{key}" for key in custom_keys]
                     )  # fmt: skip
-                writer.writerow(
+                cells = (
                     [view.id, view.name, ";".join(a.address for a in view.emails), view.phone,
                      view.birthday, view.timezone, view.language, view.owner, view.lead_source,
                      view.status, view.company, ",".join(view.tags)]
                     + [view.custom.get(key) for key in custom_keys]
                 )  # fmt: skip
+                writer.writerow(["" if cell is None else escape_formula(str(cell)) for cell in cells])
     finally:
         if output:
             handle.close()

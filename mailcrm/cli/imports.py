@@ -63,12 +63,14 @@ def _print_report(data: dict[str, Any]) -> None:
     counts = ", ".join(
         f"{data[key]} {key}" for key in ("created", "updated", "unchanged", "skipped") if key in data
     )
-    err_console.print(f"{data['file']}: {data['rows']} rows: {counts}", highlight=False)
+    # File names and headers come from the user's file: plain text, never markup.
+    err_console.print(f"{data['file']}: {data['rows']} rows: {counts}", highlight=False, markup=False)
     if data.get("ignored_columns"):
         columns = ", ".join(data["ignored_columns"])
         err_console.print(
             f"ignored columns: {columns} (map one with --map 'Header=field' or --map 'Header=custom.name')",
             highlight=False,
+            markup=False,
         )
     for warning in data.get("warnings") or []:
         line = f"[yellow]warning:[/yellow] line {warning['row']}: {escape(warning['reason'])}"

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -228,7 +227,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
                         i.first_seen.strftime("%Y-%m-%d %H:%M"),
                         i.last_seen.strftime("%Y-%m-%d %H:%M"),
                         i.count,
-                        escape(_issue_line(i)),
+                        _issue_line(i),
                     ]
                     for i in issues
                 ],
@@ -369,7 +368,7 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
             f"{stats.malformed} malformed, {len(done.skipped)} skipped"
         )
         for skipped in done.skipped:
-            info(escape(f"  skipped {skipped.where}: {skipped.why}"))
+            info(f"  skipped {skipped.where}: {skipped.why}")
 
     emit(as_json, result, human)
     if done.skipped:

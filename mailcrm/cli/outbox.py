@@ -46,7 +46,7 @@ def _print_rows(rows: list[OutboxView]) -> None:
                 r.customer or r.customer_id,
                 r.template,
                 r.attempts,
-                escape((r.last_error or "")[:80]),
+                (r.last_error or "")[:80],
             ]
             for r in rows
         ],
@@ -85,7 +85,7 @@ def _print_detail(row: OutboxDetail) -> None:
                     a.outcome,
                     "" if a.code is None else a.code,
                     a.reason or "",
-                    escape((a.reply or "")[:100]),
+                    (a.reply or "")[:100],
                 ]
                 for a in row.history
             ],

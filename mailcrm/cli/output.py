@@ -1,8 +1,16 @@
-"""Printing: JSON for scripts (stable field names), rich tables and text for people."""
+"""Printing: JSON for scripts (stable field names), rich tables and text for people.
+
+Everything printed comes from `console` and `err_console`, which show control
+characters as visible symbols (ESC as ␛, NUL as ␀): a customer name, an email subject
+or an error quoting a CSV cell can never move the cursor, recolour or retitle the
+terminal. Table cells and status lines are plain text, never rich markup, so a name
+like `[bold red]x[/]` prints as written. JSON escapes what a terminal would run too.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,11 +18,47 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
-
-console = Console()
-err_console = Console(stderr=True)
+from rich.text import Text
 
 JSON_HELP = "Print JSON (stable field names; see the README) instead of text."
+
+# C0 controls (tab and line feed excepted), DEL and C1 controls such as the 8-bit CSI.
+_CONTROL = re.compile("\r\n|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What JSON with ensure_ascii=False leaves raw that a terminal would act on.
+_JSON_RAW_CONTROL = re.compile("[\x7f-\x9f]")
+
+
+def _picture(match: re.Match[str]) -> str:
+    """One visible character for one control character, so layouts keep their widths."""
+    char = match.group()
+    if char == "\r\n":
+        return "\n"
+    code = ord(char)
+    if code < 0x20:
+        return chr(0x2400 + code)  # the Control Pictures block: ␀ ␛ ␍ ...
+    if code == 0x7F:
+        return "\u2421"  # ␡
+    return "\ufffd"  # C1 controls have no pictures
+
+
+def visible(text: str) -> str:
+    """`text` with every control character but tab and line feed shown as a symbol."""
+    return _CONTROL.sub(_picture, text)
+
+
+class _SafeConsole(Console):
+    """A rich console that never sends a control character it was given as text.
+
+    Every string rich prints, tables and progress bars included, passes through
+    `render_str`; rich's own colour and cursor codes are made later and are unaffected.
+    """
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(visible(text), **options)
+
+
+console: Console = _SafeConsole()
+err_console: Console = _SafeConsole(stderr=True)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -28,9 +72,16 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """`value` as JSON, non-ASCII text as is, but DEL and C1 controls as `\\u` escapes
+    (JSON escapes C0 controls itself; the data is the same either way)."""
+    text = json.dumps(to_jsonable(value), ensure_ascii=False, indent=indent, default=str)
+    return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def print_json(value: Any) -> None:
     """Write JSON to stdout without rich's markup or wrapping."""
-    sys.stdout.write(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2, default=str))
+    sys.stdout.write(json_text(value, indent=2))
     sys.stdout.write("\n")
 
 
@@ -43,14 +94,15 @@ def emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    grid = Table(title=title, show_lines=False, header_style="bold")
+    """A table of data: title and cells are plain text (no markup), controls made visible."""
+    grid = Table(title=None if title is None else Text(visible(title)), show_lines=False, header_style="bold")
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        grid.add_row(*(Text("" if cell is None else visible(str(cell))) for cell in row))
     console.print(grid)
 
 
 def info(message: str) -> None:
-    """A status line for people (stderr, so stdout stays clean for data)."""
-    err_console.print(message, highlight=False)
+    """A status line for people (stderr, so stdout stays clean for data); plain text."""
+    err_console.print(message, highlight=False, markup=False)

@@ -13,7 +13,6 @@ from datetime import UTC
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from mailcrm.cli.context import app_context
@@ -57,7 +56,7 @@ def _print(rows: list[SuppressedAddress], limit: int) -> None:
                 r.address,
                 r.reason,
                 f"{r.customer_name} (id {r.customer_id})" if r.customer_id is not None else "-",
-                escape((r.detail or "")[:80]),
+                (r.detail or "")[:80],
             ]
             for r in rows
         ],

@@ -15,27 +15,64 @@ from typing import Literal
 
 from mailcrm.domain.customers import CUSTOMER_FIELDS, normalize_custom_key
 from mailcrm.domain.purchases import PURCHASE_FIELDS
+from mailcrm.domain.values import FORBIDDEN_CHARACTERS, MAX_FIELD_CHARS, check_text
 from mailcrm.errors import ImportFileError, ValidationError
 
 Kind = Literal["customers", "purchases"]
 
 IGNORE = "-"
+# The longest cell a row may have; a longer one refuses that row alone, the rest goes in.
+MAX_CELL_CHARS = MAX_FIELD_CHARS
 _EXPORT_ONLY = frozenset({"id", "purchases", "createdat", "updatedat"})
 FIRST_NAME = "first_name"
 LAST_NAME = "last_name"
 _CUSTOM = "custom."
 
-_SEPARATORS = re.compile(r"[\s_\-.]+")
-# "Email", "E-mail 2", "Secondary Email", "Email Address", "emails", "Customer E-Mail-Adresse".
-_EMAIL = re.compile(
-    r"(?:primary|secondary|alternate|alternative|other|additional|work|personal|private|home"
-    r"|business|second|third|customer|contact|buyer)?"
-    r"e?mail(?:address(?:es)?|adresse)?s?\d*"
+_SEPARATORS = re.compile(r"[\s_\-.()#]+")
+# "Email", "E-mail 2", "Secondary Email", "alt_email", "Email (alt)", "Email Address", "emails",
+# "Customer E-Mail-Adresse": every one of them is another address of the same customer.
+_EMAIL_BEFORE = (
+    "primary|secondary|alt|alternate|alternative|other|additional|backup|extra|another|work"
+    "|personal|private|home|business|second|third|customer|contact|buyer"
 )
+_EMAIL_AFTER = r"\d+|alt|alternate|alternative|other|secondary|backup|extra"
+_EMAIL = re.compile(f"(?:{_EMAIL_BEFORE})?e?mail(?:address(?:es)?|adresse)?s?(?:{_EMAIL_AFTER})?")
+
+
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPE = "'"
+
+
+def _formula_after_quotes(cell: str) -> bool:
+    """Whether the cell is a formula character after zero or more `'`."""
+    return cell.lstrip(_ESCAPE).startswith(FORMULA_STARTS)
+
+
+def escape_formula(cell: str) -> str:
+    """The cell as `customers export` writes it: `'` before a formula's first character.
+
+    Any outside sender can choose a name (a From display name becomes a lead), so a
+    name like `=HYPERLINK(...)` must not run when a salesperson opens the export in a
+    spreadsheet. The quote is OWASP's rule. A value that already is `'=...` gets one
+    more quote, so `unescape_formula`, which removes one, gives back every value exactly.
+    """
+    return _ESCAPE + cell if _formula_after_quotes(cell) else cell
+
+
+def unescape_formula(cell: str) -> str:
+    """A cell as read back: `'` followed by a formula's first character loses the quote.
+
+    So `-Jon-`, `+66 81 234 5678` and `=SUM(A1)` round-trip through export and import;
+    a quote before anything else is the user's own and stays.
+    """
+    if cell.startswith(_ESCAPE) and _formula_after_quotes(cell):
+        return cell[1:]
+    return cell
 
 
 def header_key(header: str) -> str:
-    """The form headers are compared in: case-folded, without spaces, _ - or dots."""
+    """The form headers are compared in: case-folded, without spaces, _ - . ( ) or #."""
     return _SEPARATORS.sub("", header.strip().casefold())
 
 
@@ -147,7 +184,9 @@ class HeaderMapping:
         """The row's non-empty cells as field → text, ready for validation.
 
         Several email columns are joined into one address list; first and last name
-        make up `name` when there is no name column or its cell is empty.
+        make up `name` when there is no name column or its cell is empty. A cell longer
+        than `MAX_CELL_CHARS` or holding a control character refuses the row, naming
+        the field, the same way for customers and purchases on every store.
         """
         if len(cells) > self.width and any(cell.strip() for cell in cells[self.width :]):
             raise ValidationError(
@@ -161,9 +200,16 @@ class HeaderMapping:
         for column in self.columns:
             if column.index >= count:
                 continue
-            value = cells[column.index].strip()
+            value = cells[column.index]
+            if value[:1] == _ESCAPE:
+                value = unescape_formula(value)
+            value = value.strip()
             if not value:
                 continue
+            if len(value) > MAX_CELL_CHARS or (
+                not value.isprintable() and FORBIDDEN_CHARACTERS.search(value)
+            ):
+                _refuse_cell(column.field, value)
             if column.field == "email" and self.kind == "customers":
                 emails.append(value)
             elif column.field == FIRST_NAME:
@@ -177,6 +223,18 @@ class HeaderMapping:
         if "name" not in result and (first or last):
             result["name"] = f"{first} {last}".strip()
         return result
+
+
+def _refuse_cell(field: str, value: str) -> None:
+    if len(value) > MAX_CELL_CHARS:
+        raise ValidationError(
+            f"{field}: the cell has {len(value):,} characters, more than the limit of {MAX_CELL_CHARS:,}",
+            hint="shorten the cell or leave the column out with --map 'Header=-'",
+        )
+    try:
+        check_text(value)
+    except ValidationError as exc:
+        raise ValidationError(f"{field}: {exc.message}", hint=exc.hint) from None
 
 
 def custom_name(header: str) -> str:

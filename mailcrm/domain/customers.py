@@ -14,8 +14,12 @@ from typing import Any
 
 from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.values import (
+    MAX_FIELD_CHARS,
+    check_text,
+    has_visible_character,
     normalize_language,
     normalize_timezone,
+    one_line,
     parse_date,
     split_tags,
 )
@@ -96,9 +100,23 @@ def normalize_custom_key(raw: str) -> str:
 
 
 def _text(value: str, what: str, limit: int) -> str:
-    text = " ".join(value.split())
+    """A one-line text field: whitespace folded, invisible edges trimmed, something visible."""
+    text = one_line(value)
+    if not has_visible_character(text):
+        raise ValidationError(
+            "has no visible character",
+            hint=f"spaces, zero-width characters and direction marks alone are no {what}",
+        )
     if len(text) > limit:
         raise ValidationError(f"{what} is longer than {limit} characters")
+    return text
+
+
+def _long_text(value: str) -> str:
+    """A free-text field (custom values): kept as written, line breaks included."""
+    text = value.strip()
+    if len(text) > MAX_FIELD_CHARS:
+        raise ValidationError(f"is longer than {MAX_FIELD_CHARS:,} characters")
     return text
 
 
@@ -114,6 +132,7 @@ def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> 
             continue
         text = str(raw)
         try:
+            check_text(text)
             if key == "name":
                 values["name"] = _text(text, "name", 200)
             elif key == "email":
@@ -137,7 +156,7 @@ def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> 
             elif key == "tags":
                 values["tags"] = tuple(split_tags(text))
             elif key.startswith("custom."):
-                custom[normalize_custom_key(key[len("custom.") :])] = text.strip()
+                custom[normalize_custom_key(key[len("custom.") :])] = _long_text(text)
             else:
                 raise ValidationError(f"unknown field {key!r}")
         except ValidationError as exc:

@@ -7,6 +7,7 @@ Each function takes user text and returns the stored form, or raises
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
@@ -17,8 +18,75 @@ from babel.numbers import get_currency_precision, list_currencies
 
 from mailcrm.errors import ValidationError
 
+# The longest text one field may hold (a spreadsheet cell holds 32,767 characters): longer
+# is a broken or hostile file, refused rather than stored.
+MAX_FIELD_CHARS = 65_536
+
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _TAG = re.compile(r"[\w][\w .:/+-]{0,62}", re.UNICODE)
+# C0 and C1 control characters and DEL, except tab, LF and CR (whitespace a field folds or
+# keeps); lone surrogates (undecodable bytes in a command line argument) are no text either.
+FORBIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "BS", 0x1B: "ESC", 0x7F: "DEL", 0x9B: "CSI"}
+# Letters and symbols that draw nothing: Hangul fillers and the blank Braille pattern.
+_BLANK_GRAPHICS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cf", "Cc"})
+
+
+def character_label(char: str) -> str:
+    """`U+001B (ESC)`: how an error names a character it must not print."""
+    code = ord(char)
+    name = _CONTROL_NAMES.get(code)
+    return f"U+{code:04X} ({name})" if name else f"U+{code:04X}"
+
+
+def check_text(text: str) -> str:
+    """`text` unchanged, or `ValidationError` when it holds a control character.
+
+    Customer text typed or imported by a person is refused rather than cleaned: a NUL or
+    an escape sequence in a CSV cell means a broken or hostile file whose owner should
+    see it, and the same rule on every store (PostgreSQL cannot store NUL, SQLite can)
+    keeps them identical. Mail from outside, which nobody can fix, is cleaned instead.
+    Tab and line breaks are allowed; one-line fields fold them into spaces.
+    """
+    if text.isprintable():  # the common case, ten times faster than the search
+        return text
+    found = FORBIDDEN_CHARACTERS.search(text)
+    if found is not None:
+        char = found.group()
+        if "\ud800" <= char <= "\udfff":
+            raise ValidationError(
+                f"contains a byte that is not UTF-8 text at character {found.start() + 1}",
+                hint="type the text again, or set the terminal to UTF-8",
+            )
+        raise ValidationError(
+            f"contains a control character, {character_label(char)}, at character {found.start() + 1}",
+            hint="remove control characters (NUL, ESC, ...): names and fields are plain text",
+        )
+    return text
+
+
+def _blank(char: str) -> bool:
+    """Spaces and format characters (zero-width space and joiners, BOM, bidi marks)."""
+    return unicodedata.category(char) in _BLANK_CATEGORIES or char in _BLANK_GRAPHICS
+
+
+def one_line(text: str) -> str:
+    """Whitespace runs folded into one space, and blank characters trimmed off both ends
+    (a zero-width non-joiner inside a Persian or Khmer word is spelling and stays)."""
+    folded = " ".join(text.split())
+    start, end = 0, len(folded)
+    while start < end and _blank(folded[start]):
+        start += 1
+    while end > start and _blank(folded[end - 1]):
+        end -= 1
+    return folded[start:end]
+
+
+def has_visible_character(text: str) -> bool:
+    """Whether anyone reading `text` would see something: a letter, digit, punctuation or
+    symbol that draws (combining marks alone, blanks and format characters do not)."""
+    return any(unicodedata.category(char)[0] in "LNPS" and char not in _BLANK_GRAPHICS for char in text)
 
 
 @cache

@@ -218,15 +218,21 @@ def search(
     limit: int | None = 100,
     offset: int = 0,
 ) -> list[Customer]:
-    """Customers whose name, any address or company contains `text` (case-insensitive)."""
+    """Customers whose name, any address or company contains `text` (case-insensitive).
+
+    The text is literal: `%`, `_` and the escape character match themselves (LIKE with
+    ESCAPE), so `customers list %` finds the customers whose name has a percent sign.
+    """
     query = select(Customer)
-    if text:
-        like = f"%{text.strip().lower()}%"
-        by_address = select(EmailAddress.customer_id).where(col(EmailAddress.address).like(like))
-        by_company = select(Company.id).where(func.lower(Company.name).like(like))
+    if text and text.strip():
+        needle = text.strip().lower()
+        by_address = select(EmailAddress.customer_id).where(
+            col(EmailAddress.address).contains(needle, autoescape=True)
+        )
+        by_company = select(Company.id).where(func.lower(Company.name).contains(needle, autoescape=True))
         query = query.where(
             or_(
-                func.lower(Customer.name).like(like),
+                func.lower(Customer.name).contains(needle, autoescape=True),
                 col(Customer.id).in_(by_address),
                 col(Customer.company_id).in_(by_company),
             )

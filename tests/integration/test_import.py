@@ -462,3 +462,102 @@ def test_add_one_purchase_is_idempotent_and_promotes_a_lead(team: Database, tmp_
 
     after = by_address(team)["ann@example.org"]
     assert (after.status, after.purchases) == ("customer", 1)
+
+
+# --- hostile cells ------------------------------------------------------------------------
+
+
+def test_a_control_character_refuses_its_row_alone_on_every_store(team: Database, tmp_path: Path) -> None:
+    """PostgreSQL cannot store NUL and used to abort the whole import; SQLite stored it.
+    Now both refuse that row, naming line and field, and take every other row."""
+    path = write(
+        tmp_path,
+        "c.csv",
+        "Name,Email,Company,Notes\n"
+        "Ann,ann@example.org,Acme,\n"
+        "Nul\x00Person,nul@example.org,,\n"
+        "Esc,esc@example.org,\x1b[31mRed Co,\n"
+        "Csi,csi@example.org,,\x9b31m\n"
+        "Bo,bo@example.org,,\n"
+        "\u200b\u200d\ufeff,zw@example.org,,\n"
+        "ស្រី\u200bមុំ,khmer@example.org,,\n"
+        "محمد\u200cرضا\u200f,persian@example.org,,\n",
+    )
+    report = import_customers(team, path, overrides=["Notes=custom.notes"])
+
+    assert errors(report) == [
+        (3, "name: contains a control character, U+0000 (NUL), at character 4 "
+            "(remove control characters (NUL, ESC, ...): names and fields are plain text)"),
+        (4, "company: contains a control character, U+001B (ESC), at character 1 "
+            "(remove control characters (NUL, ESC, ...): names and fields are plain text)"),
+        (5, "custom.notes: contains a control character, U+009B (CSI), at character 1 "
+            "(remove control characters (NUL, ESC, ...): names and fields are plain text)"),
+        (7, "name: has no visible character "
+            "(spaces, zero-width characters and direction marks alone are no name)"),
+    ]  # fmt: skip
+    assert (report.created, report.failed) == (4, 4)
+    stored = by_address(team)
+    assert sorted(stored) == ["ann@example.org", "bo@example.org", "khmer@example.org", "persian@example.org"]
+    assert stored["khmer@example.org"].name == "ស្រី\u200bមុំ"  # ZWSP between Khmer words stays
+    assert stored["persian@example.org"].name == "محمد\u200cرضا"  # ZWNJ is spelling; the edge mark goes
+
+
+def test_a_nul_in_a_purchase_refuses_that_row_alone(team: Database, tmp_path: Path) -> None:
+    write(tmp_path, "c.csv", "Name,Email\nAnn,ann@example.org\n")
+    import_customers(team, tmp_path / "c.csv")
+    orders = write(
+        tmp_path,
+        "p.csv",
+        "Email,Date,Product,Amount,Order ID\n"
+        "ann@example.org,2024-01-05,Tea,10,A-1\n"
+        "ann@example.org,2024-01-06,Co\x00ffee,12,A-2\n"
+        "ann@example.org,2024-01-07,Cake,5,A-3\n",
+    )
+    report = import_purchases(team, orders, default_currency="THB", default_timezone="UTC")
+
+    [(row, reason)] = errors(report)
+    assert row == 3 and reason.startswith(
+        "product: contains a control character, U+0000 (NUL), at character 3"
+    )
+    assert (report.created, report.failed) == (2, 1)
+
+
+@pytest.mark.parametrize("through_worker", [False, True])
+def test_an_oversized_cell_refuses_its_row_and_every_other_row_goes_in(
+    team: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_worker: bool
+) -> None:
+    """A 200 KB cell at line 2,501 of 3,000 used to stop the import after the first
+    batch and blame quotes; now it is one refused row naming its line and the limit."""
+    if through_worker:
+        monkeypatch.setattr(importer, "WORKER_MIN_BYTES", 0)
+    rows = [f"Person {n},p{n}@example.org,\n" for n in range(2, 3001)]
+    rows[2501 - 2] = f"Big,big@example.org,{'x' * 200_000}\n"
+    path = write(tmp_path, "c.csv", "Name,Email,Notes\n" + "".join(rows))
+
+    report = import_customers(team, path, overrides=["Notes=custom.notes"])
+
+    assert errors(report) == [
+        (2501, "custom.notes: the cell has 200,000 characters, more than the limit of 65,536 "
+               "(shorten the cell or leave the column out with --map 'Header=-')"),
+    ]  # fmt: skip
+    assert (report.rows, report.created, report.failed) == (2999, 2998, 1)
+    with team.read() as session:
+        assert session.execute(text("SELECT count(*) FROM customer")).scalar() == 2998
+
+
+def test_an_unclosed_quote_names_its_line_and_the_rows_before_it_go_in(
+    team: Database, tmp_path: Path
+) -> None:
+    body = "".join(f"P{n},p{n}@example.org\n" for n in range(10))
+    path = write(tmp_path, "c.csv", f'Name,Email\n{body}"Open,open@example.org\n' + "x" * (17 << 20))
+    with pytest.raises(ImportFileError, match=r"line 12: a cell runs past 16,777,216 characters") as info:
+        import_customers(team, path)
+    assert "never closed" in str(info.value) and "the rows before it were imported" in str(info.value)
+    assert sorted(by_address(team)) == sorted(f"p{n}@example.org" for n in range(10))
+
+
+def test_a_utf16_file_is_named_as_such(team: Database, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes("Name,Email\nAnn,ann@example.org\n".encode("utf-16-le"))
+    with pytest.raises(ImportFileError, match="looks like UTF-16, not UTF-8"):
+        import_customers(team, path)

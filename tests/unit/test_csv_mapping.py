@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailcrm.domain.csv_mapping import (
+    FORMULA_STARTS,
     custom_name,
+    escape_formula,
     header_key,
     map_customer_headers,
     map_purchase_headers,
+    unescape_formula,
 )
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.purchases import (
@@ -84,6 +89,19 @@ def test_several_email_columns_feed_the_addresses() -> None:
     fields = customer_fields(headers, ["Ann", "ann@x.org", "", "ANN@y.org", "ann@work.org"])
     draft = draft_from_fields(fields, new_record=True)
     assert draft.emails == ("ann@x.org", "ann@y.org", "ann@work.org")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["alt_email", "alt email", "Alt. E-mail", "email2", "email 2", "E-mail 2", "e-mail #2", "Email (2)",
+     "email_alt", "Email (alternate)", "secondary email", "other email", "Backup Email", "Email Address 2"],
+)  # fmt: skip
+def test_a_second_address_column_is_recognised_by_its_usual_names(header: str) -> None:
+    """An `alt_email`-style column is one more address of the customer, never an ignored column."""
+    mapping = map_customer_headers(["Name", "Email", header])
+    assert mapping.ignored == ()
+    fields = mapping.fields(["Ann", "ann@x.org", "ann@home.example"])
+    assert draft_from_fields(fields, new_record=True).emails == ("ann@x.org", "ann@home.example")
 
 
 def test_unknown_headers_are_reported_not_imported() -> None:
@@ -323,3 +341,40 @@ def test_dedupe_key_without_order_reference_uses_every_value() -> None:
         currency="THB",
         order_ref=None,
     )
+
+
+# --- formula escaping -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "exported"),
+    [
+        ("=SUM(A1)", "'=SUM(A1)"),
+        ("+66 81 234 5678", "'+66 81 234 5678"),
+        ("-Jon-", "'-Jon-"),
+        ("@home", "'@home"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("'=quoted", "''=quoted"),
+        ("''-x", "'''-x"),
+        ("Ann", "Ann"),
+        ("'Tis", "'Tis"),
+        ("", ""),
+    ],
+)
+def test_formula_cells_are_escaped_the_owasp_way(stored: str, exported: str) -> None:
+    assert escape_formula(stored) == exported
+    assert unescape_formula(escape_formula(stored)) == stored
+
+
+@given(st.text())
+def test_escaping_round_trips_any_text(value: str) -> None:
+    escaped = escape_formula(value)
+    assert not escaped.startswith(FORMULA_STARTS)
+    assert unescape_formula(escaped) == value
+
+
+def test_import_removes_the_export_quote_only_before_a_formula_character() -> None:
+    fields = customer_fields(["Name", "Email", "Phone"], ["'-Jon-", "jon@x.org", "'+66 2 123 4567"])
+    assert (fields["name"], fields["phone"]) == ("-Jon-", "+66 2 123 4567")
+    assert customer_fields(["Name", "Email"], ["'Tis Ann", "a@x.org"])["name"] == "'Tis Ann"

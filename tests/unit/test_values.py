@@ -85,3 +85,53 @@ def test_draft_errors_name_the_field() -> None:
     assert draft.name == "Ann Lee"
     assert draft.emails == ("ann@x.org",)
     assert draft.custom == {"vat": "TH1"}
+
+
+# --- customer text: control characters and invisible names ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "message"),
+    [
+        ("name", "Ann\x00", r"^name: contains a control character, U\+0000 \(NUL\), at character 4"),
+        ("name", "\x1b[31mRed", r"^name: contains a control character, U\+001B \(ESC\), at character 1"),
+        ("company", "Acme\x9b", r"^company: contains a control character, U\+009B \(CSI\)"),
+        ("lead_source", "web\x07", r"^lead_source: contains a control character, U\+0007 \(BEL\)"),
+        ("custom.note", "a\x7fb", r"^custom.note: contains a control character, U\+007F \(DEL\)"),
+        ("name", "Ann\udcff", r"^name: contains a byte that is not UTF-8 text at character 4"),
+        ("name", "\u200b", r"^name: has no visible character"),
+        ("name", "\u200b\u200c\u200d\u2060\ufeff\u200e\u200f\u00a0\u3164", r"^name: has no visible"),
+        ("name", "\u0301\u0301", r"^name: has no visible character"),
+        ("company", "\u200b", r"^company: has no visible character"),
+    ],
+)
+def test_control_characters_and_invisible_names_are_refused(field: str, raw: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        draft_from_fields({"name": "Ann", "email": "a@x.org", field: raw}, new_record=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("สมศรี ใจดี", "สมศรี ใจดี"),
+        ("ស្រី\u200bមុំ", "ស្រី\u200bមុំ"),  # ZWSP between Khmer words, marks on the last letter
+        ("می\u200cخواهم", "می\u200cخواهم"),  # ZWNJ is Persian spelling
+        ("王芳", "王芳"),
+        ("\u200b Ann \u200f", "Ann"),  # blanks at the edges go
+        ("Ann\tLee\n", "Ann Lee"),  # tab and line breaks fold into spaces
+        ("[bold red]x[/]", "[bold red]x[/]"),
+    ],
+)
+def test_names_keep_what_people_write(raw: str, stored: str) -> None:
+    assert draft_from_fields({"name": raw, "email": "a@x.org"}, new_record=True).name == stored
+
+
+def test_custom_fields_keep_tabs_and_line_breaks() -> None:
+    draft = draft_from_fields({"custom.note": "line 1\nline 2\tend"}, new_record=False)
+    assert draft.custom == {"note": "line 1\nline 2\tend"}
+
+
+def test_a_custom_value_has_the_same_length_limit_as_a_csv_cell() -> None:
+    assert draft_from_fields({"custom.note": "x" * 65_536}, new_record=False).custom["note"] == "x" * 65_536
+    with pytest.raises(ValidationError, match=r"^custom.note: is longer than 65,536 characters"):
+        draft_from_fields({"custom.note": "x" * 65_537}, new_record=False)

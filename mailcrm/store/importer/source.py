@@ -10,6 +10,10 @@ from pathlib import Path
 from mailcrm.errors import ImportFileError
 
 _SCAN_CHUNK = 1 << 20
+# The csv module's own cap on one cell, far above `MAX_CELL_CHARS` (which refuses a row):
+# reaching it means a quote that is never closed has swallowed the rest of the file, and
+# it bounds the memory one record can take.
+READER_FIELD_LIMIT = 16 << 20
 
 
 def _not_utf8(path: Path, line: int, offset: int, byte: int) -> ImportFileError:
@@ -79,12 +83,19 @@ class CsvSource:
                 break
         else:
             raise ImportFileError(f"{path} is empty", hint="the first line must name the columns")
+        if any("\x00" in cell for cell in self.header):
+            raise ImportFileError(
+                f"{path}: line 1 is full of NUL characters: the file looks like UTF-16, not UTF-8",
+                hint="re-save the file as UTF-8, e.g. 'CSV UTF-8' in Excel's Save As",
+            )
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """The records after the header."""
         return self._records
 
     def _read(self) -> Iterator[tuple[int, list[str]]]:
+        if csv.field_size_limit() != READER_FIELD_LIMIT:
+            csv.field_size_limit(READER_FIELD_LIMIT)
         with self.path.open("rb") as handle:
             reader = csv.reader(self._lines(handle), delimiter=self.delimiter)
             line = 0
@@ -94,10 +105,20 @@ class CsvSource:
                     line = reader.line_num
                     yield start, cells
             except csv.Error as exc:
-                raise ImportFileError(
-                    f"{self.path}: line {reader.line_num}: {exc}",
-                    hint='a double quote opening a cell must be closed; write "" for a literal quote',
-                ) from None
+                raise self._broken(line + 1, exc) from None
+
+    def _broken(self, line: int, exc: csv.Error) -> ImportFileError:
+        """The file cannot be read on from `line`: say where, and that re-running is safe."""
+        again = "; the rows before it were imported: fix the file and import it again"
+        if "field larger than field limit" in str(exc):
+            return ImportFileError(
+                f"{self.path}: line {line}: a cell runs past {READER_FIELD_LIMIT:,} characters",
+                hint=f"a double quote opening a cell is probably never closed{again}",
+            )
+        return ImportFileError(
+            f"{self.path}: line {line}: {exc}",
+            hint=f'a double quote opening a cell must be closed; write "" for a literal quote{again}',
+        )
 
     def _lines(self, handle: Iterable[bytes]) -> Iterator[str]:
         for number, raw in enumerate(handle, start=1):

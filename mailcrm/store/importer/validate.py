@@ -14,7 +14,7 @@ from mailcrm.domain.addresses import normalize_address, smtputf8_note
 from mailcrm.domain.csv_mapping import Kind, map_headers
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.purchases import PurchaseDraft, purchase_from_fields
-from mailcrm.errors import ValidationError
+from mailcrm.errors import ImportFileError, ValidationError
 from mailcrm.store.importer.report import RowError
 from mailcrm.store.importer.source import CsvSource
 from mailcrm.store.salespeople import require_owner
@@ -117,28 +117,38 @@ def _reason(exc: ValidationError) -> str:
 
 
 def validated_batches(plan: Plan, *, checked: bool) -> Iterator[Batch[Any]]:
-    """The file's records, validated, `plan.batch_size` at a time."""
+    """The file's records, validated, `plan.batch_size` at a time.
+
+    When the file cannot be read on (a quote never closed), the rows before that
+    point are still handed over, then the error is raised.
+    """
     source = CsvSource(plan.path, check=not checked)
     mapping = map_headers(source.header, plan.kind, plan.overrides)
     validate = plan.validator()
     batch: Batch[Any] = Batch()
-    for line, cells in source.records():
-        batch.records += 1
-        if not any(cell.strip() for cell in cells):
-            batch.skipped += 1
-        else:
-            try:
-                row = validate(line, mapping.fields(cells))
-                batch.rows.append(row)
-                if isinstance(row, CustomerRow):
-                    notes = (smtputf8_note(address) for address in row.emails)
-                    batch.warnings.extend(RowError(line, note) for note in notes if note)
-            except ValidationError as exc:
-                batch.errors.append(RowError(line, _reason(exc)))
-        if batch.records == plan.batch_size:
+    try:
+        for line, cells in source.records():
+            batch.records += 1
+            if not any(cell.strip() for cell in cells):
+                batch.skipped += 1
+            else:
+                try:
+                    row = validate(line, mapping.fields(cells))
+                    batch.rows.append(row)
+                    if isinstance(row, CustomerRow):
+                        notes = (smtputf8_note(address) for address in row.emails)
+                        batch.warnings.extend(RowError(line, note) for note in notes if note)
+                except ValidationError as exc:
+                    batch.errors.append(RowError(line, _reason(exc)))
+            if batch.records == plan.batch_size:
+                batch.bytes_done = source.bytes_read
+                yield batch
+                batch = Batch()
+    except ImportFileError:
+        if batch.records:
             batch.bytes_done = source.bytes_read
             yield batch
-            batch = Batch()
+        raise
     if batch.records:
         batch.bytes_done = source.bytes_read
         yield batch
