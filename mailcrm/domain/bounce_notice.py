@@ -1,0 +1,310 @@
+"""Plain-text bounce and delay notices: the forms that come without an RFC 3464 report.
+
+qmail ("Hi. This is the qmail-send program"), Exim ("A message that you sent could not
+be delivered"; "retry time not reached"), Postfix and Sendmail without DSN ("Transcript
+of session follows": the recipients are inside it), Lotus Notes/Domino ("DELIVERY
+FAILURE: ... was not delivered to:"), Exchange and Office 365 text/HTML NDRs, Gmail's
+plain notices, Courier, GMX/Web.de and T-Online (German), Japanese carriers, bare
+`MAILER-DAEMON` senders. The recognisable shapes differ, the signals do not:
+
+* who wrote it: a daemon sender (`bounce_text.daemon_sender`), a notice subject in
+  one of several languages, an `X-Failed-Recipients` header, or a multipart/report
+  whose delivery-status part named nobody;
+* what it says: failure wording, or delay wording ("THIS IS A WARNING MESSAGE ONLY",
+  "will retry"), read only in the notice part (before the returned copy).
+
+A daemon or subject alone is not enough for mail without failure wording (a
+postmaster writing about a new spam filter is a person), and an out-of-office reply
+that quotes "could not be delivered" is an auto-reply: its sender is a person and its
+subject says so.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from mailcrm.domain.bounce_reasons import SUPPRESSING
+from mailcrm.domain.bounce_text import (
+    MAX_BOUNCED,
+    SCAN_LIMIT,
+    addresses_in,
+    code_line,
+    daemon_sender,
+    judge,
+    notice_end,
+    segments,
+)
+from mailcrm.domain.classification import BouncedRecipient, Classification, MessageKind
+from mailcrm.domain.messages import ParsedMessage, normalize_message_id
+
+# Subject openings of failure notices (case-folded, NFKC), as the MTAs write them.
+BOUNCE_SUBJECTS = (
+    "delivery status notification (failure)",
+    "undelivered mail returned to sender",
+    "undeliverable",
+    "undelivered mail",
+    "undelivered message",
+    "mail delivery failed",
+    "mail delivery failure",
+    "mail delivery system",
+    "mail system error",
+    "message delivery failure",
+    "message not delivered",
+    "message could not be delivered",
+    "mail could not be delivered",
+    "failure notice",
+    "failed delivery",
+    "delivery failure",
+    "delivery failed",
+    "delivery has failed",
+    "delivery notification: delivery has failed",
+    "delivery final failure",
+    "permanent delivery failure",
+    "returned mail",
+    "return mail",
+    "nondeliverable",
+    "non-deliverable",
+    "non delivery",
+    "non-delivery",
+    "notice of non-delivery",
+    "could not deliver",
+    "couldn't deliver",
+    "address not found",
+    "message blocked",
+    # German, French, Spanish, Portuguese, Italian, Dutch
+    "unzustellbar",
+    "nicht zustellbar",
+    "unzustellbare",
+    "zustellung fehlgeschlagen",
+    "mailzustellung fehlgeschlagen",
+    "benachrichtigung zum übermittlungsstatus (fehler)",
+    "fehler bei der zustellung",
+    "non remis",
+    "non distribuable",
+    "échec de la remise",
+    "echec de la remise",
+    "notification d'état de remise (échec)",
+    "no se puede entregar",
+    "no entregado",
+    "mensaje no entregado",
+    "entrega fallida",
+    "não entregue",
+    "nao entregue",
+    "mensagem não entregue",
+    "falha na entrega",
+    "não é possível entregar",
+    "non recapitabile",
+    "mancato recapito",
+    "impossibile recapitare",
+    "onbestelbaar",
+    "niet bezorgd",
+    # Russian, Chinese, Japanese
+    "не доставлено",
+    "недоставленное сообщение",
+    "ошибка доставки",
+    "возвращенное письмо",
+    "系统退信",
+    "退信",
+    "投递失败",
+    "未能送达",
+    "无法投递",
+    "配信不能",
+    "配送エラー",
+    "送信エラー",
+    "メール送信エラー",
+    "不達",
+)
+DELAY_SUBJECTS = (
+    "delivery status notification (delay)",
+    "delayed mail",
+    "delivery delayed",
+    "mail delivery delayed",
+    "message delayed",
+    "delivery delay",
+    "delivery notification: delay",
+    "warning: message",
+    "warning: could not send message",
+    "warning: delayed",
+    "delivery status notification (warning)",
+    "zustellung verzögert",
+    "übermittlung verzögert",
+    "remise différée",
+    "entrega retrasada",
+    "entrega atrasada",
+    "consegna ritardata",
+    "задержка доставки",
+    "配信遅延",
+    "延迟投递",
+)
+# Failure wording inside a notice (normalised lower case).
+FAILURE_PHRASES = (
+    "could not be delivered",
+    "couldn't be delivered",
+    "can't be delivered",
+    "cannot be delivered",
+    "wasn't delivered",
+    "was not delivered",
+    "not delivered to",
+    "delivery has failed",
+    "delivery failed",
+    "delivery to the following recipient",
+    "failed permanently",
+    "permanent error",
+    "permanent failure",
+    "permanent fatal errors",
+    "following address(es) failed",
+    "following address failed",
+    "following addresses had permanent",
+    "address not found",
+    "user unknown",
+    "unknown user",
+    "does not exist",
+    "mailbox unavailable",
+    "recipient address rejected",
+    "wasn't able to deliver",
+    "was unable to deliver",
+    "unable to deliver",
+    "undeliverable",
+    "message not delivered",
+    "returned to sender",
+    "delivery failure",
+    "konnte nicht zugestellt werden",
+    "nicht zugestellt",
+    "unzustellbar",
+    "zustellung fehlgeschlagen",
+    "n'a pas pu être remis",
+    "n'a pas pu être distribué",
+    "non remis",
+    "no se pudo entregar",
+    "no pudo ser entregado",
+    "no se ha podido entregar",
+    "não pôde ser entregue",
+    "não foi possível entregar",
+    "não foi entregue",
+    "non è stato possibile recapitare",
+    "impossibile recapitare",
+    "non recapitat",
+    "не может быть доставлено",
+    "не удалось доставить",
+    "не доставлено",
+    "无法投递",
+    "无法送达",
+    "投递失败",
+    "发送失败",
+    "未能送达",
+    "送信できませんでした",
+    "配信できませんでした",
+    "届きませんでした",
+    "配送できませんでした",
+    "送信に失敗",
+)
+# Wording that says the server is still trying: stronger than the failure wording
+# beside it ("could not be delivered for 4 hours. It will be retried ...").
+DELAY_PHRASES = (
+    "this is a warning message only",
+    "this is a warning only",
+    "you do not need to resend",
+    "no action is required on your part",
+    "will be retried",
+    "will retry",
+    "will continue to try",
+    "will keep trying",
+    "will try again",
+    "delivery attempts will continue",
+    "still being retried",
+    "is still trying",
+    "has been delayed",
+    "delivery is delayed",
+    "is delayed",
+    "has not yet been delivered",
+    "has not been delivered yet",
+    "not been delivered yet",
+    "temporarily deferred",
+    "delivery incomplete",
+    "wird weiterhin versucht",
+    "noch nicht zugestellt",
+    "verzögert",
+    "différée",
+    "retardée",
+    "retrasad",
+    "atrasad",
+    "ritardat",
+    "задерж",
+    "遅延",
+    "延迟",
+)
+_AUTO_REPLY_SUBJECT_WORDS = ("out of office", "automatic reply", "auto-reply", "autoreply", "abwesen")
+
+
+def subject_key(subject: str) -> str:
+    text = unicodedata.normalize("NFKC", subject[:500]).casefold()
+    return text.lstrip(" \t[(*")
+
+
+def original_id(message: ParsedMessage, text: str) -> str | None:
+    """Message-ID of the returned message: the enclosed copy's, else one quoted, else In-Reply-To."""
+    if message.enclosed_message_id:
+        return message.enclosed_message_id
+    index = text.lower().find("message-id:")
+    if index >= 0:
+        found = normalize_message_id(text[index + 11 : index + 1100].partition("\n")[0])
+        if found:
+            return found
+    return message.in_reply_to[0] if message.in_reply_to else None
+
+
+def recipients(message: ParsedMessage, region: str, kind: MessageKind) -> tuple[BouncedRecipient, ...]:
+    """Each recipient a notice names, with the status, diagnostic and reason given for it."""
+    found = addresses_in(message, region)
+    bounced: list[BouncedRecipient] = []
+    for address, segment in segments(region, found)[:MAX_BOUNCED]:
+        status, line, reason = judge(segment, region)
+        hard = kind is MessageKind.BOUNCE and reason in SUPPRESSING
+        bounced.append(BouncedRecipient(address, hard, status, line, reason))
+    if not bounced:
+        status, line, reason = judge(region, "")
+        bounced.append(BouncedRecipient(None, False, status, line, reason))
+    return tuple(bounced)
+
+
+def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) -> Classification | None:
+    """A BOUNCE or DELAY classification of a plain-text notice, or None when it is not one.
+
+    `report`: the message is a multipart/report whose delivery-status part named no
+    recipient; its text is then read as a notice whatever its sender.
+    """
+    subject = subject_key(message.subject)
+    daemon = daemon_sender(message)
+    failed_header = bool(message.headers.get("x-failed-recipients"))
+    bounce_subject = subject.startswith(BOUNCE_SUBJECTS)
+    delay_subject = subject.startswith(DELAY_SUBJECTS) and not subject.startswith("warning: message from")
+    if not (daemon or bounce_subject or delay_subject or failed_header or report):
+        return None
+    if not (daemon or failed_header or report) and any(word in subject for word in _AUTO_REPLY_SUBJECT_WORDS):
+        return None  # a person's out-of-office reply, whatever it quotes
+    text = message.text[:SCAN_LIMIT]
+    region_end = notice_end(text.lower())
+    region = text[:region_end]
+    normalized = " ".join(unicodedata.normalize("NFKC", region[:16384]).casefold().split())
+    permanent = any(phrase in normalized for phrase in FAILURE_PHRASES)
+    still_trying = any(phrase in normalized for phrase in DELAY_PHRASES)
+    original = original_id(message, text)
+
+    delay = not failed_header and not bounce_subject and (delay_subject or still_trying)
+    if delay and (delay_subject or daemon or report):
+        bounced = recipients(message, region, MessageKind.DELAY)
+        reason = f"subject: {message.subject[:60]}" if delay_subject else "delay notice"
+        return Classification(MessageKind.DELAY, reason, bounced, original, noreply)
+    status, _ = code_line(normalized[:8192])
+    if daemon or failed_header or report:
+        evident = failed_header or report or bounce_subject or permanent or status is not None
+    else:  # a notice subject from a person's address: needs the wording and a status code
+        evident = bounce_subject and permanent and status is not None
+    if not evident:
+        return None
+    reason = "X-Failed-Recipients" if failed_header else "bounce notice"
+    if bounce_subject:
+        reason = f"{reason}: {message.subject[:60]}"
+    return Classification(
+        MessageKind.BOUNCE, reason, recipients(message, region, MessageKind.BOUNCE), original, noreply
+    )
