@@ -168,6 +168,10 @@ FAILURE_PHRASES = (
     "message not delivered",
     "returned to sender",
     "delivery failure",
+    "fatal delivery error",
+    "permanent fatal",
+    "fehlgeschlagen",
+    "permanenter fehler",
     "konnte nicht zugestellt werden",
     "nicht zugestellt",
     "unzustellbar",
@@ -234,6 +238,16 @@ DELAY_PHRASES = (
     "延迟",
 )
 _AUTO_REPLY_SUBJECT_WORDS = ("out of office", "automatic reply", "auto-reply", "autoreply", "abwesen")
+_REPLY_PREFIXES = ("re:", "re :", "aw:", "sv:", "fw:", "fwd:", "wg:", "tr:", "rv:", "回复:", "答复:", "転送:")
+
+
+def _token(value: str | None) -> str:
+    return (value or "").partition(";")[0].strip().lower()
+
+
+def null_sender(message: ParsedMessage) -> bool:
+    """Return-Path `<>`: sent with the null envelope sender bounces must use (RFC 5321 4.5.5)."""
+    return message.headers.get("return-path", "").replace(" ", "") == "<>"
 
 
 def subject_key(subject: str) -> str:
@@ -253,9 +267,11 @@ def original_id(message: ParsedMessage, text: str) -> str | None:
     return message.in_reply_to[0] if message.in_reply_to else None
 
 
-def recipients(message: ParsedMessage, region: str, kind: MessageKind) -> tuple[BouncedRecipient, ...]:
+def recipients(
+    message: ParsedMessage, region: str, kind: MessageKind, copy: str = ""
+) -> tuple[BouncedRecipient, ...]:
     """Each recipient a notice names, with the status, diagnostic and reason given for it."""
-    found = addresses_in(message, region)
+    found = addresses_in(message, region, copy)
     bounced: list[BouncedRecipient] = []
     for address, segment in segments(region, found)[:MAX_BOUNCED]:
         status, line, reason = judge(segment, region)
@@ -280,8 +296,11 @@ def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) 
     delay_subject = subject.startswith(DELAY_SUBJECTS) and not subject.startswith("warning: message from")
     if not (daemon or bounce_subject or delay_subject or failed_header or report):
         return None
-    if not (daemon or failed_header or report) and any(word in subject for word in _AUTO_REPLY_SUBJECT_WORDS):
-        return None  # a person's out-of-office reply, whatever it quotes
+    if not (failed_header or report):
+        if subject.startswith(_REPLY_PREFIXES):
+            return None  # a reply or forward in a conversation, whoever writes it
+        if not daemon and any(word in subject for word in _AUTO_REPLY_SUBJECT_WORDS):
+            return None  # a person's out-of-office reply, whatever it quotes
     text = message.text[:SCAN_LIMIT]
     region_end = notice_end(text.lower())
     region = text[:region_end]
@@ -292,19 +311,24 @@ def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) 
 
     delay = not failed_header and not bounce_subject and (delay_subject or still_trying)
     if delay and (delay_subject or daemon or report):
-        bounced = recipients(message, region, MessageKind.DELAY)
+        bounced = recipients(message, region, MessageKind.DELAY, text[region_end:])
         reason = f"subject: {message.subject[:60]}" if delay_subject else "delay notice"
         return Classification(MessageKind.DELAY, reason, bounced, original, noreply)
     status, _ = code_line(normalized[:8192])
     if daemon or failed_header or report:
         evident = failed_header or report or bounce_subject or permanent or status is not None
-    else:  # a notice subject from a person's address: needs the wording and a status code
-        evident = bounce_subject and permanent and status is not None
+    else:  # a notice subject from an address that is not a daemon's: needs machine signs
+        machine = null_sender(message) or _token(message.headers.get("auto-submitted")) not in ("", "no")
+        evident = bounce_subject and machine and (permanent or status is not None)
     if not evident:
         return None
     reason = "X-Failed-Recipients" if failed_header else "bounce notice"
     if bounce_subject:
         reason = f"{reason}: {message.subject[:60]}"
     return Classification(
-        MessageKind.BOUNCE, reason, recipients(message, region, MessageKind.BOUNCE), original, noreply
+        MessageKind.BOUNCE,
+        reason,
+        recipients(message, region, MessageKind.BOUNCE, text[region_end:]),
+        original,
+        noreply,
     )

@@ -68,6 +68,7 @@ _AUTHFAILURE = (
     "could not be authenticated",
     "fails to pass authentication",
     "arc validation",
+    "required authentication level",
     "5.7.26",
     "5.7.23",
 )
@@ -133,7 +134,6 @@ _BADREPUTATION = (
     "ip reputation",
     "domain reputation",
     "reputation of the sending",
-    "likely unsolicited mail",
     "unusual rate of unsolicited mail",
     "suspicious due to the very low reputation",
 )
@@ -257,6 +257,11 @@ _MAILBOXFULL = (
     "not enough space",
     "does not have enough space",
     "disk quota",
+    "diskspace quota",
+    "ist voll",
+    "満杯",
+    "容量",
+    "一杯",
     "full mailbox",
     "inbox is full",
     "inbox full",
@@ -455,6 +460,7 @@ _HOSTUNKNOWN = (
     "host unknown",
     "unknown host",
     "nxdomain",
+    "point to non-existent hosts",
     "couldn't find any host",
     "could not find any host",
     "non-existent domain",
@@ -500,6 +506,7 @@ _USERUNKNOWN = (
     "no such mailbox",
     "no such address",
     "no such person",
+    "this user doesn't have a",
     "wasn't found at",
     "was not found at",
     "no mailbox",
@@ -662,6 +669,7 @@ _POLICYVIOLATION = (
     "closed mailing list",
     "protocol violation",
     "has a policy that prohibited",
+    "content presents a potential",
     "prohibited by policy",
 )
 _CONTENTERROR = (
@@ -727,6 +735,8 @@ _NETWORKERROR = (
     "no route to host",
     "host unreachable",
     "lost connection",
+    "timed out",
+    "did not accept our requests to connect",
     "connection reset",
     "temporary failure in name resolution",
     "host not found, try again",
@@ -758,11 +768,14 @@ _MAILERERROR = (
 )
 
 STRONG: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # BIGLOBE writes this for mail its user's filter refused (sisimai's reading).
+    ("filtered", ("mail delivery failed... user unknown",)),
     ("rejected", _REJECTED),
     ("authfailure", _AUTHFAILURE),
     ("norelaying", _NORELAYING),
     ("requireptr", _REQUIREPTR),
     ("badreputation", _BADREPUTATION),
+    ("speeding", _SPEEDING),
     ("blocked", _BLOCKED),
     ("virusdetected", _VIRUSDETECTED),
     ("spamdetected", _SPAMDETECTED),
@@ -782,7 +795,6 @@ STRONG: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("expired", _EXPIRED),
     ("securityerror", _SECURITYERROR),
     ("networkerror", _NETWORKERROR),
-    ("speeding", _SPEEDING),
     ("mailererror", _MAILERERROR),
     ("contenterror", _CONTENTERROR),
     ("systemerror", _SYSTEMERROR),

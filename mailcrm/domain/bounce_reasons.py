@@ -236,6 +236,8 @@ def reason_from_status(status: str | None) -> BounceReason:
         return BounceReason.ONHOLD if status[:1] in ("4", "5") else BounceReason.UNDEFINED
     if status in _GENERIC or match.group(2) in ("0", "1", "2"):
         return BounceReason.ONHOLD
+    if match.group(1) == "4" and match.group(2) != "4":
+        return BounceReason.ONHOLD  # a temporary refusal says too little about its cause
     return _BY_CLASS.get(match.group(2), BounceReason.ONHOLD)
 
 

@@ -35,7 +35,7 @@ _SEGMENT_LIMIT = 1500  # characters after an address read as its diagnostic
 
 _LOCAL_SEPARATORS = re.compile(r"[-_.+=]")
 DAEMON_LOCALS = frozenset(
-    {"mailerdaemon", "maildaemon", "postmaster", "mailerdeamon", "mailadmin", "maildeliverysystem"}
+    {"mailerdaemon", "maildaemon", "postmaster", "mailerdeamon", "mailadmin", "maildeliverysystem", "mdaemon"}
 )
 # Role mailboxes a notice quotes for help; never the recipient of the returned message.
 _ROLE_LOCALS = frozenset({"abuse", "hostmaster", "webmaster", "helpdesk", "support", "noc", "security"})
@@ -223,8 +223,25 @@ def _excluded(text: str, match: re.Match[str], address: str, own: set[str]) -> b
     return any(cue in lowered for cue in _OWN_LINE_CUES) and "rcpt to" not in lowered
 
 
-def addresses_in(message: ParsedMessage, region: str) -> list[tuple[str, int]]:
-    """The bounced recipients a notice's text names, with where each first appears."""
+_COPIED_TO = re.compile(r"(?im)^(?:to|cc):[ \t]*+([^\n]{1,2000}+)")
+
+
+def _copied_recipients(copy: str) -> set[str]:
+    """To/Cc of a returned copy written into the notice's text (no message/rfc822 part)."""
+    head = copy[:16384]
+    blank = head.find("\n\n", head.find(":"))
+    found: set[str] = set()
+    for match in _COPIED_TO.finditer(head, 0, blank if blank >= 0 else len(head)):
+        found |= _header_addresses(match.group(1))
+    return found
+
+
+def addresses_in(message: ParsedMessage, region: str, copy: str = "") -> list[tuple[str, int]]:
+    """The bounced recipients a notice's text names, with where each first appears.
+
+    `copy` is the text after the notice (the returned message written inline), read
+    for its To/Cc when the returned original is not attached.
+    """
     lowered = region.lower()
     found: dict[str, int] = {}
     failed_header = message.headers.get("x-failed-recipients", "")
@@ -247,7 +264,7 @@ def addresses_in(message: ParsedMessage, region: str) -> list[tuple[str, int]]:
         found[address] = match.start()
         if len(found) >= MAX_BOUNCED:
             break
-    originals = original_recipients(message)
+    originals = original_recipients(message) or (_copied_recipients(copy) if copy else set())
     if originals and any(address in originals for address in found):
         found = {address: start for address, start in found.items() if address in originals}
     elif not found and len(originals) == 1:
