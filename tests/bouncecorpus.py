@@ -56,7 +56,9 @@ class Score:
 
 
 def load() -> dict[str, dict[str, Any]]:
-    expected: dict[str, dict[str, Any]] = yaml.safe_load((CORPUS / "expected.yaml").read_text(encoding="utf-8"))
+    expected: dict[str, dict[str, Any]] = yaml.safe_load(
+        (CORPUS / "expected.yaml").read_text(encoding="utf-8")
+    )
     return expected
 
 
@@ -91,7 +93,9 @@ def judge(name: str, expect: dict[str, Any], result: Classification, score: Scor
         if hard == entry["suppress"]:
             score.suppress_agree += 1
         else:
-            score.misses.append(f"{name}: {address} suppress expected {entry['suppress']}, got {_describe(result)}")
+            score.misses.append(
+                f"{name}: {address} suppress expected {entry['suppress']}, got {_describe(result)}"
+            )
         if found is not None and found.reason.value == entry["reason"]:
             score.reason_agree += 1
         elif found is None:

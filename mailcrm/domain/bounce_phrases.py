@@ -73,6 +73,8 @@ _AUTHFAILURE = (
     "5.7.23",
 )
 _BLOCKED = (
+    "access from ip",
+    "access denied from ip",
     "blocked using",
     "blocked by spamhaus",
     "spamhaus",
@@ -204,6 +206,7 @@ _VIRUSDETECTED = (
     "вирус",
 )
 _SPEEDING = (
+    "try again slower",
     "rate limit",
     "ratelimit",
     "rate-limit",
@@ -401,6 +404,7 @@ _SUSPEND = (
     "is currently suspended",
     "user suspended",
     "mailbox is frozen",
+    "recipient suspend the service",
     "account is locked",
     "account has been locked",
     "temporary locked",
@@ -639,6 +643,7 @@ _USERUNKNOWN = (
     "ディレクトリには見つかりません",
 )
 _FILTERED = (
+    "user reject",
     "rejected by recipient",
     "refused by recipient",
     "recipient refuses",
@@ -717,6 +722,7 @@ _EXPIRED = (
     "タイムアウト",
 )
 _SECURITYERROR = (
+    "authentication failure",
     "starttls",
     "tls required",
     "requires tls",
@@ -768,8 +774,9 @@ _MAILERERROR = (
 )
 
 STRONG: tuple[tuple[str, tuple[str, ...]], ...] = (
-    # BIGLOBE writes this for mail its user's filter refused (sisimai's reading).
-    ("filtered", ("mail delivery failed... user unknown",)),
+    # Fixed wordings that quote other reasons' words: read first.
+    ("filtered", ("mail delivery failed... user unknown",)),  # BIGLOBE: its user's filter refused it
+    ("hostunknown", ("the account or domain may not exist",)),  # cPanel/Exim: "... may be blacklisted"
     ("rejected", _REJECTED),
     ("authfailure", _AUTHFAILURE),
     ("norelaying", _NORELAYING),

@@ -90,7 +90,7 @@ def read_report(message: ParsedMessage, noreply: bool) -> Classification | None:
                 found_status, line, found = judge(context, "")
                 if found not in _UNKNOWN:
                     reason, status, diagnostic = found, status or found_status, diagnostic or line
-        hard = kind is MessageKind.BOUNCE and reason in SUPPRESSING
+        hard = kind is MessageKind.BOUNCE and reason in SUPPRESSING and address is not None
         bounced[address] = BouncedRecipient(address, hard, status, diagnostic, reason)
         if len(bounced) >= MAX_BOUNCED:
             break
