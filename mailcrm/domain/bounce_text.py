@@ -14,7 +14,8 @@ address is taken only when nothing says it is one of the others:
   or on `From:`, `MAIL FROM`, `Message-ID:` lines;
 * X-Failed-Recipients and `Final-Recipient:` / `Original-Recipient:` lines in the text
   win over scraping;
-* when the returned original's To/Cc are known, a scraped address must be one of them.
+* when the text names nobody, the returned original's only recipient (its To/Cc, from
+  the enclosed part or the copy written inline) is the one.
 
 Every pattern is linear (possessive runs) and the text is read up to `SCAN_LIMIT`.
 """
@@ -264,13 +265,12 @@ def addresses_in(message: ParsedMessage, region: str, copy: str = "") -> list[tu
         found[address] = match.start()
         if len(found) >= MAX_BOUNCED:
             break
-    originals = original_recipients(message) or (_copied_recipients(copy) if copy else set())
-    if originals and any(address in originals for address in found):
-        found = {address: start for address, start in found.items() if address in originals}
-    elif not found and len(originals) == 1:
-        only = next(iter(originals))
-        if only not in own and not is_daemon_address(only):
-            found[only] = -1
+    if not found:  # the notice names nobody: the returned message's only recipient
+        originals = original_recipients(message) or (_copied_recipients(copy) if copy else set())
+        if len(originals) == 1:
+            only = next(iter(originals))
+            if only not in own and not is_daemon_address(only):
+                found[only] = -1
     return list(found.items())
 
 
@@ -281,16 +281,24 @@ _BASIC = re.compile(r"(?<![\w.#-])[245][0-5]\d(?=[ -]|$)", re.M)
 
 
 def code_line(text: str) -> tuple[str | None, str | None]:
-    """The first SMTP status in `text` and the line it is on (the enhanced code when both)."""
+    """The first SMTP status in `text` and the reply it starts, up to the paragraph's end."""
     found = _ENHANCED.search(text)
     basic = _BASIC.search(text)
     if basic is not None and (found is None or basic.start() < found.start()):
         line_end = text.find("\n", basic.start())
-        found = _ENHANCED.search(text, basic.start(), line_end if line_end >= 0 else len(text)) or basic
-    if found is None:
+        enhanced = _ENHANCED.search(text, basic.start(), line_end if line_end >= 0 else len(text))
+        code = enhanced.group() if enhanced is not None else basic.group()
+        start = basic.start()
+    elif found is not None:
+        code, start = found.group(), found.start()
+        line_start = text.rfind("\n", 0, start) + 1
+        if _BASIC.match(text, line_start) or text[line_start:start].strip().startswith(("#", "<<<")):
+            start = line_start  # '#550 5.1.1 ...', '<<< 550 5.1.1 ...': keep the reply whole
+    else:
         return None, None
-    _, line = _line_of(text, found.start())
-    return found.group(), " ".join(line.split())[:DIAGNOSTIC_LIMIT] or None
+    end = text.find("\n\n", start)
+    reply = " ".join(text[start : end if end >= 0 else start + DIAGNOSTIC_LIMIT].split())
+    return code, reply[:DIAGNOSTIC_LIMIT] or None
 
 
 def judge(segment: str, fallback: str) -> tuple[str | None, str | None, BounceReason]:
