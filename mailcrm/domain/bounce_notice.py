@@ -158,6 +158,9 @@ FAILURE_PHRASES = (
     "address not found",
     "user unknown",
     "unknown user",
+    "no such user",
+    "invalid user address",
+    "invalid recipient",
     "does not exist",
     "mailbox unavailable",
     "recipient address rejected",
@@ -245,9 +248,11 @@ def _token(value: str | None) -> str:
     return (value or "").partition(";")[0].strip().lower()
 
 
-def null_sender(message: ParsedMessage) -> bool:
-    """Return-Path `<>`: sent with the null envelope sender bounces must use (RFC 5321 4.5.5)."""
-    return message.headers.get("return-path", "").replace(" ", "") == "<>"
+def machine_sent(message: ParsedMessage) -> bool:
+    """Sent with the null envelope sender bounces must use (RFC 5321 4.5.5), or marked automatic."""
+    if message.headers.get("return-path", "").replace(" ", "") == "<>":
+        return True
+    return _token(message.headers.get("auto-submitted")) not in ("", "no")
 
 
 def subject_key(subject: str) -> str:
@@ -296,9 +301,10 @@ def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) 
     delay_subject = subject.startswith(DELAY_SUBJECTS) and not subject.startswith("warning: message from")
     if not (daemon or bounce_subject or delay_subject or failed_header or report):
         return None
+    in_thread = subject.startswith(_REPLY_PREFIXES)
     if not (failed_header or report):
-        if subject.startswith(_REPLY_PREFIXES):
-            return None  # a reply or forward in a conversation, whoever writes it
+        if in_thread and not daemon:
+            return None  # a reply or forward in a conversation
         if not daemon and any(word in subject for word in _AUTO_REPLY_SUBJECT_WORDS):
             return None  # a person's out-of-office reply, whatever it quotes
     text = message.text[:SCAN_LIMIT]
@@ -315,11 +321,15 @@ def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) 
         reason = f"subject: {message.subject[:60]}" if delay_subject else "delay notice"
         return Classification(MessageKind.DELAY, reason, bounced, original, noreply)
     status, _ = code_line(normalized[:8192])
-    if daemon or failed_header or report:
-        evident = failed_header or report or bounce_subject or permanent or status is not None
+    if failed_header or report:
+        evident = True
+    elif daemon and in_thread:  # 'Re: <subject>' from a server (Apache James), or a postmaster replying
+        transcript = permanent and status is not None and "rcpt to" in normalized
+        evident = (machine_sent(message) and (permanent or status is not None)) or transcript
+    elif daemon:
+        evident = bounce_subject or permanent or status is not None
     else:  # a notice subject from an address that is not a daemon's: needs machine signs
-        machine = null_sender(message) or _token(message.headers.get("auto-submitted")) not in ("", "no")
-        evident = bounce_subject and machine and (permanent or status is not None)
+        evident = bounce_subject and machine_sent(message) and (permanent or status is not None)
     if not evident:
         return None
     reason = "X-Failed-Recipients" if failed_header else "bounce notice"

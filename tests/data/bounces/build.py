@@ -2329,6 +2329,50 @@ def gateways() -> None:
         )
 
 
+def odd_layouts() -> None:
+    # Active!hunter: a multipart/report whose report part is missing (text + returned message only)
+    sender = pick_sender()
+    date = when()
+    rcpt = person("customer.example")
+    enclosed, _ = original(sender, [rcpt], date)
+    boundary = "----=_Active!Hunter_20260105T101500+0900-0000-0001"
+    raw = (
+        f'Return-Path: <>\nFrom: "MAILER-DAEMON" <MAILER-DAEMON@ah.customer.example>\nTo: <{sender[1]}>\nSubject: FAILURE NOTICE : Quote\n'
+        f"Date: {format_datetime(date)}\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=delivery-status;\n\tboundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain\n\nThe original message was received at {format_datetime(date)}\n\n"
+        f"  ----- The following addresses had permanent fatal errors -----\n\n>>> {rcpt} <{rcpt}>\n\n"
+        f"  ----- Transcript of session follows -----\n550 sorry, no mailbox here by that name (#5.1.1 - chkusr)\n\n"
+        f"--{boundary}\nContent-Type: message/rfc822\n\n{enclosed}\n--{boundary}--\n"
+    )
+    add(
+        "activehunter-01-userunknown.eml",
+        "Active!hunter: multipart/report without a delivery-status part (text and returned message only)",
+        raw,
+        "bounce",
+        [(rcpt, "userunknown")],
+    )
+    # Apache James: the notice's subject is 'Re:' + the original subject
+    sender = pick_sender()
+    date = when()
+    rcpt = f"{rng.randint(10**9, 10**10)}@vtext.example"
+    body = (
+        "Error: Invalid user address\n\nError message below:\n550 - Requested action not taken: no such user here\n\n"
+        f"Message details:\n  Subject: Quote\n  Sent date: {format_datetime(date)}\n  MAIL FROM: {sender[1]}\n  RCPT TO: {rcpt}\n"
+        f"  From: {sender[1]}\n  CC: recipient list not shown: ;\n  Size (in bytes): 1839\n"
+    )
+    raw = message(
+        "post_master@vtext.example", sender[1], "Re:Quote", body, f"In-Reply-To: {msgid('acme.example')}\n"
+    )
+    add(
+        "apachejames-01-userunknown.eml",
+        "Apache James: 'Re:<subject>' notice with 'Error message below' and message details",
+        raw,
+        "bounce",
+        [(rcpt, "userunknown")],
+    )
+
+
 def languages() -> None:
     chinese = [
         (
@@ -2738,6 +2782,12 @@ def people() -> None:
             "",
         ),
         (
+            "postmaster-autoreply",
+            "Re: Quote",
+            "Your message to our postmaster was received; we answer within a day.",
+            "Auto-Submitted: auto-replied\n",
+        ),
+        (
             "postmaster-thread",
             "Re: bounces from your domain",
             "We saw 550 5.7.1 rejections for your IP and have allowed it now. Sorry for the trouble.",
@@ -2768,11 +2818,14 @@ def people() -> None:
             if label.startswith("postmaster")
             else f"{rng.choice(FIRST).title()} <{person('customer.example')}>"
         )
+        automatic = "autoreply" in label
         add(
-            f"human-{label}.eml",
-            "A person's message about bounces or deliveries (must stay human)",
+            f"{'autoreply' if automatic else 'human'}-{label}.eml",
+            "A postmaster's automatic answer in a thread (an auto-reply, not a bounce)"
+            if automatic
+            else "A person's message about bounces or deliveries (must stay human)",
             message(frm, SENDERS[0][1], subject, body, headers),
-            "human",
+            "auto_reply" if automatic else "human",
         )
     # a person forwarding a bounce as an attachment
     sender = SENDERS[1]
@@ -2919,6 +2972,7 @@ def main() -> None:
     domino()
     esps()
     gateways()
+    odd_layouts()
     languages()
     complaints()
     auto_replies()
