@@ -495,6 +495,7 @@ _HOSTUNKNOWN = (
     "ドメインが見つかりません",
 )
 _NOTACCEPT = (
+    "smtp protocol returned a permanent error",
     "null mx",
     "does not accept mail",
     "doesn't accept mail",
@@ -644,6 +645,16 @@ _USERUNKNOWN = (
 )
 _FILTERED = (
     "user reject",
+    "is not accepting any mail",
+    "refused due to recipient preferences",
+    "resolver.rst.notauthorized",
+    "this account is protected by",
+    "you have been blocked by the recipient",
+    "only accepting mail from specific email addresses",
+    "new mail is not currently being accepted for this mailbox",
+    "has restricted sms e-mail",
+    "bounced address",
+    "refuse to receive mail",
     "rejected by recipient",
     "refused by recipient",
     "recipient refuses",

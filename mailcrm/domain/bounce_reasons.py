@@ -42,7 +42,7 @@ class BounceReason(StrEnum):
     USERUNKNOWN = "userunknown"  # no such mailbox (5.1.1, 5.1.10)
     HOSTUNKNOWN = "hostunknown"  # no such domain or host (5.1.2, NXDOMAIN)
     HASMOVED = "hasmoved"  # the mailbox moved (5.1.6)
-    SUSPEND = "suspend"  # the mailbox is disabled or suspended (5.2.1)
+    SUSPEND = "suspend"  # the mailbox is disabled or suspended ("mailbox disabled", 5.7.13)
     NOTACCEPT = "notaccept"  # the domain accepts no mail at all (null MX)
     # The recipient exists but cannot take this message now.
     MAILBOXFULL = "mailboxfull"  # over quota (5.2.2, 4.2.2)
@@ -128,7 +128,8 @@ _BY_STATUS: dict[str, BounceReason] = {
     "5.1.7": BounceReason.REJECTED,
     "5.1.8": BounceReason.REJECTED,
     "5.1.10": BounceReason.USERUNKNOWN,
-    "5.2.1": BounceReason.SUSPEND,
+    "5.2.0": BounceReason.FILTERED,  # sisimai's reading: refused by the recipient's settings
+    "5.2.1": BounceReason.FILTERED,  # "mailbox disabled" wording (Gmail, Yahoo) is SUSPEND
     "5.2.2": BounceReason.MAILBOXFULL,
     "5.2.3": BounceReason.EXCEEDLIMIT,
     "5.2.4": BounceReason.SYSTEMERROR,
@@ -199,9 +200,11 @@ _BY_BASIC: dict[str, BounceReason] = {
     "552": BounceReason.MAILBOXFULL,  # exceeded storage allocation
     "452": BounceReason.SYSTEMFULL,  # insufficient system storage
     "421": BounceReason.TOOMANYCONN,
+    "521": BounceReason.NOTACCEPT,  # RFC 7504: this host does not accept mail
+    "556": BounceReason.NOTACCEPT,  # RFC 7504: the domain does not accept mail
 }
 # Codes that say nothing without their words: generic wording may decide for them.
-_GENERIC = frozenset({"5.0.0", "4.0.0", "5.5.0", "5.2.0", "5.1.9", "5.4.0", "5.3.3", "4.2.0"})
+_GENERIC = frozenset({"5.0.0", "4.0.0", "5.5.0", "5.1.9", "5.4.0", "5.3.3", "4.2.0"})
 _BY_CLASS: dict[str, BounceReason] = {
     "1": BounceReason.ONHOLD,
     "2": BounceReason.ONHOLD,

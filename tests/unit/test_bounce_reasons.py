@@ -47,6 +47,13 @@ R = BounceReason
         ("5.7.26", None, R.AUTHFAILURE),
         ("5.7.27", None, R.REJECTED),  # the *sender's* domain has a null MX: not the recipient's fault
         ("5.7.606", None, R.BLOCKED),
+        (
+            "5.2.1",
+            None,
+            R.FILTERED,
+        ),  # a bare 5.2.1 is the recipient's settings; "disabled" wording is SUSPEND
+        (None, "556 SMTP protocol returned a permanent error", R.NOTACCEPT),
+        (None, "550 5.0.0 <a@b.example>: User reject", R.FILTERED),
         # Generic codes with generic words; nothing at all.
         ("5.0.0", "550 Requested action not taken: mailbox unavailable", R.USERUNKNOWN),
         ("5.7.1", "550 5.7.1 Requested action not taken", R.POLICYVIOLATION),
