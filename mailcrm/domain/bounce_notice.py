@@ -109,6 +109,8 @@ BOUNCE_SUBJECTS = (
     "未能送达",
     "无法投递",
     "配信不能",
+    "メッセージを配信できません",
+    "メール配信に失敗しました",
     "配送エラー",
     "送信エラー",
     "メール送信エラー",
@@ -250,7 +252,8 @@ def _token(value: str | None) -> str:
 
 def machine_sent(message: ParsedMessage) -> bool:
     """Sent with the null envelope sender bounces must use (RFC 5321 4.5.5), or marked automatic."""
-    if message.headers.get("return-path", "").replace(" ", "") == "<>":
+    return_path = message.headers.get("return-path", "").replace(" ", "").lower()
+    if return_path == "<>" or return_path.startswith(("<mailer-daemon", "mailer-daemon")):
         return True
     return _token(message.headers.get("auto-submitted")) not in ("", "no")
 

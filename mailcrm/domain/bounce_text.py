@@ -40,7 +40,15 @@ DAEMON_LOCALS = frozenset(
 )
 # Role mailboxes a notice quotes for help; never the recipient of the returned message.
 _ROLE_LOCALS = frozenset({"abuse", "hostmaster", "webmaster", "helpdesk", "support", "noc", "security"})
-_DAEMON_NAMES = ("mailer-daemon", "mailer daemon", "mail delivery", "postmaster", "mail administrator")
+_DAEMON_NAMES = (
+    "mailer-daemon",
+    "mailer daemon",
+    "mail delivery",
+    "postmaster",
+    "mail administrator",
+    "interscan",
+    "content-filter",
+)
 
 
 def local_tokens(address: str) -> list[str]:
@@ -127,6 +135,8 @@ _COPY_MARKERS = (
     "------ this is a copy of the message",
     "--- below this line is a copy of the message",
     "----- original message -----",
+    "-------original message",
+    "-------original mail info",
     "-----original message-----",
     "------- returned message",
     "----- unsent message below -----",
