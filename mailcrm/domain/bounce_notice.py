@@ -54,6 +54,8 @@ BOUNCE_SUBJECTS = (
     "mail could not be delivered",
     "failure notice",
     "failed delivery",
+    "failure delivery",
+    "there was an error sending your mail",
     "delivery failure",
     "delivery failed",
     "delivery has failed",

@@ -535,6 +535,7 @@ _USERUNKNOWN = (
     "recipient address rejected: invalid",
     "recipient address rejected: unknown",
     "invalid recipient",
+    "no valid recipients",
     "not a valid recipient",
     "not a valid mailbox",
     "is not a known user",

@@ -44,6 +44,7 @@ _DAEMON_NAMES = (
     "mailer-daemon",
     "mailer daemon",
     "mail delivery",
+    "mail deliver system",
     "postmaster",
     "mail administrator",
     "interscan",
@@ -231,6 +232,8 @@ def _excluded(text: str, match: re.Match[str], address: str, own: set[str]) -> b
     if any(cue in before for cue in _HELP_CUES):
         return True
     lowered = line.lower()
+    if lowered.lstrip().startswith("from "):  # 'The original message was received ... from a@b'
+        return True
     return any(cue in lowered for cue in _OWN_LINE_CUES) and "rcpt to" not in lowered
 
 
