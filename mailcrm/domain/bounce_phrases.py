@@ -22,6 +22,7 @@ from __future__ import annotations
 # --- strong wording, in the order it is checked -------------------------------------------
 
 _REJECTED = (
+    "mail sending denied",
     "your account has been",
     "your account is",
     "sending account",
@@ -50,6 +51,12 @@ _REJECTED = (
     "absenderadresse abgelehnt",
 )
 _AUTHFAILURE = (
+    "senders to authenticate",
+    "fails to pass authentication checks",
+    "hard fail policy",
+    "spf checks",
+    "aligned with either the authenticated",
+    "is unauthenticated",
     "unauthenticated email",
     "spf check failed",
     "spf validation failed",
@@ -73,6 +80,7 @@ _AUTHFAILURE = (
     "5.7.23",
 )
 _BLOCKED = (
+    "ip not in whitelist",
     "access from ip",
     "access denied from ip",
     "blocked using",
@@ -153,6 +161,8 @@ _REQUIREPTR = (
     "please get a custom reverse dns",
 )
 _NORELAYING = (
+    "invalid credentials for relay",
+    "not authorized to send email directly to our servers",
     "relay access denied",
     "relaying denied",
     "relay denied",
@@ -180,6 +190,8 @@ _SPAMDETECTED = (
     "junk mail",
     "message content rejected",
     "content filter rejection",
+    "content filter agent quarantined",
+    "nature of the content or the links within",
     "message filtered",
     "rejected due to content",
     "unacceptable content",
@@ -207,6 +219,10 @@ _VIRUSDETECTED = (
 )
 _SPEEDING = (
     "try again slower",
+    "submission quota exceeded",
+    "daily limit for message recipients",
+    "per hour message receive limit",
+    "has exceeded permitted limits",
     "rate limit",
     "ratelimit",
     "rate-limit",
@@ -387,6 +403,7 @@ _SUSPEND = (
     "account is disabled",
     "account has been disabled",
     "account that you tried to reach is disabled",
+    "account that you tried to reach is inactive",
     "account is inactive",
     "account inactive",
     "inactive user",
@@ -701,6 +718,10 @@ _CONTENTERROR = (
     "8bit",
 )
 _NOTCOMPLIANTRFC = (
+    "missing a valid address in the from: header",
+    "multiple addresses in from: header",
+    "missing a valid message-id",
+    "encoded-word syntax is not permitted",
     "rfc 5322",
     "rfc5322",
     "rfc 2822",
@@ -790,6 +811,9 @@ STRONG: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Fixed wordings that quote other reasons' words: read first.
     ("filtered", ("mail delivery failed... user unknown",)),  # BIGLOBE: its user's filter refused it
     ("hostunknown", ("the account or domain may not exist",)),  # cPanel/Exim: "... may be blacklisted"
+    # Microsoft 365: the recipient is banned or cannot be reached, though "access denied" reads as a block
+    ("suspend", ("banned recipient", "mailbox cannot be accessed")),
+    ("networkerror", ("smtpsend.dns.nonexistentdomain",)),  # an Exchange DNS failure, not the domain's
     ("rejected", _REJECTED),
     ("authfailure", _AUTHFAILURE),
     ("norelaying", _NORELAYING),
