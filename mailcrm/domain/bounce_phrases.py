@@ -80,6 +80,7 @@ _AUTHFAILURE = (
     "5.7.23",
 )
 _BLOCKED = (
+    "not accepting connections",
     "ip not in whitelist",
     "access from ip",
     "access denied from ip",
@@ -218,6 +219,8 @@ _VIRUSDETECTED = (
     "вирус",
 )
 _SPEEDING = (
+    "due to excessive volume",
+    "due to unexpected volume",
     "try again slower",
     "submission quota exceeded",
     "daily limit for message recipients",
@@ -456,6 +459,7 @@ _SUSPEND = (
     "利用停止",
 )
 _HASMOVED = (
+    "no longer on server",
     "has moved",
     "has been moved",
     "address has changed",
