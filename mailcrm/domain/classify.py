@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from mailcrm.domain.bounce_json import read_ses
 from mailcrm.domain.bounce_notice import read_notice
 from mailcrm.domain.bounce_report import read_complaint, read_report
 from mailcrm.domain.bounce_text import MAX_BOUNCED, SCAN_LIMIT
@@ -172,6 +173,9 @@ def classify(message: ParsedMessage) -> Classification:
     )
     replied_to = message.in_reply_to[0] if message.in_reply_to else None
 
+    feed = read_ses(message, noreply)
+    if feed is not None:
+        return feed
     complaint = read_complaint(message, noreply)
     if complaint is not None:
         return complaint

@@ -174,3 +174,32 @@ def test_arf_complaint_names_the_complainer_never_a_bounce() -> None:
     # Redacted reports name nobody, and still are complaints, never the sender.
     redacted = classify(_complaint("", ""))
     assert (redacted.kind, redacted.bounced) == (MessageKind.COMPLAINT, ())
+
+
+def _ses(body: str) -> ParsedMessage:
+    return _message(
+        "From: AWS Notifications <no-reply@sns.amazonaws.com>\nTo: alice@acme.example\n"
+        "Subject: AWS Notification Message",
+        body,
+    )
+
+
+def test_amazon_ses_json_notifications() -> None:
+    bounce = _ses(
+        '{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":['
+        '{"emailAddress":"gone@customer.example","status":"5.1.1",\n"diagnosticCode":"smtp; 550 5.1.1 '
+        'user unknown [mx.customer.example]"},{"emailAddress":"full@customer.example","status":"5.2.2"}]},'
+        '"mail":{"source":"alice@acme.example","headers":[{"name":"Message-ID","value":"<q-1@acme.example>"}]}}'
+    )
+    result = classify(bounce)
+    assert (result.kind, result.original_message_id) == (MessageKind.BOUNCE, "<q-1@acme.example>")
+    assert _found(bounce) == [
+        ("gone@customer.example", True, "userunknown"),
+        ("full@customer.example", False, "mailboxfull"),
+    ]
+    wrapped = _ses(
+        '{"Type":"Notification","Message":"{\\"notificationType\\":\\"Complaint\\",\\"complaint\\":'
+        '{\\"complainedRecipients\\":[{\\"emailAddress\\":\\"grumpy@customer.example\\"}]}}"}'
+    )
+    assert classify(wrapped).kind is MessageKind.COMPLAINT
+    assert _found(wrapped) == [("grumpy@customer.example", False, "feedback")]

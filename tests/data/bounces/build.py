@@ -2329,6 +2329,90 @@ def gateways() -> None:
         )
 
 
+def ses_notifications() -> None:
+    """Amazon SES notifications sent to an email subscription of an SNS topic (JSON body)."""
+    cases = [
+        (
+            "bounce-userunknown",
+            "Bounce",
+            "bounce",
+            "userunknown",
+            '"bounce":{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"RCPT","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 <RCPT>: Recipient address rejected: User unknown in virtual mailbox table [mx.customer.example]"}],"reportingMTA":"dsn; a27-23.smtp-out.us-west-2.amazonses.com"}',
+        ),
+        (
+            "bounce-noemail",
+            "Bounce",
+            "bounce",
+            "userunknown",
+            '"bounce":{"bounceType":"Permanent","bounceSubType":"NoEmail","bouncedRecipients":[{"emailAddress":"RCPT"}]}',
+        ),
+        (
+            "bounce-mailboxfull",
+            "Bounce",
+            "bounce",
+            "mailboxfull",
+            '"bounce":{"bounceType":"Transient","bounceSubType":"MailboxFull","bouncedRecipients":[{"emailAddress":"RCPT","action":"failed","status":"4.2.2","diagnosticCode":"smtp; 452 4.2.2 Mailbox full"}]}',
+        ),
+        (
+            "bounce-blocked",
+            "Bounce",
+            "bounce",
+            "blocked",
+            '"bounce":{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"RCPT","action":"failed","status":"5.7.1","diagnosticCode":"smtp; 554 5.7.1 Service unavailable; Client host [54.240.27.82] blocked using zen.spamhaus.org"}]}',
+        ),
+        (
+            "complaint",
+            "Complaint",
+            "complaint",
+            "feedback",
+            '"complaint":{"complainedRecipients":[{"emailAddress":"RCPT"}],"complaintFeedbackType":"abuse","userAgent":"Yahoo!-Mail-Feedback/2.0"}',
+        ),
+        (
+            "delivery",
+            "Delivery",
+            "delivered",
+            "delivered",
+            '"delivery":{"recipients":["RCPT"],"smtpResponse":"250 2.0.0 OK","reportingMTA":"a8-70.smtp-out.amazonses.com"}',
+        ),
+    ]
+    for number, (label, notification, kind, reason, payload) in enumerate(cases, 1):
+        sender = pick_sender()
+        when()  # keeps the seeded sequence of the other samples
+        rcpt = person("customer.example")
+        mid = msgid(sender[1].split("@")[1])
+        body = (
+            f'{{"notificationType":"{notification}",{payload.replace("RCPT", rcpt)},"mail":{{"timestamp":"2026-03-01T10:00:00.000Z",'
+            f'"source":"{sender[1]}","messageId":"0101018e{rng.getrandbits(40):010x}-000000","destination":["{rcpt}"],'
+            f'"headers":[{{"name":"From","value":"{sender[1]}"}},{{"name":"To","value":"{rcpt}"}},{{"name":"Message-ID","value":"{mid}"}}]}}}}'
+        )
+        if number == 3:  # wrapped in the SNS envelope: the notification is an escaped JSON string
+            body = (
+                '{"Type":"Notification","MessageId":"ad6bdf42","TopicArn":"arn:aws:sns:us-west-2:123456789012:ses","Message":"'
+                + body.replace('"', '\\"')
+                + '"}'
+            )
+        # clients fold long lines
+        folded = "\n".join(body[i : i + 76] for i in range(0, len(body), 76))
+        text = (
+            folded
+            + "\n\n--\nIf you wish to stop receiving notifications from this topic, please click or visit the link below to unsubscribe:\nhttps://sns.us-west-2.amazonaws.com/unsubscribe.html\n"
+        )
+        raw = message(
+            "AWS Notifications <no-reply@sns.amazonaws.com>",
+            sender[1],
+            "AWS Notification Message",
+            text,
+            "x-amz-sns-message-id: ad6bdf42\n",
+        )
+        add(
+            f"amazonses-json-{number:02d}-{label}.eml",
+            "Amazon SES notification by email (SNS 'AWS Notification Message', JSON body, folded lines)",
+            raw,
+            kind,
+            [(rcpt, reason)],
+        )
+
+
 def odd_layouts() -> None:
     # Active!hunter: a multipart/report whose report part is missing (text + returned message only)
     sender = pick_sender()
@@ -2973,6 +3057,7 @@ def main() -> None:
     esps()
     gateways()
     odd_layouts()
+    ses_notifications()
     languages()
     complaints()
     auto_replies()
