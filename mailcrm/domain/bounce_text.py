@@ -214,6 +214,11 @@ _OWN_LINE_CUES = (
 )
 
 
+# Line openings that name someone else: the sender ('The original message was received
+# ... from a@b'), the copied original's other recipients and its delivery headers.
+_NOT_RECIPIENT_LINES = ("from ", "cc:", "bcc:", "delivered-to:", "x-original-to:", "envelope-to:")
+
+
 def _line_of(text: str, position: int) -> tuple[int, str]:
     start = text.rfind("\n", 0, position) + 1
     end = text.find("\n", position)
@@ -232,7 +237,7 @@ def _excluded(text: str, match: re.Match[str], address: str, own: set[str]) -> b
     if any(cue in before for cue in _HELP_CUES):
         return True
     lowered = line.lower()
-    if lowered.lstrip().startswith("from "):  # 'The original message was received ... from a@b'
+    if lowered.lstrip().startswith(_NOT_RECIPIENT_LINES):
         return True
     return any(cue in lowered for cue in _OWN_LINE_CUES) and "rcpt to" not in lowered
 

@@ -203,3 +203,13 @@ def test_amazon_ses_json_notifications() -> None:
     )
     assert classify(wrapped).kind is MessageKind.COMPLAINT
     assert _found(wrapped) == [("grumpy@customer.example", False, "feedback")]
+
+
+def test_copied_original_without_a_marker_names_only_the_bounced_recipient() -> None:
+    message = _message(
+        "From: MAILER-DAEMON@mx.acme.example\nTo: alice@acme.example\nSubject: Undeliverable mail",
+        "Your message could not be delivered.\n\n<gone@customer.example>: 550 5.1.1 User unknown\n\n"
+        "From: Alice <alice@acme.example>\nTo: gone@customer.example\nCc: boss@customer.example\n"
+        "Subject: Quote\n\nHello\n",
+    )
+    assert _found(message) == [("gone@customer.example", True, "userunknown")]
