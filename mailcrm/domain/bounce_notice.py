@@ -116,6 +116,8 @@ BOUNCE_SUBJECTS = (
     "配送エラー",
     "送信エラー",
     "メール送信エラー",
+    "メールエラー通知",
+    "エラー通知",
     "不達",
 )
 DELAY_SUBJECTS = (
@@ -333,6 +335,8 @@ def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) 
         evident = (machine_sent(message) and (permanent or status is not None)) or transcript
     elif daemon:
         evident = bounce_subject or permanent or status is not None
+    elif noreply and bounce_subject and permanent:  # a provider's no-reply notice (au one net)
+        evident = status is not None or bool(addresses_in(message, region))
     else:  # a notice subject from an address that is not a daemon's: needs machine signs
         evident = bounce_subject and machine_sent(message) and (permanent or status is not None)
     if not evident:

@@ -283,6 +283,32 @@ def reason_of(status: str | None, diagnostic: str | None) -> BounceReason:
     `AUTHFAILURE` and `reason_of(None, "552 5.2.2 mailbox full")` is `MAILBOXFULL`.
     """
     text = normalize_text(diagnostic) if diagnostic else ""
+    reason, code = _judge(status, text)
+    return refused_after_data(reason, code, text)
+
+
+def refused_after_data(reason: BounceReason, status: str | None, context: str) -> BounceReason:
+    """An "unknown user" answer to the message's content (after DATA) is the recipient's filter.
+
+    Japanese carriers and content filters answer "550 Unknown user" at the end of DATA
+    for mail their user's settings refuse; the address exists. Only wording counts here:
+    a 5.1.x status says the address is unknown whenever it is given.
+    """
+    if reason is not BounceReason.USERUNKNOWN or (status or "")[1:4] == ".1.":
+        return reason
+    lowered = context.casefold()
+    if any(marker in lowered for marker in _AFTER_DATA) and any(word in lowered for word in _GENERIC_UNKNOWN):
+        return BounceReason.FILTERED
+    return reason
+
+
+_AFTER_DATA = ("end of data", "after data", "data command", "after end of message")
+# The generic wordings filters reuse; a provider's own ("this user doesn't have a ...
+# account") still means the address is gone.
+_GENERIC_UNKNOWN = ("unknown user", "user unknown", "no such user", "unknown recipient", "recipient unknown")
+
+
+def _judge(status: str | None, text: str) -> tuple[BounceReason, str | None]:
     code = status or (status_in_text(text) if text else None)
     in_text = status_in_text(text) if text and status else None
     if in_text and in_text != code and _BY_STATUS.get(in_text) and not _BY_STATUS.get(code or ""):
@@ -290,12 +316,12 @@ def reason_of(status: str | None, diagnostic: str | None) -> BounceReason:
     if text:
         strong = _phrase_reason(text, _STRONG)
         if strong is not None:
-            return strong
+            return strong, code
     by_code = reason_from_status(code)
     if by_code not in (BounceReason.ONHOLD, BounceReason.UNDEFINED):
-        return by_code
+        return by_code, code
     if text and not (code or "").startswith(("5.7.", "4.7.")):
         weak = _phrase_reason(text, _WEAK)
         if weak is not None:
-            return weak
-    return by_code
+            return weak, code
+    return by_code, code

@@ -16,7 +16,7 @@ suppresses complainers itself.
 
 from __future__ import annotations
 
-from mailcrm.domain.bounce_reasons import SUPPRESSING, BounceReason, reason_of
+from mailcrm.domain.bounce_reasons import SUPPRESSING, BounceReason, reason_of, refused_after_data
 from mailcrm.domain.bounce_text import (
     DIAGNOSTIC_LIMIT,
     MAX_BOUNCED,
@@ -59,6 +59,15 @@ def _context(text: str, address: str | None, single: bool) -> str:
     return text[:3000] if single else ""
 
 
+def _paragraph(text: str, address: str | None) -> str:
+    """The paragraph of the human-readable part that names `address` (its SMTP exchange)."""
+    index = text.lower().find(address) if address else -1
+    if index < 0:
+        return ""
+    end = text.find("\n\n", index)
+    return text[index : end if end >= 0 else index + 1000]
+
+
 def read_report(message: ParsedMessage, noreply: bool) -> Classification | None:
     """The classification of an RFC 3464 report that lists at least one recipient."""
     if not message.delivery_status:
@@ -90,6 +99,7 @@ def read_report(message: ParsedMessage, noreply: bool) -> Classification | None:
                 found_status, line, found = judge(context, "")
                 if found not in _UNKNOWN:
                     reason, status, diagnostic = found, status or found_status, diagnostic or line
+            reason = refused_after_data(reason, status, f"{diagnostic or ''} {_paragraph(text, address)}")
         hard = kind is MessageKind.BOUNCE and reason in SUPPRESSING and address is not None
         bounced[address] = BouncedRecipient(address, hard, status, diagnostic, reason)
         if len(bounced) >= MAX_BOUNCED:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 
 from mailcrm.domain.addresses import InvalidAddress, normalize_address
-from mailcrm.domain.bounce_reasons import BounceReason, normalize_text, reason_of
+from mailcrm.domain.bounce_reasons import BounceReason, normalize_text, reason_of, refused_after_data
 from mailcrm.domain.messages import ParsedMessage, parse_mailboxes
 
 SCAN_LIMIT = 64 * 1024  # characters of body text searched for bounce details
@@ -337,7 +337,7 @@ def judge(segment: str, fallback: str) -> tuple[str | None, str | None, BounceRe
     if line is None:
         text = " ".join(segment.split())
         line = text[:DIAGNOSTIC_LIMIT] or None
-    return status, line, reason
+    return status, line, refused_after_data(reason, status, segment)
 
 
 def segments(region: str, found: Iterable[tuple[str, int]]) -> list[tuple[str, str]]:

@@ -105,3 +105,14 @@ def test_reason_of_is_linear_on_hostile_text() -> None:
         started = time.perf_counter()
         reason_of(None, text)
         assert time.perf_counter() - started < 0.05
+
+
+def test_unknown_user_after_data_is_the_recipients_filter() -> None:
+    """Carriers answer a generic "Unknown user" to content their user's settings refuse."""
+    assert reason_of(None, "550 Unknown user a@b.example (in reply to end of DATA command)") is R.FILTERED
+    # A 5.1.x status, or a provider's own wording, still means the address is gone.
+    assert reason_of("5.1.1", "550 5.1.1 User unknown (in reply to end of DATA command)") is R.USERUNKNOWN
+    yahoo = (
+        "554 delivery error: dd This user doesn't have a yahoo.com account (in reply to end of DATA command)"
+    )
+    assert reason_of(None, yahoo) is R.USERUNKNOWN

@@ -1879,6 +1879,60 @@ def japanese() -> None:
             "bounce",
             [(rcpt, reason)],
         )
+    # docomo and other carriers answer "Unknown user" after DATA for mail their user's filter refuses
+    sender = pick_sender()
+    date = when()
+    rcpt = f"{rng.choice(FIRST)}-{rng.randint(100, 999)}@docomo.ne.jp"
+    enclosed, _ = original(sender, [rcpt], date)
+    text = f"<{rcpt}>: host mfsmax.docomo.ne.jp[203.0.113.9] said: 550 Unknown user {rcpt} (in reply to end\n    of DATA command)"
+    raw = dsn(
+        frm="MAILER-DAEMON@mx1.acme.example (Mail Delivery System)",
+        to=sender[1],
+        subject="Undelivered Mail Returned to Sender",
+        date=date,
+        human=POSTFIX_TEXT.format(host="mx1.acme.example", details=text),
+        reporting_mta="mx1.acme.example",
+        entries=[Entry(rcpt, "failed", "5.0.0", f"550 Unknown user {rcpt}", "filtered")],
+        enclosed=enclosed,
+    )
+    add(
+        "docomo-03-filtered-after-data.eml",
+        "Postfix DSN for a docomo address: '550 Unknown user' in reply to end of DATA (the recipient's filter, per sisimai)",
+        raw,
+        "bounce",
+        [(rcpt, "filtered")],
+    )
+    # au one net: a no-reply sender, Japanese subject, no status code
+    sender = pick_sender()
+    date = when()
+    rcpt = f"{rng.choice(FIRST)}@x{rng.randint(10**9, 10**10)}.dion.ne.jp"
+    boundary = "==_FF00/00000000/FFF"
+    body = (
+        "送信先のメールボックスが一杯のため、送信できませんでした。\n\n※本メールはメールシステムより配信しております。\n\n"
+        f"Your mail sent on: {format_datetime(date)}\n     Could not be delivered to: <{rcpt}>\n     As their mailbox is full.\n"
+    )
+    raw_text = (
+        f"To: <{sender[1]}>\nFrom: no-reply@x0000000000000.dion.ne.jp\nDate: {format_datetime(date)}\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\nSubject: =?ISO-2022-JP?B?'
+        + base64.b64encode("メールエラー通知".encode("iso-2022-jp")).decode()
+        + f'?=\n\n--{boundary}\nContent-Type: text/plain; charset="ISO-2022-JP"\nContent-Transfer-Encoding: 7bit\n\n'
+    )
+    raw = (
+        crlf(raw_text)
+        + crlf(body).decode("utf-8").encode("iso-2022-jp")
+        + crlf(
+            f"\n--{boundary}\nContent-Type: message/rfc822\n\n"
+            + original(sender, [rcpt], date)[0]
+            + f"\n--{boundary}--\n"
+        )
+    )
+    add(
+        "kddi-01-mailboxfull.eml",
+        "au one net (KDDI): no-reply sender, 'メールエラー通知', ISO-2022-JP text without a status code",
+        raw,
+        "bounce",
+        [(rcpt, "mailboxfull")],
+    )
     # au (KDDI, ezweb): ISO-2022-JP plain notice
     for number, (reason, line) in enumerate(
         [
