@@ -164,6 +164,10 @@ FAILURE_PHRASES = (
     "address not found",
     "user unknown",
     "unknown user",
+    "unknown recipient",
+    "did not reach",
+    "cannot be reached",
+    "could not be reached",
     "no such user",
     "invalid user address",
     "invalid recipient",
@@ -286,7 +290,10 @@ def recipients(
     found = addresses_in(message, region, copy)
     bounced: list[BouncedRecipient] = []
     for address, segment in segments(region, found)[:MAX_BOUNCED]:
-        status, line, reason = judge(segment, region)
+        # The notice's general wording speaks for a lone recipient, or for addresses listed
+        # without words of their own; never for one whose own words say nothing known.
+        shared = len(found) == 1 or not any(character.isalpha() for character in segment)
+        status, line, reason = judge(segment, region if shared else "")
         hard = kind is MessageKind.BOUNCE and reason in SUPPRESSING
         bounced.append(BouncedRecipient(address, hard, status, line, reason))
     if not bounced:

@@ -80,6 +80,7 @@ _AUTHFAILURE = (
     "5.7.23",
 )
 _BLOCKED = (
+    "please use the smtp server of your isp",
     "not accepting connections",
     "ip not in whitelist",
     "access from ip",
@@ -534,6 +535,7 @@ _USERUNKNOWN = (
     "no such person",
     "this user doesn't have a",
     "wasn't found at",
+    "recipient name is not recognized",
     "was not found at",
     "no mailbox",
     "mailbox not found",

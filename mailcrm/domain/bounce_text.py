@@ -276,13 +276,18 @@ def addresses_in(message: ParsedMessage, region: str, copy: str = "") -> list[tu
     if found:
         return list(found.items())[:MAX_BOUNCED]
     own = own_addresses(message)
+    quoted: set[str] = set()  # named on a copied 'To:' line: the original's recipients, not the failed ones
     for match in _EMAIL_IN_TEXT.finditer(region):
         address = recipient_address(match.group())
         if address is None or address in found or _excluded(region, match, address, own):
             continue
         found[address] = match.start()
+        if _line_of(region, match.start())[1].lstrip().lower().startswith("to:"):
+            quoted.add(address)
         if len(found) >= MAX_BOUNCED:
             break
+    if quoted and len(quoted) < len(found):
+        found = {address: start for address, start in found.items() if address not in quoted}
     if not found:  # the notice names nobody: the returned message's only recipient
         originals = original_recipients(message) or (_copied_recipients(copy) if copy else set())
         if len(originals) == 1:

@@ -213,3 +213,14 @@ def test_copied_original_without_a_marker_names_only_the_bounced_recipient() -> 
         "Subject: Quote\n\nHello\n",
     )
     assert _found(message) == [("gone@customer.example", True, "userunknown")]
+
+
+def test_exchange_2003_lists_the_original_recipients_but_only_one_failed() -> None:
+    message = _message(
+        "From: System Administrator <postmaster@customer.example>\nTo: alice@acme.example\n"
+        "Subject: Undeliverable: Quote",
+        "Your message\n\n  To:      ok@customer.example; gone@customer.example\n  Subject: Quote\n\n"
+        "did not reach the following recipient(s):\n\ngone@customer.example on 1/5/2026 10:00 AM\n"
+        "    The recipient name is not recognized\n    MSEXCH:IMS:ACME:CUSTOMER:MAIL1 0 (000C05A6)\n",
+    )
+    assert _found(message) == [("gone@customer.example", True, "userunknown")]
