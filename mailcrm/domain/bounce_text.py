@@ -276,14 +276,21 @@ def addresses_in(message: ParsedMessage, region: str, copy: str = "") -> list[tu
     if found:
         return list(found.items())[:MAX_BOUNCED]
     own = own_addresses(message)
-    quoted: set[str] = set()  # named on a copied 'To:' line: the original's recipients, not the failed ones
+    quoted: set[str] = set()  # so far named only on a copied 'To:' line (the original's recipients)
     for match in _EMAIL_IN_TEXT.finditer(region):
         address = recipient_address(match.group())
-        if address is None or address in found or _excluded(region, match, address, own):
+        if address is None or (address in found and address not in quoted):
             continue
-        found[address] = match.start()
-        if _line_of(region, match.start())[1].lstrip().lower().startswith("to:"):
+        if _excluded(region, match, address, own):
+            continue
+        on_to_line = _line_of(region, match.start())[1].lstrip().lower().startswith("to:")
+        if address in found and on_to_line:
+            continue
+        found[address] = match.start()  # a later mention outside a 'To:' line is where it failed
+        if on_to_line:
             quoted.add(address)
+        else:
+            quoted.discard(address)
         if len(found) >= MAX_BOUNCED:
             break
     if quoted and len(quoted) < len(found):
