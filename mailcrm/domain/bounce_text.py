@@ -65,8 +65,24 @@ def is_daemon_address(address: str | None) -> bool:
     return joined in DAEMON_LOCALS or joined.startswith("microsoftexchange")
 
 
+# Words one of which every daemon's From header holds: a cheap first test for human mail.
+_DAEMON_HINTS = (
+    "daemon",
+    "deamon",
+    "postmaster",
+    "deliver",
+    "admin",
+    "microsoftexchange",
+    "interscan",
+    "content-filter",
+)
+
+
 def daemon_sender(message: ParsedMessage) -> bool:
     """True when a mail server, not a person, wrote `message` (From says so)."""
+    raw = message.headers.get("from", "")[:300].lower()
+    if not any(hint in raw for hint in _DAEMON_HINTS):
+        return False
     for mailbox in message.from_:
         if is_daemon_address(mailbox.address):
             return True
@@ -75,7 +91,6 @@ def daemon_sender(message: ParsedMessage) -> bool:
             return True
         if mailbox.address is None and name.replace(" ", "") in ("mailer-daemon", "postmaster"):
             return True
-    raw = message.headers.get("from", "")[:300].lower()
     return raw.startswith("mailer-daemon") or "<mailer-daemon" in raw
 
 
