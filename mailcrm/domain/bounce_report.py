@@ -11,7 +11,8 @@ those say nothing recognisable, the human-readable part around its address is re
 An abuse complaint (ARF) names the complainer in `Original-Rcpt-To` (often redacted by
 the large feedback loops), else in the enclosed original: Microsoft's
 `X-HmXmrOriginalRecipient`, then its To/Cc. A complaint is never a bounce: the store
-suppresses complainers itself.
+suppresses complainers itself. DMARC failure reports (`auth-failure`) and "not spam"
+votes travel as ARF too; they name nobody, since nobody complained.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from mailcrm.domain.classification import BouncedRecipient, Classification, Mess
 from mailcrm.domain.messages import DeliveryStatus, ParsedMessage, parse_mailboxes
 
 _UNKNOWN = (BounceReason.UNDEFINED, BounceReason.ONHOLD)
+# ARF feedback types that are not a recipient's complaint (RFC 6591 auth-failure, not-spam).
+_NOT_COMPLAINTS = frozenset({"auth-failure", "not-spam"})
 
 
 def outcome(entry: DeliveryStatus) -> str:
@@ -126,6 +129,11 @@ def read_complaint(message: ParsedMessage, noreply: bool) -> Classification | No
     feedback = message.feedback
     if feedback is None and message.report_type != "feedback-report":
         return None
+    kind = feedback.feedback_type if feedback and feedback.feedback_type else "abuse"
+    label = f"ARF feedback report: {kind}"
+    original = message.enclosed_message_id
+    if kind in _NOT_COMPLAINTS:  # a DMARC failure report or a "not spam" vote: nobody complained
+        return Classification(MessageKind.COMPLAINT, label, (), original, noreply)
     own = own_addresses(message)
     enclosed = message.enclosed_headers
     candidates = _addresses(list(feedback.original_rcpt_to) if feedback else [])
@@ -140,11 +148,9 @@ def read_complaint(message: ParsedMessage, noreply: bool) -> Classification | No
         if address in own or is_daemon_address(address) or address in complainers:
             continue
         complainers[address] = BouncedRecipient(address, False, None, None, BounceReason.FEEDBACK)
-    kind = feedback.feedback_type if feedback and feedback.feedback_type else "abuse"
-    original = message.enclosed_message_id
     return Classification(
         MessageKind.COMPLAINT,
-        f"ARF feedback report: {kind}",
+        label,
         tuple(complainers.values())[:MAX_BOUNCED],
         original,
         noreply,

@@ -224,3 +224,17 @@ def test_exchange_2003_lists_the_original_recipients_but_only_one_failed() -> No
         "    The recipient name is not recognized\n    MSEXCH:IMS:ACME:CUSTOMER:MAIL1 0 (000C05A6)\n",
     )
     assert _found(message) == [("gone@customer.example", True, "userunknown")]
+
+
+def test_dmarc_failure_report_names_no_complainer() -> None:
+    report = _message(
+        "From: OpenDMARC Filter <opendmarc@isp.example>\nTo: dmarc@acme.example\n"
+        "Subject: DMARC failure report\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="a"',
+        "--a\nContent-Type: text/plain\n\nThis is an authentication failure report.\n"
+        "--a\nContent-Type: message/feedback-report\n\nFeedback-Type: auth-failure\nAuth-Failure: dmarc\n"
+        "--a\nContent-Type: text/rfc822-headers\n\n"
+        "From: alice@acme.example\nTo: reader@isp.example\n\n--a--\n",
+    )
+    result = classify(report)
+    assert (result.kind, result.bounced) == (MessageKind.COMPLAINT, ())
