@@ -330,22 +330,24 @@ def read_notice(message: ParsedMessage, noreply: bool, *, report: bool = False) 
     original = original_id(message, text)
 
     delay = not failed_header and not bounce_subject and (delay_subject or still_trying)
-    if delay and (delay_subject or daemon or report):
+    status, _ = code_line(normalized[:8192])
+    machine = machine_sent(message)
+    if delay and (delay_subject or report or (daemon and machine)):
         bounced = recipients(message, region, MessageKind.DELAY, text[region_end:])
         reason = f"subject: {message.subject[:60]}" if delay_subject else "delay notice"
         return Classification(MessageKind.DELAY, reason, bounced, original, noreply)
-    status, _ = code_line(normalized[:8192])
+    listed = bool(message.headers.get("list-id") or message.headers.get("list-unsubscribe"))
     if failed_header or report:
         evident = True
     elif daemon and in_thread:  # 'Re: <subject>' from a server (Apache James), or a postmaster replying
         transcript = permanent and status is not None and "rcpt to" in normalized
-        evident = (machine_sent(message) and (permanent or status is not None)) or transcript
-    elif daemon:
-        evident = bounce_subject or permanent or status is not None
-    elif noreply and bounce_subject and permanent:  # a provider's no-reply notice (au one net)
+        evident = (machine and (permanent or status is not None)) or transcript
+    elif daemon:  # a postmaster writing about a code in prose is a person
+        evident = bounce_subject or (permanent and (status is not None or machine))
+    elif noreply and bounce_subject and permanent and not listed:  # a provider's no-reply notice (au one net)
         evident = status is not None or bool(addresses_in(message, region))
     else:  # a notice subject from an address that is not a daemon's: needs machine signs
-        evident = bounce_subject and machine_sent(message) and (permanent or status is not None)
+        evident = bounce_subject and machine and (permanent or status is not None)
     if not evident:
         return None
     reason = "X-Failed-Recipients" if failed_header else "bounce notice"

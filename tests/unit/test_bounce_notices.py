@@ -238,3 +238,12 @@ def test_dmarc_failure_report_names_no_complainer() -> None:
     )
     result = classify(report)
     assert (result.kind, result.bounced) == (MessageKind.COMPLAINT, ())
+
+
+def test_a_postmaster_writing_about_codes_is_a_person() -> None:
+    message = _message(
+        "From: IT Team <postmaster@customer.example>\nTo: alice@acme.example\nSubject: Our new spam filter",
+        "We rejected some of your mails last week with 550 5.7.1; they will be retried and we have "
+        "allowed your server now.",
+    )
+    assert classify(message).kind is MessageKind.HUMAN
