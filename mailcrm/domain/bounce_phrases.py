@@ -819,7 +819,15 @@ STRONG: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hostunknown", ("the account or domain may not exist",)),  # cPanel/Exim: "... may be blacklisted"
     # Microsoft 365: the recipient is banned or cannot be reached, though "access denied" reads as a block
     ("suspend", ("banned recipient", "mailbox cannot be accessed")),
-    ("networkerror", ("smtpsend.dns.nonexistentdomain",)),  # an Exchange DNS failure, not the domain's
+    # DNS trouble on the way, not a missing domain: "Host not found, try again" is temporary
+    (
+        "networkerror",
+        (
+            "smtpsend.dns.nonexistentdomain",
+            "host not found, try again",
+            "temporary failure in name resolution",
+        ),
+    ),
     ("rejected", _REJECTED),
     ("authfailure", _AUTHFAILURE),
     ("norelaying", _NORELAYING),

@@ -116,3 +116,9 @@ def test_unknown_user_after_data_is_the_recipients_filter() -> None:
         "554 delivery error: dd This user doesn't have a yahoo.com account (in reply to end of DATA command)"
     )
     assert reason_of(None, yahoo) is R.USERUNKNOWN
+
+
+def test_temporary_dns_failure_is_not_an_unknown_host() -> None:
+    lookup = "Host or domain name not found. Name service error for name=customer.example type=MX: "
+    assert reason_of("5.4.4", lookup + "Host not found") is R.HOSTUNKNOWN
+    assert reason_of("5.4.4", lookup + "Host not found, try again") is R.NETWORKERROR
