@@ -114,8 +114,9 @@ class ParsedMessage:
     delivery_status: tuple[DeliveryStatus, ...] = ()
     enclosed_message_id: str | None = None  # of the first message/rfc822 or text/rfc822-headers part
     # Headers of that enclosed original (the message a report is about), lower-case
-    # names, raw values; only the ones classification reads (`ENCLOSED_HEADERS`).
-    enclosed_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    # names, raw values; only the ones classification reads (`ENCLOSED_HEADERS`). A plain
+    # dict, not a mapping proxy: the record crosses the parsing process boundary pickled.
+    enclosed_headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     feedback: FeedbackReport | None = None  # of a `message/feedback-report` part
 
     @property
@@ -1068,7 +1069,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         report_type=walk.report_type,
         delivery_status=tuple(walk.delivery),
         enclosed_message_id=walk.enclosed_id,
-        enclosed_headers=MappingProxyType(walk.enclosed_headers),
+        enclosed_headers=walk.enclosed_headers,
         feedback=walk.feedback,
     )
 

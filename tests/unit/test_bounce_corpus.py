@@ -8,7 +8,11 @@ message called a bounce. A failure lists every sample that missed and why.
 
 from __future__ import annotations
 
+import pickle
+
 from bouncecorpus import CORPUS, load, run
+
+from mailcrm.domain.matching import read_batch
 
 
 def test_corpus_files_and_expectations_agree() -> None:
@@ -46,3 +50,11 @@ def test_corpus_meets_the_bars() -> None:
     assert not score.false_bounces, report
     assert score.recognised_rate >= 0.97, report
     assert score.suppress_rate >= 0.95, report
+
+
+def test_every_sample_crosses_the_parsing_process_boundary() -> None:
+    """Sync parses big folders in a second process: each result must pickle."""
+    raws = [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))]
+    for (parsed, classification), path in zip(read_batch(raws), sorted(CORPUS.glob("*.eml")), strict=True):
+        copied = pickle.loads(pickle.dumps((parsed, classification)))
+        assert copied == (parsed, classification), path.name
