@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable
 
 from mailcrm.domain.addresses import InvalidAddress, normalize_address
-from mailcrm.domain.bounce_reasons import BounceReason, normalize_text, reason_of, refused_after_data
+from mailcrm.domain.bounce_reasons import BounceReason, reason_of, refused_after_data
 from mailcrm.domain.messages import ParsedMessage, parse_mailboxes
 
 SCAN_LIMIT = 64 * 1024  # characters of body text searched for bounce details
@@ -378,8 +378,3 @@ def segments(region: str, found: Iterable[tuple[str, int]]) -> list[tuple[str, s
         end = ordered[index + 1][1] if index + 1 < len(ordered) else len(region)
         result.append((address, region[start + len(address) : max(end, start + len(address))]))
     return result
-
-
-def mentions(text: str, phrases: Iterable[str]) -> bool:
-    normalized = normalize_text(text)
-    return any(phrase in normalized for phrase in phrases)
