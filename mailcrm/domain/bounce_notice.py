@@ -27,10 +27,10 @@ from mailcrm.domain.bounce_reasons import SUPPRESSING
 from mailcrm.domain.bounce_text import (
     MAX_BOUNCED,
     SCAN_LIMIT,
+    Judge,
     addresses_in,
     code_line,
     daemon_sender,
-    judge,
     notice_end,
     segments,
 )
@@ -288,16 +288,17 @@ def recipients(
 ) -> tuple[BouncedRecipient, ...]:
     """Each recipient a notice names, with the status, diagnostic and reason given for it."""
     found = addresses_in(message, region, copy)
+    judge = Judge(region)
     bounced: list[BouncedRecipient] = []
     for address, segment in segments(region, found)[:MAX_BOUNCED]:
         # The notice's general wording speaks for a lone recipient, or for addresses listed
         # without words of their own; never for one whose own words say nothing known.
         shared = len(found) == 1 or not any(character.isalpha() for character in segment)
-        status, line, reason = judge(segment, region if shared else "")
+        status, line, reason = judge(segment, shared=shared)
         hard = kind is MessageKind.BOUNCE and reason in SUPPRESSING
         bounced.append(BouncedRecipient(address, hard, status, line, reason))
     if not bounced:
-        status, line, reason = judge(region, "")
+        status, line, reason = Judge("")(region, shared=False)
         bounced.append(BouncedRecipient(None, False, status, line, reason))
     return tuple(bounced)
 

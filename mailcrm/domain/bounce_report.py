@@ -22,8 +22,8 @@ from mailcrm.domain.bounce_text import (
     DIAGNOSTIC_LIMIT,
     MAX_BOUNCED,
     SCAN_LIMIT,
+    Judge,
     is_daemon_address,
-    judge,
     notice_end,
     own_addresses,
     recipient_address,
@@ -99,7 +99,7 @@ def read_report(message: ParsedMessage, noreply: bool) -> Classification | None:
             reason = reason_of(status, diagnostic)
             context = _context(text, address, len(chosen) == 1) if reason in _UNKNOWN else ""
             if context:
-                found_status, line, found = judge(context, "")
+                found_status, line, found = Judge("")(context, shared=False)
                 if found not in _UNKNOWN:
                     reason, status, diagnostic = found, status or found_status, diagnostic or line
             reason = refused_after_data(reason, status, f"{diagnostic or ''} {_paragraph(text, address)}")

@@ -346,25 +346,36 @@ def code_line(text: str) -> tuple[str | None, str | None]:
     return code, reply[:DIAGNOSTIC_LIMIT] or None
 
 
-def judge(segment: str, fallback: str) -> tuple[str | None, str | None, BounceReason]:
-    """Status, diagnostic line and reason of the text about one recipient.
+class Judge:
+    """Status, diagnostic line and reason of the text about each recipient of one notice.
 
-    `segment` is what follows the recipient's address; `fallback` the whole notice, read
-    when the segment says nothing recognisable (the reason stated once for everyone).
+    A recipient's own words (what follows its address) decide; when they say nothing
+    recognisable, the whole notice is read instead (the reason stated once for
+    everyone), once per status code however many recipients share it.
     """
-    segment = segment[:_SEGMENT_LIMIT]
-    status, line = code_line(segment)
-    reason = reason_of(status, segment)
-    if reason in (BounceReason.UNDEFINED, BounceReason.ONHOLD) and fallback:
-        whole = fallback[: _SEGMENT_LIMIT * 2]
-        wider_status, wider_line = code_line(whole)
-        wider = reason_of(status or wider_status, whole)
-        if wider not in (BounceReason.UNDEFINED, BounceReason.ONHOLD) or status is None:
-            status, line, reason = status or wider_status, line or wider_line, wider
-    if line is None:
-        text = " ".join(segment.split())
-        line = text[:DIAGNOSTIC_LIMIT] or None
-    return status, line, refused_after_data(reason, status, segment)
+
+    def __init__(self, notice: str) -> None:
+        self.notice = notice[: _SEGMENT_LIMIT * 2]
+        self.wider: dict[str | None, tuple[str | None, str | None, BounceReason]] = {}
+
+    def __call__(self, segment: str, *, shared: bool) -> tuple[str | None, str | None, BounceReason]:
+        segment = segment[:_SEGMENT_LIMIT]
+        status, line = code_line(segment)
+        reason = reason_of(status, segment)
+        if reason in (BounceReason.UNDEFINED, BounceReason.ONHOLD) and shared and self.notice:
+            wider_status, wider_line, wider = self._wider(status)
+            if wider not in (BounceReason.UNDEFINED, BounceReason.ONHOLD) or status is None:
+                status, line, reason = status or wider_status, line or wider_line, wider
+        if line is None:
+            text = " ".join(segment.split())
+            line = text[:DIAGNOSTIC_LIMIT] or None
+        return status, line, refused_after_data(reason, status, segment)
+
+    def _wider(self, status: str | None) -> tuple[str | None, str | None, BounceReason]:
+        if status not in self.wider:
+            wider_status, wider_line = code_line(self.notice)
+            self.wider[status] = (wider_status, wider_line, reason_of(status or wider_status, self.notice))
+        return self.wider[status]
 
 
 def segments(region: str, found: Iterable[tuple[str, int]]) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ are suppressed. Only the bounced recipient may ever be suppressed; nothing but a
 from __future__ import annotations
 
 import re
+import time
 
 from mailcrm.domain.bounce_reasons import BounceReason
 from mailcrm.domain.classify import MessageKind, classify
@@ -247,3 +248,15 @@ def test_a_postmaster_writing_about_codes_is_a_person() -> None:
         "allowed your server now.",
     )
     assert classify(message).kind is MessageKind.HUMAN
+
+
+def test_a_notice_naming_thousands_of_addresses_stays_fast_and_bounded() -> None:
+    listing = "".join(f"user{number}@d{number}.example\n" for number in range(2000))
+    message = _message(
+        "From: MAILER-DAEMON@mx.acme.example\nTo: alice@acme.example\nSubject: Undeliverable mail",
+        listing + "\n550 5.1.1 User unknown\n",
+    )
+    started = time.perf_counter()
+    result = classify(message)
+    assert time.perf_counter() - started < 0.05
+    assert len(result.bounced) == 100
