@@ -267,7 +267,16 @@ def machine_sent(message: ParsedMessage) -> bool:
 
 
 def subject_key(subject: str) -> str:
-    text = unicodedata.normalize("NFKC", subject[:500]).casefold()
+    """The subject as its opening is compared: NFKC, case-folded, gateway tags such as
+    '[SPAM]', '[EXTERNAL]' or '***SPAM***' removed."""
+    text = unicodedata.normalize("NFKC", subject[:500]).casefold().lstrip()
+    for _ in range(3):
+        if text.startswith("[") and 0 < text.find("]") < 30:
+            text = text[text.find("]") + 1 :].lstrip()
+        elif text.startswith("***") and 0 < text.find("***", 3) < 30:
+            text = text[text.find("***", 3) + 3 :].lstrip()
+        else:
+            break
     return text.lstrip(" \t[(*")
 
 

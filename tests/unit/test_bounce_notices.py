@@ -260,3 +260,17 @@ def test_a_notice_naming_thousands_of_addresses_stays_fast_and_bounded() -> None
     result = classify(message)
     assert time.perf_counter() - started < 0.05
     assert len(result.bounced) == 100
+
+
+def test_gateway_tags_before_a_notice_subject_are_ignored() -> None:
+    for subject in (
+        "[SPAM] Undeliverable: Quote",
+        "***SPAM*** Returned mail: User unknown",
+        "[EXT] Failure Notice",
+    ):
+        message = _message(
+            "From: Mail Gateway <gateway@customer.example>\nTo: alice@acme.example\nReturn-Path: <>\n"
+            f"Subject: {subject}",
+            "Your message could not be delivered to gone@customer.example: 550 5.1.1 User unknown\n",
+        )
+        assert _found(message) == [("gone@customer.example", True, "userunknown")], subject
