@@ -14,9 +14,11 @@ plain notices, Courier, GMX/Web.de and T-Online (German), Japanese carriers, bar
   "will retry"), read only in the notice part (before the returned copy).
 
 A daemon or subject alone is not enough for mail without failure wording (a
-postmaster writing about a new spam filter is a person), and an out-of-office reply
-that quotes "could not be delivered" is an auto-reply: its sender is a person and its
-subject says so.
+postmaster writing about a new spam filter, or about codes in prose, is a person); a
+notice subject from an address that is not a daemon's also needs the signs of
+machine mail (the null Return-Path bounces are sent with, `Auto-Submitted`); replies
+and forwards in a thread are people's; and an out-of-office reply that quotes "could
+not be delivered" is an auto-reply: its sender is a person and its subject says so.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ address is taken only when nothing says it is one of the others:
   and the returned original's From are never recipients;
 * daemon, no-reply and role addresses (postmaster, abuse, help desks) are never
   recipients, nor are addresses after help wording ("contact", "mailto:", "write to")
-  or on `From:`, `MAIL FROM`, `Message-ID:` lines;
+  or on `From:`, `MAIL FROM`, `Message-ID:`, `Cc:`, `Delivered-To:` lines;
+* an address seen only on a copied `To:` line (the original's recipients) gives way
+  to the addresses the notice says failed;
 * X-Failed-Recipients and `Final-Recipient:` / `Original-Recipient:` lines in the text
   win over scraping;
 * when the text names nobody, the returned original's only recipient (its To/Cc, from
