@@ -71,7 +71,7 @@ def is_daemon_address(address: str | None) -> bool:
 _DAEMON_HINTS = (
     "daemon",
     "deamon",
-    "postmaster",
+    "master",  # postmaster, post_master, post.master
     "deliver",
     "admin",
     "microsoftexchange",

@@ -274,3 +274,15 @@ def test_gateway_tags_before_a_notice_subject_are_ignored() -> None:
             "Your message could not be delivered to gone@customer.example: 550 5.1.1 User unknown\n",
         )
         assert _found(message) == [("gone@customer.example", True, "userunknown")], subject
+
+
+def test_a_server_notice_in_reply_form_from_post_master() -> None:
+    """Apache James answers 'Re: <subject>' from post_master@ and shows the SMTP exchange."""
+    message = _message(
+        "From: post_master@vtext.example\nTo: alice@acme.example\nSubject: Re:Quote\n"
+        "In-Reply-To: <q@acme.example>",
+        "Error: Invalid user address\n\nError message below:\n"
+        "550 - Requested action not taken: no such user here\n\n"
+        "Message details:\n  MAIL FROM: alice@acme.example\n  RCPT TO: 5550100@vtext.example\n",
+    )
+    assert _found(message) == [("5550100@vtext.example", True, "userunknown")]
