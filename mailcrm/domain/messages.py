@@ -79,6 +79,16 @@ class DeliveryStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackReport:
+    """The machine-readable part of an abuse complaint (ARF, RFC 5965 `message/feedback-report`)."""
+
+    feedback_type: str | None  # lower case: abuse, fraud, virus, not-spam, other, ...
+    original_rcpt_to: tuple[str, ...]  # Original-Rcpt-To and (older AOL) Removal-Recipient, as written
+    original_mail_from: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """What sync and classification need from one message."""
 
@@ -103,6 +113,11 @@ class ParsedMessage:
     report_type: str | None = None  # report-type of a multipart/report
     delivery_status: tuple[DeliveryStatus, ...] = ()
     enclosed_message_id: str | None = None  # of the first message/rfc822 or text/rfc822-headers part
+    # Headers of that enclosed original (the message a report is about), lower-case
+    # names, raw values; only the ones classification reads (`ENCLOSED_HEADERS`). A plain
+    # dict, not a mapping proxy: the record crosses the parsing process boundary pickled.
+    enclosed_headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    feedback: FeedbackReport | None = None  # of a `message/feedback-report` part
 
     @property
     def malformed(self) -> bool:
@@ -480,6 +495,11 @@ _DELIVERY_STATUS = frozenset({"message/delivery-status", "message/global-deliver
 _HEADER_PARTS = frozenset({"text/rfc822-headers", "message/global-headers"})
 _REPORT_PARTS = frozenset({"message/disposition-notification", "message/global-disposition-notification"})
 _ENCLOSED = frozenset({"message/rfc822", "message/global"})
+_FEEDBACK = frozenset({"message/feedback-report"})
+# Headers of a report's enclosed original that say who sent it and to whom.
+ENCLOSED_HEADERS = frozenset(
+    {"from", "to", "cc", "subject", "message-id", "x-hmxmroriginalrecipient", "x-original-to", "delivered-to"}
+)
 _IDENTITY_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
 
 
@@ -698,6 +718,8 @@ class _Walk:
         self.attachments: list[Attachment] = []
         self.delivery: list[DeliveryStatus] = []
         self.enclosed_id: str | None = None
+        self.enclosed_headers: dict[str, str] = {}
+        self.feedback: FeedbackReport | None = None
         self.report_type: str | None = None
         self.defects: list[str] = []
         self.charset_hint: str | None = None
@@ -739,8 +761,13 @@ class _Walk:
             return []
         if ctype in _HEADER_PARTS:
             if self.enclosed_id is None:
-                match = _HEADERS_IN_TEXT.search(part.payload(self.defects)[:65536].decode("latin-1"))
+                payload = part.payload(self.defects)[:65536]
+                match = _HEADERS_IN_TEXT.search(payload.decode("latin-1"))
                 self.enclosed_id = normalize_message_id(match.group(1)) if match else None
+                self.keep_enclosed_headers(_read_headers(payload, 0, len(payload))[0])
+            return []
+        if ctype in _FEEDBACK:
+            self.read_feedback(part)
             return []
         if ctype in _REPORT_PARTS:
             if self.enclosed_id is None:  # RFC 8098: the receipt names the message it is for
@@ -813,6 +840,30 @@ class _Walk:
                 )
             )
 
+    def keep_enclosed_headers(self, headers: list[tuple[str, str]]) -> None:
+        if self.enclosed_headers:
+            return
+        for name, value in headers:
+            if name in ENCLOSED_HEADERS and name not in self.enclosed_headers:
+                self.enclosed_headers[name] = _clean(value[:HEADER_LIMIT])
+
+    def read_feedback(self, part: _Part) -> None:
+        if self.feedback is not None:
+            return
+        text = decode_text(part.payload(self.defects)[:65536], "utf-8")[0]
+        fields: dict[str, list[str]] = {}
+        for block in _status_blocks(text)[:20]:
+            for name, value in block:
+                fields.setdefault(name, []).append(value)
+        recipients = [*fields.get("original-rcpt-to", ()), *fields.get("removal-recipient", ())]
+        kind = _clean(fields.get("feedback-type", [""])[0]).lower().split()
+        self.feedback = FeedbackReport(
+            feedback_type=kind[0][:40] if kind else None,
+            original_rcpt_to=tuple(found for found in map(_typed, recipients[:100]) if found),
+            original_mail_from=_typed(fields.get("original-mail-from", [None])[0]),
+            user_agent=_typed(fields.get("user-agent", [None])[0]),
+        )
+
     def read_enclosed(self, part: _Part, parent_type: str) -> None:
         if part.encoding in _IDENTITY_ENCODINGS:
             data, start, end = part.data, part.body_start, part.end
@@ -823,6 +874,7 @@ class _Walk:
             headers, _, _ = _read_headers(data, start, end)
             raw_id = next((value for name, value in headers if name == "message-id"), "")
             self.enclosed_id = normalize_message_id(raw_id)
+            self.keep_enclosed_headers(headers)
         if parent_type == "multipart/report":
             return  # the returned original of a report is not an attachment
         self.attachments.append(
@@ -1022,6 +1074,8 @@ def _parse(raw: bytes) -> ParsedMessage:
         report_type=walk.report_type,
         delivery_status=tuple(walk.delivery),
         enclosed_message_id=walk.enclosed_id,
+        enclosed_headers=walk.enclosed_headers,
+        feedback=walk.feedback,
     )
 
 

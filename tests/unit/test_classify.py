@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from mailcrm.domain.bounce_reasons import BounceReason
 from mailcrm.domain.classify import (
     BouncedRecipient,
     Classification,
@@ -156,26 +157,30 @@ def test_noreply_sender_flag() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "diagnostic", "hard"),
+    ("status", "diagnostic", "hard", "reason"),
     [
-        ("5.1.1", "smtp; 550 5.1.1 User unknown", True),
-        ("5.7.1", "smtp; 550 5.7.1 Rejected by policy", True),
-        ("5.2.2", "smtp; 552 5.2.2 Mailbox full", False),
-        ("4.4.7", "smtp; 421 4.4.7 Message expired", False),
-        ("5.0.0", "smtp; 550 Mailbox quota exceeded", False),
-        ("", "smtp; 550 5.1.1 no such user", True),
-        ("", "smtp; 452 4.2.2 over quota", False),
-        ("", "", True),
+        ("5.1.1", "smtp; 550 5.1.1 User unknown", True, BounceReason.USERUNKNOWN),
+        # A policy refusal is recorded, not suppressed: the address itself is fine.
+        ("5.7.1", "smtp; 550 5.7.1 Rejected by policy", False, BounceReason.POLICYVIOLATION),
+        ("5.2.2", "smtp; 552 5.2.2 Mailbox full", False, BounceReason.MAILBOXFULL),
+        ("4.4.7", "smtp; 421 4.4.7 Message expired", False, BounceReason.EXPIRED),
+        ("5.0.0", "smtp; 550 Mailbox quota exceeded", False, BounceReason.MAILBOXFULL),
+        ("", "smtp; 550 5.1.1 no such user", True, BounceReason.USERUNKNOWN),
+        ("", "smtp; 452 4.2.2 over quota", False, BounceReason.MAILBOXFULL),
+        # Nothing says why: recorded as undefined, never suppressed.
+        ("", "", False, BounceReason.UNDEFINED),
     ],
 )
-def test_hard_and_soft_bounces(status: str, diagnostic: str, hard: bool) -> None:
+def test_hard_and_soft_bounces(status: str, diagnostic: str, hard: bool, reason: BounceReason) -> None:
     fields = "Final-Recipient: rfc822; x@customer.example\nAction: failed\n"
     fields += f"Status: {status}\n" if status else ""
     fields += f"Diagnostic-Code: {diagnostic}\n" if diagnostic else ""
     result = classify(_report(fields))
     assert result.kind is MessageKind.BOUNCE
     assert result.bounced == (
-        BouncedRecipient("x@customer.example", hard, status or None, diagnostic.partition("; ")[2] or None),
+        BouncedRecipient(
+            "x@customer.example", hard, status or None, diagnostic.partition("; ")[2] or None, reason
+        ),
     )
 
 
@@ -191,11 +196,16 @@ def test_report_with_failed_and_delayed_recipients_lists_only_the_failed() -> No
 
 
 def test_report_kinds_without_failures() -> None:
+    """A delay lists who is still being retried; a success DSN lists who got the message."""
     delayed = classify(_report("Final-Recipient: rfc822; x@c.example\nAction: delayed\nStatus: 4.4.1\n"))
-    assert (delayed.kind, delayed.bounced) == (MessageKind.DELAY, ())
+    assert delayed.kind is MessageKind.DELAY
+    assert [(b.address, b.hard, b.status) for b in delayed.bounced] == [("x@c.example", False, "4.4.1")]
     delivered = classify(_report("Final-Recipient: rfc822; x@c.example\nAction: delivered\nStatus: 2.0.0\n"))
-    assert delivered.kind is MessageKind.AUTO_REPLY
+    assert delivered.kind is MessageKind.DELIVERED
     assert delivered.reason == "RFC 3464 report: delivered"
+    assert [(b.address, b.hard, b.reason) for b in delivered.bounced] == [
+        ("x@c.example", False, BounceReason.DELIVERED)
+    ]
 
 
 def test_report_original_message_id_from_rfc822_headers() -> None:
