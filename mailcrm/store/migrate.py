@@ -37,12 +37,19 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
-    """Bring the schema up to `revision`; returns (before, after)."""
+def upgrade(
+    db: Database, revision: str = "head", *, default_timezone: str = "UTC"
+) -> tuple[str | None, str | None]:
+    """Bring the schema up to `revision`; returns (before, after).
+
+    `default_timezone` is `defaults.timezone`: migrations that convert stored dates read
+    it (0004: which zone old date-only purchases were written in).
+    """
     before = current_revision(db)
     config = _config()
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["default_timezone"] = default_timezone
         command.upgrade(config, revision)
     return before, current_revision(db)
 
