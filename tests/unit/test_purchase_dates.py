@@ -143,3 +143,18 @@ def test_a_birthday_anniversary_is_untouched() -> None:
     born = Candidate(1, "America/New_York", None, None, date(1992, 2, 29))
     cards = plan_rule(Rule("b", AnniversaryOf("birthday"), "b"), [born], CONTEXT)
     assert [(e.occurrence, e.due_at) for e in cards] == [("year:2022", datetime(2022, 2, 28, 15, tzinfo=UTC))]
+
+
+def test_years_since_counts_from_the_local_date_of_the_purchase() -> None:
+    from mailcrm.render.context import template_context
+
+    # Bought on 2021-01-01 in Kiritimati: its instant is still Dec 31 in UTC.
+    placed = place(date(2021, 1, 1), "Pacific/Kiritimati")
+    bought = {"purchased_at": placed.purchased_at, "purchased_on": placed.purchased_on}
+    variables = template_context(
+        customer={"name": "Tia"},
+        salesperson={"name": "Al"},
+        purchase=bought,
+        extra={"today": date(2021, 12, 31)},
+    )
+    assert variables["purchase"]["years_since"] == 0
