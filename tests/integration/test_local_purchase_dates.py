@@ -102,6 +102,10 @@ def test_the_anniversary_is_on_the_local_day_at_the_send_time(
 def test_last_purchase_and_win_back_count_from_the_local_date(world: World, tmp_path: Path, way: str) -> None:
     # St John's is UTC-3:30: midnight UTC of Dec 31 is still Dec 30 there.
     _record(world, tmp_path, way, "America/St_Johns", "2021-12-31")
+    with world.db.read() as session:
+        buyer = customers.resolve(session, "buyer@x.example").id
+    assert buyer is not None
+    world.purchase(buyer, "2021-06-01")  # an earlier one: not the last purchase
     rules = world.rules(
         """
         send_time: "10:00"
@@ -134,7 +138,8 @@ def test_last_purchase_and_win_back_count_from_the_local_date(world: World, tmp_
 
 def world_purchase_ref(world: World) -> str:
     with world.db.read() as session:
-        return f"purchase:{session.execute(text('SELECT id FROM purchase')).scalar_one()}"
+        newest = session.execute(text("SELECT id FROM purchase ORDER BY purchased_at DESC LIMIT 1"))
+        return f"purchase:{newest.scalar_one()}"
 
 
 def test_a_date_time_with_an_offset_keeps_its_instant(world: World) -> None:
@@ -267,6 +272,29 @@ def test_migration_0004_converts_rows_written_by_earlier_versions(old_db: Databa
     )
     report = import_purchases(old_db, orders, default_currency="THB", default_timezone="UTC")
     assert (report.created, report.unchanged) == (0, 2)
+
+
+def test_migration_0004_survives_rows_at_the_edge_of_the_calendar(old_db: Database) -> None:
+    with old_db.write() as session:
+        created = customers.create(
+            session,
+            draft_from_fields(
+                {"name": "Tia", "email": "tia@x.example", "timezone": "Asia/Tokyo"}, new_record=True
+            ),
+        )
+        assert created.id is not None
+    # Earlier versions stored `0001-01-01`; its start of day in Tokyo is before year 1.
+    _old_purchase(old_db, created.id, datetime(1, 1, 1, tzinfo=UTC), "k1")
+
+    migrate.upgrade(old_db, default_timezone="UTC")
+
+    with old_db.read() as session:
+        (row,) = purchases.for_customer(session, created.id)
+    assert (row.purchased_at, row.purchased_on, row.has_time) == (
+        datetime(1, 1, 1, tzinfo=UTC),
+        date(1, 1, 1),
+        False,
+    )
 
 
 def test_migration_0004_reads_old_dates_in_the_configured_default_zone(old_db: Database) -> None:

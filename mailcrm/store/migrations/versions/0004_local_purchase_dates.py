@@ -29,7 +29,7 @@ nothing. Rows are converted in keyset-ordered chunks, so memory stays flat.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -81,13 +81,21 @@ def _chunks(connection: sa.Connection, *extra: Any) -> Any:
 
 
 def _local(at: datetime, zone: str, default: str) -> tuple[datetime, date, bool]:
-    """(instant, local date, has time) of an old row (see the module notes)."""
-    old_day = _legacy_day(at, default)
-    if old_day is not None:
-        placed = place(old_day, zone)
-        return placed.purchased_at, placed.purchased_on, False
-    placed = place(at, zone)
-    return placed.purchased_at, placed.purchased_on, True
+    """(instant, local date, has time) of an old row (see the module notes).
+
+    Earlier versions accepted any year, so a row may sit at the edge of the calendar
+    (`0001-01-01`, `9999-12-31`) where a zone conversion overflows: such a row keeps its
+    instant and gets its UTC date, rather than stopping the upgrade.
+    """
+    try:
+        old_day = _legacy_day(at, default)
+        if old_day is not None:
+            placed = place(old_day, zone)
+            return placed.purchased_at, placed.purchased_on, False
+        placed = place(at, zone)
+        return placed.purchased_at, placed.purchased_on, True
+    except (OverflowError, ValueError):
+        return at, at.date(), at.time() != time()
 
 
 def _legacy_day(at: datetime, default: str) -> date | None:
