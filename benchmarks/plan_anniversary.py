@@ -2,7 +2,8 @@
 
 Setup (not timed) fills a fresh database with bulk SQL only: customers from a recursive
 CTE (SQLite) or generate_series (PostgreSQL), with birthdays, timezones across DST
-and non-DST zones, languages and owners, and one or two purchases each; then ANALYZE
+and non-DST zones, languages and owners, and one or two purchases each (local date: the
+date part of the instant, close enough for timing); then ANALYZE
 (and on PostgreSQL VACUUM and CHECKPOINT, the steady state autovacuum keeps).
 
 The timed part is the daemon's planning tick, `planner.configured_rules` +
@@ -120,10 +121,10 @@ def _sqlite_fill(connection: Any, count: int) -> None:
     for k, (multiplier, every) in enumerate(((40503, 1), (6007, 2))):
         when = stamp.format(days=f"(i * {multiplier}) % 3650 + {k * 30}", secs="(i * 37) % 86400")
         connection.exec_driver_sql(
-            f"{numbers} INSERT INTO purchase (customer_id, purchased_at, product, quantity, amount_minor, "
-            "currency, dedupe_key, created_at) "
-            f"SELECT i, {when}, 'Solar panel 400W', 1, 890000, 'THB', 'bench-{k}-' || i, "
-            f"'2024-01-01 00:00:00.000000' FROM n WHERE i % {every} = 0"
+            f"{numbers} INSERT INTO purchase (customer_id, purchased_at, purchased_on, has_time, product, "
+            "quantity, amount_minor, currency, dedupe_key, created_at) "
+            f"SELECT i, {when}, substr({when}, 1, 10), 1, 'Solar panel 400W', 1, 890000, 'THB', "
+            f"'bench-{k}-' || i, '2024-01-01 00:00:00.000000' FROM n WHERE i % {every} = 0"
         )
     connection.exec_driver_sql("ANALYZE")
 
@@ -146,13 +147,14 @@ def _postgres_fill(connection: Any, count: int) -> None:
     run("SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT max(id) FROM customer))")
     for k, (multiplier, every) in enumerate(((40503, 1), (6007, 2))):
         run(
-            "INSERT INTO purchase (customer_id, purchased_at, product, quantity, amount_minor, currency, "
-            "dedupe_key, created_at) "
-            "SELECT i, TIMESTAMP '2016-01-01' "
-            f"+ make_interval(days => ((i * {multiplier}) % 3650 + {k * 30})::int, "
-            "secs => (i * 37) % 86400), "
+            "INSERT INTO purchase (customer_id, purchased_at, purchased_on, has_time, product, quantity, "
+            "amount_minor, currency, dedupe_key, created_at) "
+            "SELECT i, at, at::date, true, "
             f"'Solar panel 400W', 1, 890000, 'THB', 'bench-{k}-' || i, TIMESTAMP '2024-01-01' "
-            f"FROM generate_series(1::bigint, {count}) AS i WHERE i % {every} = 0"
+            "FROM (SELECT i, TIMESTAMP '2016-01-01' "
+            f"+ make_interval(days => ((i * {multiplier}) % 3650 + {k * 30})::int, "
+            "secs => (i * 37) % 86400) AS at "
+            f"FROM generate_series(1::bigint, {count}) AS i WHERE i % {every} = 0) AS p"
         )
 
 

@@ -100,14 +100,17 @@ class World:
         self, customer: int, at: str, product: str = "Panel", amount: str = "100", currency: str = "THB"
     ) -> int:
         """A purchase recorded the way `purchases add` records it (a lead becomes a customer);
-        returns its id."""
+        returns its id. A date-time without an offset is UTC here (these tests state
+        instants); a date alone is the customer's calendar date, as everywhere."""
+        if len(at) > 10 and datetime.fromisoformat(at).tzinfo is None:
+            at += "+00:00"
         draft = purchase_from_fields(
             {"date": at, "product": product, "amount": amount, "currency": currency},
             default_currency="THB",
             default_timezone="UTC",
         )
         with self.db.write() as session:
-            assert purchases.add(session, customer, draft)
+            assert purchases.add(session, customer, draft, default_timezone=self.settings.defaults.timezone)
             found = session.execute(
                 select(col(Purchase.id)).where(
                     col(Purchase.customer_id) == customer, col(Purchase.dedupe_key) == draft.dedupe_key

@@ -21,8 +21,9 @@ def upgrade(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: MAILCRM_DATABASE_URL=postgresql://crm@db.internal/crm mailcrm db upgrade
     """
-    db = app_context(ctx).database(ensure_schema=False)
-    before, after = migrate.upgrade(db)
+    context = app_context(ctx)
+    db = context.database(ensure_schema=False)
+    before, after = migrate.upgrade(db, default_timezone=context.settings.defaults.timezone)
     result = {"database": db.display_url, "from": before, "to": after}
     emit(
         as_json,

@@ -26,7 +26,13 @@ def add(
     amount: Annotated[str, typer.Option(help="Total paid, e.g. 1250.50.")],
     currency: Annotated[str | None, typer.Option(help="ISO 4217 code, e.g. THB.")] = None,
     quantity: Annotated[int, count_option("How many.")] = 1,
-    date: Annotated[str | None, typer.Option(help="When (YYYY-MM-DD or ISO date-time; default now).")] = None,
+    date: Annotated[
+        str | None,
+        typer.Option(
+            help="When: YYYY-MM-DD (the customer's calendar date) or an ISO date-time "
+            "(without an offset: the customer's local time); default now."
+        ),
+    ] = None,
     order_ref: Annotated[str | None, typer.Option(help="Order or invoice number.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -37,9 +43,17 @@ def add(
     from datetime import UTC, datetime
 
     from mailcrm.domain.purchases import purchase_from_fields
+    from mailcrm.domain.values import parse_when
+    from mailcrm.errors import ValidationError
 
     context = app_context(ctx)
     settings = context.settings
+    if date is not None:
+        # A bad date is a usage error (exit 2) naming the option, before anything is opened.
+        try:
+            parse_when(date)
+        except ValidationError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--date'") from None
     draft = purchase_from_fields(
         {
             "date": date or datetime.now(UTC).isoformat(timespec="seconds"),
@@ -58,7 +72,7 @@ def add(
         assert record.id is not None
         from mailcrm.store import purchases as store
 
-        created = store.add(session, record.id, draft)
+        created = store.add(session, record.id, draft, default_timezone=settings.defaults.timezone)
     result = {"customer_id": record.id, "created": created, "duplicate": not created}
     emit(
         as_json,

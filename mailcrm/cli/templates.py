@@ -127,6 +127,8 @@ def preview(
                 "amount_minor": newest[0].amount_minor,
                 "currency": newest[0].currency,
                 "purchased_at": newest[0].purchased_at,
+                "purchased_on": newest[0].purchased_on,
+                "has_time": newest[0].has_time,
                 "order_ref": newest[0].order_ref,
             }
             if newest

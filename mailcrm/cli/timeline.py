@@ -36,7 +36,15 @@ def timeline(
         table(
             f"{record.name} (id {record.id})",
             ["when (UTC)", "kind", "what"],
-            [[e.at.strftime("%Y-%m-%d %H:%M"), e.kind, e.summary] for e in entries],
+            [[_when(e), e.kind, e.summary] for e in entries],
         )
 
     emit(as_json, entries, human)
+
+
+def _when(entry: store.TimelineEntry) -> str:
+    """UTC date and time; a purchase given as a date only shows that date, the customer's
+    own calendar date (its UTC instant, the start of that local day, would mislead)."""
+    if entry.kind == "purchase" and entry.payload.get("has_time") is False:
+        return f"{entry.payload['date']} (local date)"
+    return entry.at.strftime("%Y-%m-%d %H:%M")

@@ -204,8 +204,9 @@ def occurrence_key(
     - anniversary: `day` (the date it falls on) gives `year:2027`; keyed by year so a
       corrected base date or leap-day setting cannot send a second card that year;
     - after purchase: `ref` = purchase id gives `purchase:123`;
-    - no purchase for: `ref` = the (UTC) date of the last purchase gives `lapse:2026-03-12`
-      (a new purchase re-arms);
+    - no purchase for: `ref` = the date of the last purchase gives `lapse:2026-03-12` (a
+      new purchase re-arms): its local date when it was given without a time, else the
+      UTC date of its instant (the key such lapses always had);
     - no reply: `ref` = Message-ID of the unanswered message, `step` = 1.. gives
       `followup:<id>:2`;
     - event: `ref` = event id gives `event:77`;

@@ -4,6 +4,12 @@ Pure: the store finds the candidates with SQL, this module computes their local 
 times (DST gaps and folds, Feb 29, send windows) and the occurrence keys, and marks
 occurrences found too late (the daemon was down longer than the grace period) as
 skipped instead of sending them late.
+
+A purchase given as a date without a time happened on the customer's local calendar day
+(`local_date`), at no particular moment; its email is due at the rule's `send_time` on
+the local day `wait` (or the `no_purchase_for` period) later, in whole days on the
+customer's calendar, whatever the DST changes between. A purchase with a time counts
+from its instant, as events and emails do.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class Candidate:
     owner: str | None
     anchor: datetime | date | str | None  # purchase time, anniversary base, last purchase, ...
     ref: str | None = None  # purchase id, message id, event id: part of the occurrence key
+    local_date: date | None = None  # a purchase's local calendar date, as stored
+    timed: bool = True  # false: the purchase was given as a date only
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,16 @@ class _Memo:
             self._sends[key] = found
         return found
 
+    def days_after(self, day: date, offset: timedelta, zone: str) -> datetime:
+        """The rule's send time `offset` after local `day` (whole days on the local calendar,
+        the rest as elapsed time), moved into the send window."""
+        days = timedelta(days=offset.days)
+        rest = offset - days
+        if not rest:
+            return self.send_instant(day + days, zone)
+        due = local_send_instant(day + days, self.rule.send_time, zone) + rest
+        return next_in_window(due, zone, self.rule.send_window)
+
     def wall_instant(self, at: datetime, zone: str) -> datetime:
         """A naive date-time as wall time in `zone`, moved into the send window."""
         found = self._walls.get(zone)
@@ -138,14 +156,22 @@ def _due_times(
     zone = _zone(candidate, context)
     anchor = candidate.anchor
     window = rule.send_window
-    if isinstance(trigger, AfterPurchase | OnEvent) and isinstance(anchor, datetime):
+    day = candidate.local_date
+    if isinstance(trigger, AfterPurchase) and day is not None and not candidate.timed:
+        yield occurrence_key(trigger, ref=candidate.ref), memo.days_after(day, trigger.wait, zone), None, day
+    elif isinstance(trigger, AfterPurchase | OnEvent) and isinstance(anchor, datetime):
         at = _aware(anchor)
         due = next_in_window(at + trigger.wait, zone, window)
-        yield occurrence_key(trigger, ref=candidate.ref), due, None, at
+        yield occurrence_key(trigger, ref=candidate.ref), due, None, day or at
+    elif isinstance(trigger, NoPurchaseFor) and day is not None and not candidate.timed:
+        due = memo.days_after(day, trigger.period, zone)
+        yield occurrence_key(trigger, ref=day.isoformat()), due, None, day + trigger.period
     elif isinstance(trigger, NoPurchaseFor) and isinstance(anchor, datetime):
         last = _aware(anchor)
         lapse = last + trigger.period
         due = next_in_window(lapse, zone, window)
+        # Keyed by the UTC date, as lapses always were: rows planned before local dates
+        # existed keep their keys, so an upgrade plans no lapse twice.
         yield occurrence_key(trigger, ref=last.date().isoformat()), due, None, lapse
     elif isinstance(trigger, NoReplyTo) and isinstance(anchor, datetime) and candidate.ref:
         sent = _aware(anchor)

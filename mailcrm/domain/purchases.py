@@ -3,6 +3,22 @@
 `purchase_from_fields` is the single place raw text becomes purchase values, and
 `purchase_dedupe_key` decides when two records are the same purchase, which is what
 makes re-importing a file change nothing.
+
+Dates without a time are the customer's calendar dates. `2021-11-02` for a customer in
+America/New_York is Nov 2 in New York, so its anniversary is on Nov 2 there, not on the
+evening of Nov 1 (which is what reading it as midnight UTC gave). The customer's zone is
+only known once the customer is resolved (a CSV row names an address, `purchases add`
+a customer), so a draft keeps the value as written (`when`: a date, a wall time, or an
+instant) and `place` turns it into stored values once the zone is known:
+
+- a date: `purchased_on` is that date, `purchased_at` the first instant of that local day
+  (midnight, or the end of a DST gap where midnight does not exist: Asia/Tehran before
+  2022, America/Havana, America/Santiago), `has_time` false;
+- a date-time without an offset: wall time in the customer's zone (gap: the first
+  instant after it; fold: the first of the two);
+- a date-time with an offset keeps its instant; its local date is the customer's date
+  at that instant, fixed at write time, so a later edit of the customer's timezone does
+  not move the anniversary of what they bought.
 """
 
 from __future__ import annotations
@@ -10,10 +26,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
 
-from mailcrm.domain.values import normalize_currency, parse_datetime, to_minor_units
+from mailcrm.domain.calendar import instant_of, local_send_instant
+from mailcrm.domain.values import normalize_currency, parse_when, to_minor_units
 from mailcrm.errors import ValidationError
 
 # The fields of a purchase record, as named in CSV headers; `email` names the customer.
@@ -29,29 +47,51 @@ T = TypeVar("T")
 
 
 class PurchaseDraft(NamedTuple):
-    """Validated values of one purchase line; `purchased_at` is aware UTC.
+    """Validated values of one purchase line; `when` is as written (see the module notes):
+    a `date`, a naive wall-time `datetime`, or an aware one.
 
     A named tuple rather than a dataclass: imports pass hundreds of thousands of them
     between processes, and tuples pickle several times faster.
     """
 
-    purchased_at: datetime
+    when: date | datetime
     product: str
     amount_minor: int
     currency: str
     quantity: int = 1
     order_ref: str | None = None
+    dedupe_key: str = ""
 
-    @property
-    def dedupe_key(self) -> str:
-        return purchase_dedupe_key(
-            purchased_at=self.purchased_at,
-            product=self.product,
-            quantity=self.quantity,
-            amount_minor=self.amount_minor,
-            currency=self.currency,
-            order_ref=self.order_ref,
-        )
+
+class PlacedPurchase(NamedTuple):
+    """Where a purchase sits in time once its customer's zone is known: the stored values."""
+
+    purchased_at: datetime  # aware UTC
+    purchased_on: date  # the customer's local calendar date
+    has_time: bool  # false: the line gave a date only
+
+
+def place(when: date | datetime, zone: str) -> PlacedPurchase:
+    """A purchase's instant and local date for a customer in `zone` (see the module notes)."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            return PlacedPurchase(instant_of(when, zone), when.date(), True)
+        instant = when.astimezone(UTC)
+        return PlacedPurchase(instant, instant.astimezone(ZoneInfo(zone)).date(), True)
+    return PlacedPurchase(local_send_instant(when, time(), zone), when, False)
+
+
+def legacy_instant(when: date | datetime, default_zone: str) -> datetime:
+    """The instant (aware UTC) mailcrm stored for `when` before dates became local dates:
+    a date at midnight and a wall time in `default_zone`, an offset as given.
+
+    The dedupe key is computed from it, so purchases recorded by earlier versions are
+    still recognised when the same file is imported again.
+    """
+    value = when if isinstance(when, datetime) else datetime.combine(when, time())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(default_zone))
+    return value.astimezone(UTC)
 
 
 def purchase_dedupe_key(
@@ -64,6 +104,11 @@ def purchase_dedupe_key(
     order_ref: str | None,
 ) -> str:
     """32 hex characters (128 bits of SHA-256) identifying a purchase line of one customer.
+
+    `purchased_at` is `legacy_instant` of what the line says, not the stored instant: it
+    depends only on the line and `defaults.timezone` (as it always did), never on the
+    customer's timezone, so editing a customer's zone cannot make a re-import record a
+    purchase twice, and keys stored before revision 0004 stay valid.
 
     With an order reference the key is the order plus the product, so several lines of
     one order stay distinct and a corrected amount in a later export is still the same
@@ -112,8 +157,10 @@ def purchase_from_fields(
 ) -> PurchaseDraft:
     """Validate raw text fields (`PURCHASE_FIELDS` without `email`); empty text is "not given".
 
-    `date` is an ISO date or date-time; a value without an offset is local time in
-    `default_timezone`. Raises `ValidationError` whose message starts with the field name.
+    `date` is an ISO date or date-time, kept as written (`when`) until `place` knows the
+    customer's zone; `default_timezone` (`defaults.timezone`) only enters the dedupe key
+    (see `purchase_dedupe_key`). Raises `ValidationError` whose message starts with the
+    field name.
     """
     given = {key: str(raw) for key, raw in fields.items() if raw is not None and str(raw).strip()}
     unknown = sorted(set(given) - set(PURCHASE_FIELDS[1:]))
@@ -125,19 +172,22 @@ def purchase_from_fields(
                 f"{required}: missing", hint="every purchase needs a date, product and amount"
             )
     currency = _named("currency", normalize_currency, given.get("currency", default_currency))
-    purchased_at = _named("date", parse_datetime, given["date"], default_timezone, "date")
+    when = _named("date", parse_when, given["date"], "date")
     quantity = _named("quantity", parse_quantity, given["quantity"]) if "quantity" in given else 1
     order_ref = given.get("order_ref")
     if order_ref is not None:
         order_ref = _named("order_ref", _text, order_ref, "order reference", 100)
-    return PurchaseDraft(
-        purchased_at=purchased_at.replace(tzinfo=UTC),
-        product=_named("product", _text, given["product"], "product", 200),
-        amount_minor=_named("amount", parse_amount, given["amount"], currency),
-        currency=currency,
+    product = _named("product", _text, given["product"], "product", 200)
+    amount_minor = _named("amount", parse_amount, given["amount"], currency)
+    key = purchase_dedupe_key(
+        purchased_at=legacy_instant(when, default_timezone),
+        product=product,
         quantity=quantity,
+        amount_minor=amount_minor,
+        currency=currency,
         order_ref=order_ref,
     )
+    return PurchaseDraft(when, product, amount_minor, currency, quantity, order_ref, key)
 
 
 def _named(field: str, parse: Callable[..., T], *args: Any) -> T:

@@ -143,19 +143,45 @@ def parse_date(raw: str, what: str = "date") -> date:
         ) from None
 
 
-def parse_datetime(raw: str, default_zone: str, what: str = "date-time") -> datetime:
-    """An ISO 8601 date or date-time; a naive value is read in `default_zone`. Returns UTC."""
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2200, 12, 31)
+"""The calendar dates a purchase (or any dated fact) may fall on. Wide enough for every
+real record, narrow enough that converting between zones never leaves `datetime`'s
+years 1..9999: `0001-01-01` or `9999-12-31` are typos or placeholders, never purchases."""
+
+DATE_RANGE = f"{EARLIEST.isoformat()}..{LATEST.isoformat()}"
+
+
+def parse_when(raw: str, what: str = "date") -> date | datetime:
+    """An ISO 8601 date or date-time, kept as written: a `date` for a date without a time,
+    a naive `datetime` for a wall time without an offset, an aware one with an offset.
+
+    Which zone a date or a wall time belongs to is not this function's business: for a
+    purchase it is the customer's, known only once the customer is resolved. Values outside
+    `EARLIEST`..`LATEST` are refused, so no later zone conversion can overflow.
+    """
     text = raw.strip()
     try:
-        value = datetime.fromisoformat(text)
+        value: date | datetime = date.fromisoformat(text)
+    except ValueError:
+        value = _date_time(text, raw, what)
+    day = value.date() if isinstance(value, datetime) else value
+    if not EARLIEST <= day <= LATEST:
+        raise ValidationError(
+            f"{what} {raw!r} is outside {DATE_RANGE}",
+            hint=f"write a date between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+        )
+    return value
+
+
+def _date_time(text: str, raw: str, what: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
     except ValueError:
         raise ValidationError(
             f"invalid {what} {raw!r}",
             hint="write YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM]",
         ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(default_zone))
-    return value.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
 @cache

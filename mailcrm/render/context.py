@@ -35,8 +35,9 @@ def template_context(
     - `salesperson`: `name`, `email`, `first_name`, and `language`, `timezone`, `phone`,
       `title`, `signature` when given (nothing else: no account settings reach templates).
     - `purchase` (only when given): `product`, `quantity`, `amount_minor`, `currency`,
-      `purchased_at`, `order_ref`, plus `amount` (a Decimal) and `years_since` (whole years
-      from the purchase date to `today`).
+      `purchased_at`, `purchased_on` (the customer's local date), `has_time`, `order_ref`,
+      plus `amount` (a Decimal) and `years_since` (whole years from the purchase's local
+      date, else the date of `purchased_at`, to `today`).
     - `today`: `extra["today"]` when given, else today's date in the customer's timezone.
     - `unsubscribe_url` (only when given: templates that link it fail without one).
     - every key of `extra` (e.g. `feedback_url`, a callable taking a score;
@@ -58,7 +59,7 @@ def template_context(
             bought.setdefault(
                 "amount", from_minor_units(int(bought["amount_minor"]), str(bought["currency"]))
             )
-        when = bought.get("purchased_at")
+        when = bought.get("purchased_on") or bought.get("purchased_at")
         if isinstance(when, date):
             day = when.date() if isinstance(when, datetime) else when
             bought.setdefault("years_since", _years_between(day, today))

@@ -3,6 +3,10 @@
 Each query returns only the few rows whose trigger date falls near the planning
 range (one day of slack either side covers every timezone), never every customer;
 the exact local send time is computed afterwards, in the pure core, for those rows.
+
+Purchases are read by their stored local date (`purchased_on`, the customer's calendar
+date fixed when the purchase was recorded), never by the UTC date of `purchased_at`:
+a purchase dated 2021-11-02 in New York has its anniversary on Nov 2 there.
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, cast, exists, false, func, literal, not_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from mailcrm.domain.occurrences import Candidate
@@ -156,7 +172,11 @@ def _base(*extra: Any) -> Select[Any]:
     ).select_from(_CUSTOMER.outerjoin(_PERSON, _PERSON.c.id == _CUSTOMER.c.owner_id))
 
 
-def _rows(connection: Connection, statement: Select[Any], ref: bool = False) -> Iterator[Candidate]:
+def _rows(
+    connection: Connection, statement: Select[Any], ref: bool = False, local: bool = False
+) -> Iterator[Candidate]:
+    """Candidates from rows of (id, timezone, language, owner, anchor, ref[, local date,
+    has time]): `local` when the statement selects a purchase's local date and time flag."""
     result = connection.execution_options(yield_per=_BATCH).execute(statement)
     for row in result:
         yield Candidate(
@@ -166,6 +186,8 @@ def _rows(connection: Connection, statement: Select[Any], ref: bool = False) -> 
             owner=row[3],
             anchor=row[4],
             ref=str(row[5]) if ref and row[5] is not None else None,
+            local_date=row[6] if local else None,
+            timed=bool(row[7]) if local else True,
         )
 
 
@@ -173,15 +195,17 @@ def candidates(connection: Connection, rule: Rule, start: datetime, end: datetim
     """Customers for whom `rule` may fall due between `start` and `end` (UTC, aware)."""
     trigger = rule.trigger
     if isinstance(trigger, AfterPurchase):
-        low, high = start - trigger.wait - SLACK, end - trigger.wait + SLACK
+        # A date-only purchase is due at the rule's send time on its local day, up to a day
+        # after its stored instant (the start of that day): one more day of slack before.
+        low, high = start - trigger.wait - 2 * SLACK, end - trigger.wait + SLACK
         # An alias: the `bought`/`spend` filters' subqueries over purchase must see every
         # purchase of the customer, not be correlated to this one.
         purchase = _PURCHASE.alias("trigger")
-        statement = _base(purchase.c.purchased_at, purchase.c.id).join(
-            purchase, purchase.c.customer_id == _CUSTOMER.c.id
-        )
+        statement = _base(
+            purchase.c.purchased_at, purchase.c.id, purchase.c.purchased_on, purchase.c.has_time
+        ).join(purchase, purchase.c.customer_id == _CUSTOMER.c.id)
         statement = statement.where(purchase.c.purchased_at.between(low, high))
-        yield from _rows(connection, _filtered(statement, rule, connection), ref=True)
+        yield from _rows(connection, _filtered(statement, rule, connection), ref=True, local=True)
     elif isinstance(trigger, AnniversaryOf):
         yield from _anniversaries(connection, rule, trigger, start.date(), end.date())
     elif isinstance(trigger, NoPurchaseFor):
@@ -190,10 +214,20 @@ def candidates(connection: Connection, rule: Rule, start: datetime, end: datetim
             .group_by(_PURCHASE.c.customer_id)
             .subquery()
         )
-        low, high = start - trigger.period - SLACK, end - trigger.period + SLACK
-        statement = _base(last.c["last"], literal(None)).join(last, last.c.customer_id == _CUSTOMER.c.id)
-        statement = statement.where(last.c["last"].between(low, high))
-        yield from _rows(connection, _filtered(statement, rule, connection))
+        low, high = start - trigger.period - 2 * SLACK, end - trigger.period + SLACK
+        # The last purchase's own row, for its local date and whether it had a time.
+        newest = _PURCHASE.alias("newest")
+        statement = (
+            _base(last.c["last"], literal(None), newest.c.purchased_on, newest.c.has_time)
+            .join(last, last.c.customer_id == _CUSTOMER.c.id)
+            .join(
+                newest,
+                and_(newest.c.customer_id == last.c.customer_id, newest.c.purchased_at == last.c["last"]),
+            )
+            .where(last.c["last"].between(low, high))
+            .distinct()  # two purchases at the same last instant are one lapse
+        )
+        yield from _rows(connection, _filtered(statement, rule, connection), local=True)
     elif isinstance(trigger, OnDate):
         if not _campaign_in_range(trigger, start, end):
             return
@@ -229,17 +263,18 @@ def _anniversaries(
         column = _CUSTOMER.c.created_at
         statement = _base(column, literal(None))
     elif field in ("first_purchase", "last_purchase"):
-        # The purchases on a month-day in range that have no earlier (later) purchase of the
-        # same customer: an index probe per matching row instead of aggregating every customer.
-        # Aliases, so the `bought`/`spend` filters' subqueries still see all purchases.
+        # The purchases whose local date is on a month-day in range and that have no earlier
+        # (later) local date of the same customer: an index probe per matching row instead
+        # of aggregating every customer. Aliases, so the `bought`/`spend` filters'
+        # subqueries still see all purchases.
         anchor, other = _PURCHASE.alias("anchor"), _PURCHASE.alias("other")
-        column = anchor.c.purchased_at
-        beyond = other.c.purchased_at < column if field == "first_purchase" else other.c.purchased_at > column
+        column = anchor.c.purchased_on
+        beyond = other.c.purchased_on < column if field == "first_purchase" else other.c.purchased_on > column
         statement = (
             _base(column, literal(None))
             .join(anchor, anchor.c.customer_id == _CUSTOMER.c.id)
             .where(not_(exists().where(other.c.customer_id == anchor.c.customer_id, beyond)))
-            .distinct()  # two purchases at the same first instant are one anniversary
+            .distinct()  # two purchases on the same first day are one anniversary
         )
     elif field.startswith("custom."):
         key = field[len("custom.") :]

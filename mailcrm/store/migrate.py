@@ -39,9 +39,15 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade(
+    db: Database, revision: str = "head", *, default_timezone: str = "UTC"
+) -> tuple[str | None, str | None]:
     """Bring the schema up to `revision`; returns (before, after). A database this code
-    cannot migrate (newer, or tables without a version) is refused with one line."""
+    cannot migrate (newer, or tables without a version) is refused with one line.
+
+    `default_timezone` is `defaults.timezone`: migrations that convert stored dates read
+    it (0004: which zone old date-only purchases were written in).
+    """
     found = schema(db)
     if found.state in (SchemaState.NEWER, SchemaState.UNVERSIONED):
         raise DatabaseError(found.problem or "")
@@ -49,6 +55,7 @@ def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str | Non
     config = _config()
     with db.engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["default_timezone"] = default_timezone
         command.upgrade(config, revision)
     return before, current_revision(db)
 

@@ -145,18 +145,27 @@ class EmailAddress(SQLModel, table=True):
 
 
 class Purchase(SQLModel, table=True):
-    """Something a customer bought. `dedupe_key` makes re-imports change nothing."""
+    """Something a customer bought. `dedupe_key` makes re-imports change nothing.
+
+    `purchased_on` is the customer's local calendar date (what anniversaries, win-backs
+    and rule dates read), fixed when the purchase is recorded; `purchased_at` is the
+    instant (for a date given without a time, `has_time` false, the start of that local
+    day). See `domain.purchases`.
+    """
 
     __tablename__ = "purchase"
     __table_args__ = (
         UniqueConstraint("customer_id", "dedupe_key", name="uq_purchase_customer_dedupe"),
         Index("ix_purchase_customer_when", "customer_id", "purchased_at"),
+        Index("ix_purchase_customer_on", "customer_id", "purchased_on"),
         Index("ix_purchase_product", "product"),
     )
 
     id: int | None = _id()
     customer_id: int = _fk("customer.id")
     purchased_at: datetime = Field(sa_type=UTCDateTime)
+    purchased_on: date
+    has_time: bool = Field(default=True)
     product: str = Field(sa_type=String(200))
     quantity: int = Field(default=1)
     amount_minor: int = Field(default=0, sa_type=IdType)

@@ -2,6 +2,11 @@
 
 Purchases and notes live in their own tables; the timeline reads them together with
 `timeline_event` rows instead of copying them, so there is one truth for each fact.
+
+A purchase's `at` is its instant (for one given as a date only, the start of that day
+in the customer's zone, which is where it sorts); its payload carries the customer's
+local `date` and `has_time`, so a purchase dated 2021-11-02 shows as 2021-11-02 whatever
+the customer's zone, not as the evening of Nov 1 in UTC.
 """
 
 from __future__ import annotations
@@ -97,6 +102,8 @@ def _purchases(session: Session, customer_id: int, limit: int) -> Iterator[Timel
                 "amount": str(amount),
                 "currency": row.currency,
                 "order_ref": row.order_ref,
+                "date": row.purchased_on.isoformat(),
+                "has_time": row.has_time,
             },
         )
 

@@ -456,9 +456,9 @@ def test_add_one_purchase_is_idempotent_and_promotes_a_lead(team: Database, tmp_
         default_timezone="Asia/Bangkok",
     )
     with team.write() as session:
-        assert purchases.add(session, ann.id, draft) is True
+        assert purchases.add(session, ann.id, draft, default_timezone="UTC") is True
     with team.write() as session:
-        assert purchases.add(session, ann.id, draft) is False
+        assert purchases.add(session, ann.id, draft, default_timezone="UTC") is False
 
     after = by_address(team)["ann@example.org"]
     assert (after.status, after.purchases) == ("customer", 1)

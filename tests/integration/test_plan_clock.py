@@ -48,6 +48,7 @@ def test_t5_plan_and_send_after_the_clock_steps_back(
                 Purchase(
                     customer_id=buyer,
                     purchased_at=purchased,
+                    purchased_on=purchased.date(),
                     product="Panel",
                     amount_minor=100,
                     currency="EUR",

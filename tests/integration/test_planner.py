@@ -59,7 +59,8 @@ def test_after_purchase_respects_the_send_window(db: Database) -> None:
     customer = _customer(db, name="Buyer", email="buyer@x.example", timezone="Europe/Berlin")
     friday_evening = datetime(2026, 11, 20, 18, tzinfo=UTC)  # 19:00 in Berlin
     with db.write() as session:
-        session.add(Purchase(customer_id=customer, purchased_at=friday_evening, product="Panel",
+        session.add(Purchase(customer_id=customer, purchased_at=friday_evening,
+                             purchased_on=friday_evening.date(), product="Panel",
                              amount_minor=100, currency="EUR", dedupe_key="k1"))  # fmt: skip
     window = SendWindow(days=frozenset(range(5)), start=time(9), end=time(17))
     rules = RuleSet(

@@ -151,6 +151,7 @@ def test_timeline_merges_events_purchases_and_notes_newest_first(db: Database) -
             Purchase(
                 customer_id=record.id,
                 purchased_at=now - timedelta(days=10),
+                purchased_on=(now - timedelta(days=10)).date(),
                 product="Inverter",
                 amount_minor=3250000,
                 currency="THB",
@@ -181,6 +182,7 @@ def test_timestamps_round_trip_as_utc(db: Database) -> None:
             Purchase(
                 customer_id=record.id,
                 purchased_at=bangkok_noon,
+                purchased_on=bangkok_noon.date(),
                 product="p",
                 currency="USD",
                 dedupe_key="k",

@@ -102,15 +102,15 @@ def import_purchases(
 ) -> ImportReport:
     """Record purchases from a CSV file for customers found by address; repeats are skipped.
 
-    A row without a currency is in `default_currency`; a date-time without an offset
-    is local time in `default_timezone`.
+    A row without a currency is in `default_currency`. A date, or a date-time without an
+    offset, is the customer's local date or time (its timezone, else `default_timezone`).
     """
     path = Path(path)
     currency = normalize_currency(default_currency)
     zone = normalize_timezone(default_timezone)
     _, report = _prepare(path, "purchases", overrides, batch_size, dry_run)
     plan = Plan(path, "purchases", tuple(overrides), batch_size, currency=currency, timezone=zone)
-    _run(db, plan, PurchaseWriter(report), report, on_progress)
+    _run(db, plan, PurchaseWriter(report, zone), report, on_progress)
     return report
 
 

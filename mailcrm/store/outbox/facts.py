@@ -45,7 +45,16 @@ def primary_addresses(session: Session, customer_ids: Iterable[int]) -> dict[int
     return found
 
 
-_PURCHASE_FIELDS = ("product", "quantity", "amount_minor", "currency", "purchased_at", "order_ref")
+_PURCHASE_FIELDS = (
+    "product",
+    "quantity",
+    "amount_minor",
+    "currency",
+    "purchased_at",
+    "purchased_on",
+    "has_time",
+    "order_ref",
+)
 
 
 def _purchases(session: Session, rows: Sequence[ClaimedEmail]) -> dict[int, dict[str, Any]]:

@@ -2,7 +2,7 @@
 suppression, sender-side issues, and the key that signs unsubscribe tokens
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-07 21:40:00.000000
 """
 
@@ -15,7 +15,7 @@ import mailcrm.store.types
 from mailcrm.store.types import IdType
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
