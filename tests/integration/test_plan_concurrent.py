@@ -19,10 +19,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from plan_fixtures import ALICE, make_settings, utc
@@ -87,6 +88,7 @@ def _seed(db: Database, settings: Settings) -> None:
         )
         purchases = []
         for n, cid in enumerate(ids):
+            zone = ZoneInfo(ZONES[n % len(ZONES)])
             first = datetime(2018 + n % 7, 2, 22, 9) + timedelta(days=n % 8)
             recent = now.replace(tzinfo=None) - timedelta(days=n % 9, hours=n % 5)
             for kind, at in (("first", first), ("recent", recent)):
@@ -94,6 +96,7 @@ def _seed(db: Database, settings: Settings) -> None:
                     {
                         "customer_id": cid,
                         "purchased_at": at,
+                        "purchased_on": at.replace(tzinfo=UTC).astimezone(zone).date(),
                         "product": "Panel",
                         "quantity": 1,
                         "amount_minor": 100,
