@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-from mailcrm.send.smtp import SmtpPool
+from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail
