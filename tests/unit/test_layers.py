@@ -77,3 +77,19 @@ def test_each_network_library_is_imported_by_its_shell_only() -> None:
         if _under(name, {library}) and home not in path.parents
     ]
     assert offenders == []
+
+
+def test_imap_commands_take_the_connection_rather_than_extend_it() -> None:
+    """`ImapClient` owns a `Connection` and delegates (composition): no class in imap/ is
+    built on `Connection`, and the client inherits from nothing."""
+    from mailcrm.imap.client import ImapClient
+
+    subclasses = [
+        f"{path.name}: {node.name}"
+        for path in sorted((PACKAGE / "imap").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(base, ast.Name) and base.id == "Connection" for base in node.bases)
+    ]
+    assert subclasses == []
+    assert ImapClient.__bases__ == (object,)
