@@ -226,14 +226,14 @@ class _Probes:
         return wrapper
 
     def install(self) -> None:
-        from mailcrm.imap.client import ImapClient
+        from mailcrm.imap import fetching
         from mailcrm.sync import engine
 
         engine._prepare = self.thread_stage("parse_thread", engine._prepare)
         engine._Parser.prepare = self.loop_stage("parse", engine._Parser.prepare)  # type: ignore[method-assign]
         engine.FolderSync._store = self.thread_stage("store", engine.FolderSync._store)  # type: ignore[method-assign]
-        ImapClient._bodies = self.loop_stage("fetch_bodies", ImapClient._bodies)  # type: ignore[method-assign]
-        ImapClient._sizes = self.loop_stage("fetch_sizes", ImapClient._sizes)  # type: ignore[method-assign]
+        fetching._bodies = self.loop_stage("fetch_bodies", fetching._bodies)
+        fetching._sizes = self.loop_stage("fetch_sizes", fetching._sizes)
 
 
 def _top(profilers: list[Any], limit: int = 16) -> str:

@@ -1,11 +1,15 @@
-"""The state and command plumbing every IMAP command shares: one command at a time, each
-raced against "connection lost" and an inactivity watchdog, and the connection dropped
-for good when its protocol state becomes unknown.
+"""The connection an `ImapClient` owns: its state and the guarded way to run a command.
+
+One command at a time (`lock`), each raced against "connection lost" and an inactivity
+watchdog, and the connection dropped for good when its protocol state becomes unknown.
+The commands themselves are plain functions taking a `Connection` (`login`, `folders`,
+`fetching`, `changes`, `append`) or the `idle.Waiter`, so this class is the one place
+that knows about the lock, the watchdog and the protocol object.
 
 Why the guards: a dropped connection does not fail aioimaplib's pending command (it only
 times out) and IDLE can hang forever when the server says BYE (aioimaplib issue #110).
 After a timeout, a lost connection or a cancelled command every later call raises
-`ImapConnectionError` and the caller reconnects. Server texts pass through `_masked`,
+`ImapConnectionError` and the caller reconnects. Server texts pass through `masked`,
 so a secret never reaches an error message.
 """
 
@@ -32,10 +36,6 @@ from mailcrm.imap.parse import Line
 from mailcrm.imap.protocol import _Protocol
 from mailcrm.settings import ImapAccount
 
-DEFAULT_IDLE_RENEW = 600.0
-# Servers may drop an IDLE that lasts 30 minutes (RFC 2177); renew well before.
-MAX_IDLE_RENEW = 29 * 60.0
-DEFAULT_POLL_INTERVAL = 30.0
 LOGOUT_TIMEOUT = 5.0
 _MASK = "********"
 
@@ -52,40 +52,32 @@ class Reply:
 
 
 class Connection:
-    """Connection state and the guarded way to run a command; `ImapClient` adds the commands."""
+    """One IMAP connection's state and command plumbing; the commands live beside it.
+
+    The state the commands share is plain attributes: ``capabilities`` (read at login),
+    ``selected`` (the folder the last successful SELECT/EXAMINE opened: UIDs only mean
+    something there), ``condstore_enabled`` and ``qresync_enabled`` (RFC 7162).
+    """
 
     capabilities: frozenset[str]
 
-    def __init__(
-        self,
-        account: ImapAccount,
-        *,
-        idle_renew: float = DEFAULT_IDLE_RENEW,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-    ) -> None:
-        if not 0 < idle_renew <= MAX_IDLE_RENEW:
-            raise ValueError(f"idle_renew must be in (0, {MAX_IDLE_RENEW:g}] seconds")
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be positive")
+    def __init__(self, account: ImapAccount) -> None:
         self.account = account
         self.host = account.host
         self.port = account.effective_port
         self.capabilities = frozenset()
-        self._timeout = account.timeout_seconds
-        self._idle_renew = idle_renew
-        self._poll_interval = poll_interval
-        self._loop = asyncio.get_running_loop()
-        self._lost: asyncio.Future[Exception | None] = self._loop.create_future()
-        self._protocol = _Protocol(self._loop, self._connection_lost)
-        self._lock = asyncio.Lock()
-        self._secrets: list[str] = []
+        self.timeout = account.timeout_seconds
+        self.loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[Exception | None] = self.loop.create_future()
+        self.protocol = _Protocol(self.loop, self._connection_lost)
+        self.lock = asyncio.Lock()
+        self.secrets: list[str] = []  # masked out of every server text
+        self.selected: str | None = None
+        self.condstore_enabled = False
+        self.qresync_enabled = False
         self._broken: str | None = None
         self._closed = False
-        self._selected: str | None = None
-        self._condstore_enabled = False
-        self._qresync_enabled = False
         self._background: set[asyncio.Future[Any]] = set()
-        self._idle_ending: asyncio.Future[Any] | None = None
 
     # -- capability flags ----------------------------------------------------------------
 
@@ -102,23 +94,18 @@ class Connection:
         return "QRESYNC" in self.capabilities
 
     @property
-    def qresync_enabled(self) -> bool:
-        """QRESYNC is on for this connection: `changes_since` reports expunges too."""
-        return self._qresync_enabled
-
-    @property
     def has_uidplus(self) -> bool:
         return "UIDPLUS" in self.capabilities
 
     @property
     def bytes_received(self) -> int:
         """Bytes read from the server so far (progress and metrics)."""
-        return int(self._protocol.bytes_received)
+        return int(self.protocol.bytes_received)
 
     @property
-    def selected(self) -> str | None:
-        """The folder the last successful `select` opened."""
-        return self._selected
+    def broken(self) -> str | None:
+        """Why the connection was dropped for good (None while it is usable)."""
+        return self._broken
 
     # -- closing -------------------------------------------------------------------------
 
@@ -129,14 +116,14 @@ class Connection:
         self._closed = True
         try:
             # With a command in flight in another task there is no clean point for LOGOUT.
-            if self._broken is None and not self._lost.done() and not self._lock.locked():
+            if self._broken is None and not self.lost.done() and not self.lock.locked():
                 with contextlib.suppress(ImapError, AioImapException, TimeoutError):
-                    async with asyncio.timeout(min(LOGOUT_TIMEOUT, self._timeout)):
-                        await self._race(
-                            self._protocol.execute(Command("LOGOUT", self._tag(), loop=self._loop)), "LOGOUT"
+                    async with asyncio.timeout(min(LOGOUT_TIMEOUT, self.timeout)):
+                        await self.race(
+                            self.protocol.execute(Command("LOGOUT", self.tag(), loop=self.loop)), "LOGOUT"
                         )
         finally:
-            self._drop("closed")
+            self.drop("closed")
 
     async def __aenter__(self) -> Self:
         return self
@@ -148,25 +135,25 @@ class Connection:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _tag(self) -> str:
-        return str(self._protocol.new_tag())
+    def tag(self) -> str:
+        return str(self.protocol.new_tag())
 
-    def _write(self, data: bytes) -> None:
-        transport = self._protocol.transport
+    def write(self, data: bytes) -> None:
+        transport = self.protocol.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def _masked(self, text: str) -> str:
-        for secret in self._secrets:
+    def masked(self, text: str) -> str:
+        for secret in self.secrets:
             if secret:
                 text = text.replace(secret, _MASK)
         return text
 
     def _connection_lost(self, exc: Exception | None) -> None:
-        if not self._lost.done():
-            self._lost.set_result(exc)
+        if not self.lost.done():
+            self.lost.set_result(exc)
 
-    def _check_usable(self, what: str) -> None:
+    def check_usable(self, what: str) -> None:
         if self._closed:
             raise ImapConnectionError(f"IMAP {what}: the connection to {self.host}:{self.port} is closed")
         if self._broken is not None:
@@ -174,86 +161,86 @@ class Connection:
                 f"IMAP {what}: the connection to {self.host}:{self.port} is unusable "
                 f"({self._broken}); reconnect"
             )
-        if self._lost.done():
-            raise self._fail(self._lost_error(what))
+        if self.lost.done():
+            raise self.fail(self.lost_error(what))
 
-    def _require_selected(self, what: str) -> str:
-        self._check_usable(what)
-        if self._selected is None:
+    def require_selected(self, what: str) -> str:
+        self.check_usable(what)
+        if self.selected is None:
             raise ImapProtocolError(f"IMAP {what} needs a selected folder; call select() first", command=what)
-        return self._selected
+        return self.selected
 
-    def _require_folder(self, folder: str) -> None:
-        if self._selected != folder:
+    def require_folder(self, folder: str) -> None:
+        if self.selected != folder:
             raise ImapProtocolError(
-                f"folder {folder!r} was deselected while fetching (now {self._selected!r}); "
+                f"folder {folder!r} was deselected while fetching (now {self.selected!r}); "
                 "UIDs only make sense in their folder",
                 command="UID FETCH",
             )
 
-    def _lost_error(self, what: str, reason: str | None = None) -> ImapConnectionError:
+    def lost_error(self, what: str, reason: str | None = None) -> ImapConnectionError:
         if reason is None:
-            exc = self._lost.result() if self._lost.done() else None
+            exc = self.lost.result() if self.lost.done() else None
             if exc is None:
                 reason = "connection closed by the server"
             else:
                 reason = f"connection lost: {os_reason(exc) if isinstance(exc, OSError) else exc}"
-            if self._protocol.bye:
-                reason += f" (server said BYE {self._protocol.bye})"
-            elif self._protocol.greeting_error:
-                reason += f" (bad greeting: {self._protocol.greeting_error})"
-        return ImapConnectionError(f"IMAP {what} on {self.host}:{self.port} failed: {self._masked(reason)}")
+            if self.protocol.bye:
+                reason += f" (server said BYE {self.protocol.bye})"
+            elif self.protocol.greeting_error:
+                reason += f" (bad greeting: {self.protocol.greeting_error})"
+        return ImapConnectionError(f"IMAP {what} on {self.host}:{self.port} failed: {self.masked(reason)}")
 
-    def _fail(self, error: ImapError) -> ImapError:
+    def fail(self, error: ImapError) -> ImapError:
         """Drop the connection because of ``error`` and return it for raising."""
-        self._drop(error.message)
+        self.drop(error.message)
         return error
 
-    def _drop(self, reason: str) -> None:
+    def drop(self, reason: str) -> None:
         if self._broken is None:
             self._broken = reason
-        transport = self._protocol.transport
+        transport = self.protocol.transport
         if transport is not None and not transport.is_closing():
             if reason == "closed":
                 transport.close()
             else:
                 transport.abort()
-        for task in list(self._protocol.tasks) + list(self._background):
+        for task in list(self.protocol.tasks) + list(self._background):
             task.cancel()
 
-    def _keep(self, future: asyncio.Future[Any]) -> None:
+    def keep(self, future: asyncio.Future[Any]) -> None:
         self._background.add(future)
         future.add_done_callback(self._background.discard)
         # A late exception (connection lost) must not be reported as never retrieved.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-    async def _race(self, awaitable: Awaitable[_T], what: str) -> _T:
+    async def race(self, awaitable: Awaitable[_T], what: str) -> _T:
         """Await ``awaitable`` unless the connection is lost first."""
         future = asyncio.ensure_future(awaitable)
         try:
-            waiters: set[asyncio.Future[Any]] = {future, self._lost}
+            waiters: set[asyncio.Future[Any]] = {future, self.lost}
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not future.done():
                 future.cancel()
         if future.done() and not future.cancelled():
             return future.result()
-        raise self._fail(self._lost_error(what))
+        raise self.fail(self.lost_error(what))
 
-    async def _guard(self, awaitable: Awaitable[_T], what: str, limit: float) -> _T:
+    async def guard(self, awaitable: Awaitable[_T], what: str, limit: float) -> _T:
         """Await ``awaitable`` racing the connection-lost future and a watchdog that fires after
         ``limit`` seconds without any byte from the server (a big FETCH that keeps streaming
         is not cut off). A timeout or a cancellation leaves the protocol state unknown, so the
         connection is dropped."""
         future = asyncio.ensure_future(awaitable)
-        waiters: set[asyncio.Future[Any]] = {future, self._lost}
-        started = self._loop.time()
+        waiters: set[asyncio.Future[Any]] = {future, self.lost}
+        started = self.loop.time()
         try:
             while not future.done():
-                quiet_since = max(started, self._protocol.last_activity)
-                remaining = quiet_since + limit - self._loop.time()
+                quiet_since = max(started, self.protocol.last_activity)
+                remaining = quiet_since + limit - self.loop.time()
                 if remaining <= 0:
-                    raise self._fail(
+                    raise self.fail(
                         ImapTimeout(
                             f"IMAP {what} on {self.host}:{self.port}: no response for {limit:g} s; "
                             "connection dropped",
@@ -261,38 +248,38 @@ class Connection:
                         )
                     )
                 await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                if self._lost.done() and not future.done():
-                    raise self._fail(self._lost_error(what))
+                if self.lost.done() and not future.done():
+                    raise self.fail(self.lost_error(what))
         except asyncio.CancelledError:
             if not future.done():
                 future.cancel()
-                self._drop(f"{what} cancelled")
+                self.drop(f"{what} cancelled")
             raise
         finally:
             if not future.done():
                 future.cancel()
         return future.result()
 
-    async def _execute(self, what: str, make: Callable[[], Any], *, limit: float | None = None) -> Reply:
+    async def execute(self, what: str, make: Callable[[], Any], *, limit: float | None = None) -> Reply:
         """Run one aioimaplib command (built by ``make``) under the watchdog; lock held by caller."""
-        self._check_usable(what)
+        self.check_usable(what)
         command = make()
         if isinstance(command, Command):
-            awaitable: Awaitable[Any] = self._protocol.execute(command)
+            awaitable: Awaitable[Any] = self.protocol.execute(command)
         else:
             awaitable = command
         try:
-            response = await self._guard(awaitable, what, self._timeout if limit is None else limit)
+            response = await self.guard(awaitable, what, self.timeout if limit is None else limit)
         except AioImapException as exc:
             raise ImapProtocolError(
-                f"IMAP {what} on {self.host}: {self._masked(str(exc))}", command=what
+                f"IMAP {what} on {self.host}: {self.masked(str(exc))}", command=what
             ) from None
         lines = list(response.lines)
         last = lines.pop() if lines else b""
         text = bytes(last).decode("utf-8", "replace")
         return Reply(str(response.result), lines, text)
 
-    async def _run(
+    async def run(
         self,
         what: str,
         make: Callable[[], Any],
@@ -300,16 +287,16 @@ class Connection:
         limit: float | None = None,
         expect_ok: bool = True,
     ) -> Reply:
-        async with self._lock:
-            reply = await self._execute(what, make, limit=limit)
+        async with self.lock:
+            reply = await self.execute(what, make, limit=limit)
         if expect_ok:
-            self._expect_ok(reply, what)
+            self.expect_ok(reply, what)
         return reply
 
-    def _expect_ok(self, reply: Reply, what: str, *, hint: str | None = None) -> None:
+    def expect_ok(self, reply: Reply, what: str, *, hint: str | None = None) -> None:
         if reply.result == "OK":
             return
-        text = self._masked(reply.text)
+        text = self.masked(reply.text)
         raise ImapProtocolError(
             f"IMAP {what} failed on {self.host}: {reply.result} {text}".rstrip(),
             command=what.split(" ")[0],

@@ -1,10 +1,26 @@
-"""aioimaplib's client protocol, adapted for mailbox sync (used by `mailcrm.imap.client`).
+"""aioimaplib's client protocol, adapted for mailbox sync (used by `mailcrm.imap.connection`).
 
 Workarounds for upstream behaviour: untagged-line routing that keeps names intact and
 sends QRESYNC ``VANISHED`` to the FETCH it answers, a response loop without recursion or
 quadratic re-slicing, a FETCH completion check that looks back only to the last message,
 activity tracking for the watchdog, and a command that sends its secret parts only after
 the server's continuation.
+
+Two of these override private methods of `IMAP4ClientProtocol`, so aioimaplib is pinned
+exactly (``aioimaplib==2.0.3`` in pyproject.toml) and `tests/unit/test_imap_protocol_shape.py`
+fails if a release renames them, changes their parameters or stops calling them. What
+upstream change would let each override go:
+
+* `_Protocol._untagged_response`: upstream strips every ``b"* "`` from the line
+  (``line.replace(b"* ", b"")``) and has no route for ``VANISHED``. It can go once
+  upstream removes only the leading ``"* "`` and hands ``* VANISHED`` to the pending
+  ``UID FETCH`` (it answers that command, RFC 7162 3.2.10), not to NOOP or nowhere.
+* `_Protocol._handle_responses`: upstream recurses once per response line and re-slices
+  the buffer each time (aioimaplib issue #118; iterative fixes proposed in pull requests
+  #103, #119 and #130). It can go once a release parses the buffer in a loop by offset.
+* `_FetchCommand.wait_data` (public, but it reads the private ``_resp_lines``): upstream
+  rescans every line of the response per chunk received; it can go once upstream looks
+  back only to the last ``n FETCH (`` line.
 """
 
 from __future__ import annotations

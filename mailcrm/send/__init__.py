@@ -1,1 +1,2 @@
-"""Sending the outbox: SMTP connection pools (`smtp`), the send loop (`worker`), Sent copies."""
+"""Sending the outbox: the send loop (`worker`) and its helpers, sender processes, Sent
+copies. SMTP itself is `mailcrm.smtp`'s; this package is its only user."""

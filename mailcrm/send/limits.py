@@ -9,7 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-from mailcrm.send.smtp import SmtpPool
+from mailcrm.errors import MailcrmError
+from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail
@@ -19,8 +20,11 @@ log = logging.getLogger("mailcrm.send.worker")  # the sender's events keep one l
 DAILY_WINDOW = timedelta(hours=24)
 
 
-class Stopped(Exception):
-    """Stop was requested before the row's SMTP transaction began."""
+class Stopped(MailcrmError):
+    """Stop was requested before the row's SMTP transaction began (the lane gives the row back)."""
+
+    def __init__(self) -> None:
+        super().__init__("stop was requested before the SMTP transaction began")
 
 
 class DailyCap:

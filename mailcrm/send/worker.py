@@ -58,9 +58,9 @@ from mailcrm.send.limits import DailyCap, Stopped, rate_slot, wait
 from mailcrm.send.outcomes import Outcomes
 from mailcrm.send.recorder import Recorder
 from mailcrm.send.sentcopy import SentCopier
-from mailcrm.send.smtp import SmtpPool, SmtpReply
-from mailcrm.send.smtp_errors import SendAborted, SmtpConfigError, SmtpSendError, Utf8NotOffered
 from mailcrm.settings import SalespersonSettings, Settings
+from mailcrm.smtp.errors import SendAborted, SmtpConfigError, SmtpSendError, Utf8NotOffered
+from mailcrm.smtp.pool import SmtpPool, SmtpReply
 from mailcrm.store import keys, outbox
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail, Prepared, SentRecord

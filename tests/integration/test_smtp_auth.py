@@ -18,9 +18,9 @@ from servers.smtp_auth import AuthHandler, AuthSMTPServer
 from sqlalchemy import select
 
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.smtp import SmtpPool
 from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, Settings, SmtpAccount
+from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem
 

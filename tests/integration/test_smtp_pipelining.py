@@ -16,9 +16,9 @@ import pytest
 from servers.smtpd import RecordingHandler, RecordingSMTPServer
 
 from mailcrm.domain.retry import Phase
-from mailcrm.send.smtp import SmtpPool, SmtpReply
-from mailcrm.send.smtp_errors import SmtpSendError
 from mailcrm.settings import SmtpAccount
+from mailcrm.smtp.errors import SmtpSendError
+from mailcrm.smtp.pool import SmtpPool, SmtpReply
 
 HOST = "127.0.0.1"
 SENDER = "alice@acme.example"

@@ -23,11 +23,11 @@ from mailcrm import netpolicy
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.errors import ImapAuthError
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.smtp import SmtpPool
-from mailcrm.send.smtp_errors import SmtpConfigError
-from mailcrm.send.smtp_login import SmtpLogin
 from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, Settings, SmtpAccount
+from mailcrm.smtp.errors import SmtpConfigError
+from mailcrm.smtp.login import SmtpLogin
+from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem
 

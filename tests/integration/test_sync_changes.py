@@ -18,6 +18,8 @@ from sqlalchemy import select
 from test_sync import ALICE, MailEnv
 
 from mailcrm.imap.client import ImapClient
+from mailcrm.imap.connection import Connection
+from mailcrm.imap.idle import Waiter
 from mailcrm.store import mail, timeline
 from mailcrm.store.models import FolderCursor, Message, MessageLocation, TimelineEvent
 from mailcrm.sync.engine import FolderResult, FolderSync
@@ -94,7 +96,7 @@ def test_flags_and_expunges_made_while_stopped_are_applied_without_refetching(
 
         monkeypatch.setattr(ImapClient, "uids_upto", no_listing)
     else:  # a CONDSTORE server without QRESYNC: expunges are found by UID comparison
-        monkeypatch.setattr(ImapClient, "has_qresync", property(lambda self: False))
+        monkeypatch.setattr(Connection, "has_qresync", property(lambda self: False))
     _deliver(env, 5)
     env.sync()
     before_messages, before_events = _messages(env), env.count(TimelineEvent)
@@ -170,8 +172,8 @@ def test_without_condstore_expunges_are_still_found(
     mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = mail_env
-    monkeypatch.setattr(ImapClient, "has_condstore", property(lambda self: False))
-    monkeypatch.setattr(ImapClient, "has_qresync", property(lambda self: False))
+    monkeypatch.setattr(Connection, "has_condstore", property(lambda self: False))
+    monkeypatch.setattr(Connection, "has_qresync", property(lambda self: False))
     _deliver(env, 5)
     env.sync()
     assert _cursor_modseq(env) is None
@@ -254,18 +256,18 @@ CHANGEDSINCE = "UID FETCH (CHANGEDSINCE)"
 def _record_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every command run through the client's command path, plus "IDLE" at each IDLE start."""
     seen: list[str] = []
-    run, idle_once = ImapClient._run, ImapClient._idle_once
+    run, idle_once = Connection.run, Waiter._idle_once
 
-    async def recording_run(self: ImapClient, what: str, make: Callable[[], Any], **kwargs: Any) -> Any:
+    async def recording_run(self: Connection, what: str, make: Callable[[], Any], **kwargs: Any) -> Any:
         seen.append(what)
         return await run(self, what, make, **kwargs)
 
-    async def recording_idle(self: ImapClient, window: float) -> Any:
+    async def recording_idle(self: Waiter, window: float) -> Any:
         seen.append("IDLE")
         return await idle_once(self, window)
 
-    monkeypatch.setattr(ImapClient, "_run", recording_run)
-    monkeypatch.setattr(ImapClient, "_idle_once", recording_idle)
+    monkeypatch.setattr(Connection, "run", recording_run)
+    monkeypatch.setattr(Waiter, "_idle_once", recording_idle)
     return seen
 
 

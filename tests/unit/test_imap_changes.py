@@ -20,15 +20,16 @@ ACCOUNT = ImapAccount(host="imap.example", username="alice@example.com", passwor
 def _client(lines: list[Line], sent: list[str]) -> ImapClient:
     """A client with QRESYNC on and INBOX selected whose one command returns ``lines``."""
     client = ImapClient(ACCOUNT)
-    client.capabilities = frozenset({"IMAP4REV1", "CONDSTORE", "QRESYNC", "ENABLE"})
-    client._qresync_enabled = True
-    client._selected = "INBOX"
+    conn = client.connection
+    conn.capabilities = frozenset({"IMAP4REV1", "CONDSTORE", "QRESYNC", "ENABLE"})
+    conn.qresync_enabled = True
+    conn.selected = "INBOX"
 
     async def run(what: str, make: Callable[[], Any], **kwargs: Any) -> Reply:
         sent.append(what)
         return Reply("OK", lines, "OK Fetch completed.")
 
-    client._run = run  # type: ignore[method-assign]
+    conn.run = run  # type: ignore[method-assign]
     return client
 
 

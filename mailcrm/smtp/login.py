@@ -30,10 +30,10 @@ from mailcrm import netpolicy, oauth
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.errors import MailcrmError
 from mailcrm.oauth import TokenProvider
-from mailcrm.send.smtp_errors import SmtpConfigError, SmtpSendError, wants_encryption
 from mailcrm.settings import SmtpAccount
+from mailcrm.smtp.errors import SmtpConfigError, SmtpSendError, wants_encryption
 
-log = logging.getLogger("mailcrm.send.smtp")
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)

@@ -1,10 +1,16 @@
-"""The sender's SMTP exceptions: what leaves the SMTP shell instead of aiosmtplib's."""
+"""The sender's SMTP exceptions: what leaves the SMTP shell instead of aiosmtplib's.
+
+All of them sit under `SmtpError`, itself a `MailcrmError`, like the IMAP shell's
+`ImapError`: one root for every error mailcrm raises. The sender catches each of them
+around the one SMTP transaction it runs, so none of them reaches the CLI.
+"""
 
 from __future__ import annotations
 
 import re
 
 from mailcrm.domain.retry import SmtpOutcome
+from mailcrm.errors import MailcrmError
 
 _ENCRYPTION_WORDS = re.compile(r"starttls|\btls\b|\bssl\b|encrypt", re.IGNORECASE)
 
@@ -16,7 +22,11 @@ def wants_encryption(code: int | None, text: str) -> bool:
     return code == 530 and _ENCRYPTION_WORDS.search(text) is not None
 
 
-class SmtpSendError(Exception):
+class SmtpError(MailcrmError):
+    """Root of every error raised by `mailcrm.smtp`."""
+
+
+class SmtpSendError(SmtpError):
     """A send did not end with 250; `outcome` says where and why."""
 
     def __init__(self, outcome: SmtpOutcome) -> None:
@@ -31,7 +41,7 @@ class SmtpConfigError(SmtpSendError):
     keeps its emails waiting, unattempted, instead of spending their retries."""
 
 
-class Utf8NotOffered(Exception):
+class Utf8NotOffered(SmtpError):
     """An address has a non-ASCII local part and the server does not offer SMTPUTF8 (RFC 6531).
 
     Raised before MAIL FROM, so nothing was sent and the connection stays usable; the
@@ -46,5 +56,5 @@ class Utf8NotOffered(Exception):
         self.address = address
 
 
-class SendAborted(Exception):
+class SendAborted(SmtpError):
     """`before_dot` declined (the row is no longer ours): the transaction was dropped unsent."""

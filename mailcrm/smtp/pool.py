@@ -1,6 +1,6 @@
 """SMTP connections per account: a small pool of reused aiosmtplib clients.
 
-* Connecting, TLS and AUTH are `smtp_login.SmtpLogin`'s (verified TLS, no AUTH in
+* Connecting, TLS and AUTH are `login.SmtpLogin`'s (verified TLS, no AUTH in
   the clear except to a loopback relay, `auth:` login/plain/xoauth2).
 * Each send records how far it got (`domain.retry.Phase`): DATA's final "." is
   written only after the caller's `before_dot` hook has recorded the attempt, so
@@ -13,7 +13,7 @@
   in this process (`RateLimiter`); `per_day` is counted by the caller from the outbox.
 
 aiosmtplib exceptions never leave these modules: every failure becomes an
-`SmtpSendError` (`smtp_errors`) carrying an `SmtpOutcome` the pure core can classify.
+`SmtpSendError` (`errors`) carrying an `SmtpOutcome` the pure core can classify.
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ from aiosmtplib import (
 
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.oauth import TokenProvider
-from mailcrm.send.pipelining import PipelineBroken, ReplyTap
-from mailcrm.send.smtp_errors import (
+from mailcrm.settings import SmtpAccount
+from mailcrm.smtp.errors import (
     SendAborted,
     SmtpConfigError,
     SmtpSendError,
     Utf8NotOffered,
     wants_encryption,
 )
-from mailcrm.send.smtp_login import SmtpLogin
-from mailcrm.settings import SmtpAccount
+from mailcrm.smtp.login import SmtpLogin
+from mailcrm.smtp.pipelining import PipelineBroken, ReplyTap
 
 log = logging.getLogger(__name__)
 
