@@ -288,12 +288,18 @@ def reason_of(status: str | None, diagnostic: str | None) -> BounceReason:
 
 
 def refused_after_data(reason: BounceReason, status: str | None, context: str) -> BounceReason:
-    """An "unknown user" answer to the message's content (after DATA) is the recipient's filter.
+    """A suppressing reason the SMTP dialogue shows was not about the recipient's address.
 
-    Japanese carriers and content filters answer "550 Unknown user" at the end of DATA
-    for mail their user's settings refuse; the address exists. Only wording counts here:
-    a 5.1.x status says the address is unknown whenever it is given.
+    * Refused at MAIL FROM (Exim's "SMTP error ... after MAIL FROM:", Postfix's "in reply
+      to MAIL FROM command"): the server judged the sender, before it saw any recipient;
+      "550 5.1.7 No such domain" there names the sender's domain. Rejected, not suppressed.
+    * An "unknown user" answer to the message's content (after DATA) is the recipient's
+      filter: Japanese carriers and content filters answer "550 Unknown user" at the end
+      of DATA for mail their user's settings refuse; the address exists. Only wording
+      counts here: a 5.1.x status says the address is unknown whenever it is given.
     """
+    if reason in SUPPRESSING and any(marker in context.casefold() for marker in _AT_MAIL_FROM):
+        return BounceReason.REJECTED
     if reason is not BounceReason.USERUNKNOWN or (status or "")[1:4] == ".1.":
         return reason
     lowered = context.casefold()
@@ -303,6 +309,10 @@ def refused_after_data(reason: BounceReason, status: str | None, context: str) -
 
 
 _AFTER_DATA = ("end of data", "after data", "data command", "after end of message")
+_AT_MAIL_FROM = ("after mail from", "in reply to mail from")
+# RFC 3463 X.1.7 / X.1.8: the sender's address is bad. Whatever else the reply says
+# ("no such domain", "address rejected") is about the sender, not the recipient.
+_SENDER_ADDRESS_STATUS = frozenset({"5.1.7", "5.1.8", "4.1.7", "4.1.8"})
 # The generic wordings filters reuse; a provider's own ("this user doesn't have a ...
 # account") still means the address is gone.
 _GENERIC_UNKNOWN = ("unknown user", "user unknown", "no such user", "unknown recipient", "recipient unknown")
@@ -315,8 +325,10 @@ def _judge(status: str | None, text: str) -> tuple[BounceReason, str | None]:
         code = in_text  # 'Status: 5.0.0' beside '550 5.1.1 ...': the diagnostic is more precise
     if text:
         strong = _phrase_reason(text, _STRONG)
-        if strong is not None:
+        if strong is not None and (code not in _SENDER_ADDRESS_STATUS or strong in SENDER_SIDE):
             return strong, code
+    if code in _SENDER_ADDRESS_STATUS:
+        return BounceReason.REJECTED, code
     by_code = reason_from_status(code)
     if by_code not in (BounceReason.ONHOLD, BounceReason.UNDEFINED):
         return by_code, code

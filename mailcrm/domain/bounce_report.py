@@ -87,8 +87,11 @@ def read_report(message: ParsedMessage, noreply: bool) -> Classification | None:
     text = message.text[:SCAN_LIMIT]
     text = text[: notice_end(text.lower())]
     bounced: dict[str | None, BouncedRecipient] = {}
+    failed = _failed_recipients(message) if len(chosen) == 1 else []
     for entry in chosen:
         address = recipient_address(entry.original_recipient, entry.final_recipient)
+        if address is None and len(failed) == 1:
+            address = failed[0]  # Final-Recipient names a mailbox path: Exim's header names the address
         if address in bounced:
             continue
         diagnostic = entry.diagnostic[:DIAGNOSTIC_LIMIT] if entry.diagnostic else None
@@ -111,6 +114,26 @@ def read_report(message: ParsedMessage, noreply: bool) -> Classification | None:
     return Classification(kind, label, tuple(bounced.values()), original, noreply)
 
 
+def _microsoft_jmrp(message: ParsedMessage) -> bool:
+    """Outlook.com's Junk Mail Reporting Program copy: not ARF, but as sure a complaint.
+
+    It is a plain multipart/mixed whose subject reads "complaint about message from <ip>"
+    and whose enclosed copy carries X-HmXmrOriginalRecipient, the complaining mailbox.
+    """
+    subject = message.subject[:200].casefold()
+    return "x-hmxmroriginalrecipient" in message.enclosed_headers and subject.startswith(_JMRP_SUBJECT)
+
+
+_JMRP_SUBJECT = "complaint about message from"
+
+
+def _failed_recipients(message: ParsedMessage) -> list[str]:
+    """The addresses of Exim's X-Failed-Recipients header, normalised."""
+    value = message.headers.get("x-failed-recipients", "")[:2000]
+    found = (recipient_address(part) for part in value.split(","))
+    return [address for address in found if address]
+
+
 def _addresses(values: list[str]) -> list[str]:
     found: list[str] = []
     for value in values:
@@ -127,10 +150,11 @@ def _addresses(values: list[str]) -> list[str]:
 def read_complaint(message: ParsedMessage, noreply: bool) -> Classification | None:
     """The classification of an ARF abuse report, or None when `message` is not one."""
     feedback = message.feedback
-    if feedback is None and message.report_type != "feedback-report":
+    jmrp = feedback is None and _microsoft_jmrp(message)
+    if feedback is None and message.report_type != "feedback-report" and not jmrp:
         return None
     kind = feedback.feedback_type if feedback and feedback.feedback_type else "abuse"
-    label = f"ARF feedback report: {kind}"
+    label = "Microsoft JMRP complaint" if jmrp else f"ARF feedback report: {kind}"
     original = message.enclosed_message_id
     if kind in _NOT_COMPLAINTS:  # a DMARC failure report or a "not spam" vote: nobody complained
         return Classification(MessageKind.COMPLAINT, label, (), original, noreply)

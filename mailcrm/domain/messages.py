@@ -507,7 +507,8 @@ def _read_headers(data: bytes, start: int, end: int) -> tuple[list[tuple[str, st
     """Header fields of the entity at `data[start:end]` and where its body starts.
 
     Names are lower case, values unfolded with raw 8-bit bytes kept as surrogate escapes.
-    A line that is neither a header nor a continuation starts the body, as in the stdlib.
+    A line that is neither a header nor a continuation starts the body, as in the stdlib,
+    unless it is a fold that lost its indentation (`_lost_indentation`).
     """
     notes: list[str] = []
     if data.startswith(b"\n", start, end) or data.startswith(b"\r\n", start, end):
@@ -528,6 +529,7 @@ def _read_headers(data: bytes, start: int, end: int) -> tuple[list[tuple[str, st
     else:
         block_end = body_start = end
     fields: list[tuple[str, list[str]]] = []
+    tally: list[tuple[int, int]] = []
     lines = _LINE_BREAK.split(data[start:block_end].decode("ascii", "surrogateescape"))
     for index, line in enumerate(lines):
         if not line:
@@ -544,12 +546,47 @@ def _read_headers(data: bytes, start: int, end: int) -> tuple[list[tuple[str, st
             fields.append((name, [line[match.end() :].lstrip(" \t")]))
         elif index == 0 and line.startswith("From "):
             continue  # mbox separator line
+        elif fields and _lost_indentation(fields[-1][1][-1], index, tally := tally or _line_tally(lines)):
+            fields[-1][1].append(" " + line)
+            if "folded header line without leading whitespace" not in notes:
+                notes.append("folded header line without leading whitespace")
         else:
             notes.append("no blank line between header and body")
             found = data.find(line.encode("ascii", "surrogateescape"), start, end)
             body_start = found if found >= 0 else body_start
             break
     return [(name, "".join(pieces).rstrip()) for name, pieces in fields], min(body_start, end), notes
+
+
+def _line_tally(lines: list[str]) -> list[tuple[int, int]]:
+    """For each line, how many header fields and how many other lines follow it."""
+    tally = [(0, 0)] * (len(lines) + 1)
+    fields = prose = 0
+    for index in range(len(lines) - 1, -1, -1):
+        tally[index + 1] = (fields, prose)
+        line = lines[index]
+        if line and line[0] not in " \t":
+            if _HEADER_NAME.match(line) is not None:
+                fields += 1
+            else:
+                prose += 1
+    return tally
+
+
+def _lost_indentation(previous: str, index: int, tally: list[tuple[int, int]]) -> bool:
+    """Whether line `index`, neither a header nor indented, is a fold that lost its indent.
+
+    Copies of notices pasted through tools that strip leading whitespace keep their blank
+    line after the header. Such a line is taken as a continuation when it carries on a
+    parameter list (the field so far ends with ';') or when header fields clearly
+    dominate the rest of the block (`tally`, from `_line_tally`); a body that merely
+    lacks its blank line has prose there, and stays the body. Only reached on malformed
+    headers, so well-formed mail pays nothing.
+    """
+    if previous.rstrip().endswith(";"):
+        return True
+    fields, prose = tally[index + 1]
+    return fields >= 2 and fields > prose
 
 
 def _split_multipart(

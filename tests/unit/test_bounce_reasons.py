@@ -122,3 +122,38 @@ def test_temporary_dns_failure_is_not_an_unknown_host() -> None:
     lookup = "Host or domain name not found. Name service error for name=customer.example type=MX: "
     assert reason_of("5.4.4", lookup + "Host not found") is R.HOSTUNKNOWN
     assert reason_of("5.4.4", lookup + "Host not found, try again") is R.NETWORKERROR
+
+
+@pytest.mark.parametrize(
+    ("status", "diagnostic"),
+    [
+        # Exim: the sender's domain, not the recipient's, is unknown to the remote server.
+        (
+            "5.1.7",
+            "SMTP error from remote mail server after MAIL FROM:<s@a.example>: 550 5.1.7 No such domain",
+        ),
+        (None, "SMTP error from remote mail server after MAIL FROM:<s@acme.example>: 550 No such user here"),
+        # Postfix: refused before any recipient was given.
+        (None, "said: 550 5.1.1 <s@acme.example>: user unknown (in reply to MAIL FROM command)"),
+        # RFC 3463 X.1.8: bad sender's system address, whatever the words say.
+        ("5.1.8", "501 5.1.8 Address rejected: domain not found"),
+    ],
+)
+def test_refusal_of_the_sender_never_suppresses_the_recipient(status: str | None, diagnostic: str) -> None:
+    """A reply to MAIL FROM or a sender-address status judges the sender's address."""
+    reason = reason_of(status, diagnostic)
+    assert reason is R.REJECTED
+    assert not suppresses(reason)
+
+
+@pytest.mark.parametrize(
+    ("diagnostic", "reason"),
+    [
+        ("Esta casilla ha expirado por falta de uso.", R.SUSPEND),  # Argentine qmail
+        ("550 This account has expired due to inactivity", R.SUSPEND),
+        ("User mailbox exceeds allowed size: a@b.example", R.MAILBOXFULL),  # IMail
+        ("550 zen.example.net Listed by CSS", R.BLOCKED),
+    ],
+)
+def test_reason_of_reads_wordings_seen_in_the_held_out_corpus(diagnostic: str, reason: BounceReason) -> None:
+    assert reason_of(None, diagnostic) is reason

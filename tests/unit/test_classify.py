@@ -279,3 +279,34 @@ def test_classification_is_fast_on_hostile_text(name: str, subject: str) -> None
     classify(message)
     elapsed = time.perf_counter() - started
     assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms"
+
+
+def test_report_whose_final_recipient_is_a_path_names_the_failed_address() -> None:
+    """Exim's DSN for a local delivery names a mailbox path; X-Failed-Recipients names the address."""
+    message = _message(
+        "From: Mail Delivery System <Mailer-Daemon@mx.example>\nTo: alice@team.example\n"
+        "X-Failed-Recipients: bob@customer.example\nSubject: Mail delivery failed\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"',
+        "--r\nContent-Type: text/plain\n\n  save to /var/mail/b/bob\n    mailbox is full\n"
+        "--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n"
+        "Action: failed\nFinal-Recipient: rfc822;/var/mail/b/bob\nStatus: 5.0.0\n--r--\n",
+    )
+    result = classify(message)
+    assert result.kind is MessageKind.BOUNCE
+    assert [(b.address, b.hard, b.reason) for b in result.bounced] == [
+        ("bob@customer.example", False, BounceReason.MAILBOXFULL)
+    ]
+
+
+def test_outlook_junk_mail_report_is_a_complaint() -> None:
+    """Microsoft's JMRP copy is not ARF: subject and X-HmXmrOriginalRecipient mark it."""
+    message = _message(
+        "From: staff@hotmail.com\nTo: fbl@team.example\nSubject: complaint about message from 192.0.2.1\n"
+        'Content-Type: multipart/mixed; boundary="j"',
+        "--j\nContent-Type: message/rfc822\nContent-Disposition: inline\n\n"
+        "X-HmXmrOriginalRecipient: carol@hotmail.example\nFrom: alice@team.example\n"
+        "To: carol@hotmail.example\nSubject: Offer\n\nHello\n--j--\n",
+    )
+    result = classify(message)
+    assert result.kind is MessageKind.COMPLAINT
+    assert [(b.address, b.hard) for b in result.bounced] == [("carol@hotmail.example", False)]

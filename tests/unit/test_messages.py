@@ -384,6 +384,50 @@ def test_header_without_blank_line_and_continuation_first() -> None:
     assert "message: continuation line before the first header" in message.defects
 
 
+def test_folded_header_lines_that_lost_their_indentation_stay_in_the_header() -> None:
+    # Copies of notices sometimes lose the leading whitespace of folded lines; the header
+    # block still ends at the blank line, so the Content-Type and its boundary are kept.
+    raw = (
+        b"Received: from a.example\n"
+        b"by b.example; Sat, 4 Aug 2018 05:32:32 +0000\n"
+        b"From: Microsoft Outlook <postmaster@outlook.example>\n"
+        b"To: <kijitora@example.com>\n"
+        b"Subject: Undeliverable: Nyaan\n"
+        b"Content-Type: multipart/report; report-type=delivery-status;\n"
+        b'boundary="b1"\n'
+        b"MIME-Version: 1.0\n"
+        b"\n"
+        b"--b1\nContent-Type: text/plain\n\nYour message couldn't be delivered.\n"
+        b"--b1\nContent-Type: message/delivery-status\n\n"
+        b"Reporting-MTA: dns;mx.example\n\n"
+        b"Final-Recipient: rfc822;azumakuniyuki@example.ne.jp\nAction: failed\nStatus: 5.1.1\n"
+        b"--b1--\n"
+    )
+    message = parse_message(raw)
+    assert message.from_[0].address == "postmaster@outlook.example"
+    assert message.subject == "Undeliverable: Nyaan"
+    assert message.content_type == "multipart/report"
+    assert "message: folded header line without leading whitespace" in message.defects
+    verdict = classify(message)
+    bounced = [(b.address, b.reason.value) for b in verdict.bounced]
+    assert bounced == [("azumakuniyuki@example.ne.jp", "userunknown")]
+
+
+def test_body_lines_after_a_missing_blank_line_are_not_taken_for_folded_headers() -> None:
+    message = parse_message(b"From: a@b.example\nHello Bob,\nPrice: 10 EUR\nthanks\n")
+    assert message.from_[0].address == "a@b.example"
+    assert message.text == "Hello Bob,\nPrice: 10 EUR\nthanks"
+    assert "message: no blank line between header and body" in message.defects
+
+
+def test_many_unindented_folds_parse_in_linear_time() -> None:
+    block = b"".join(b"X-H%d: v;\nparam%d=1\n" % (n, n) for n in range(20000))
+    started = time.perf_counter()
+    message = parse_message(b"From: a@b.example\n" + block + b"\nbody\n")
+    assert time.perf_counter() - started < 2.0
+    assert message.text == "body"
+
+
 def test_mbox_from_line_is_skipped() -> None:
     message = parse_message(
         b"From alice@b.example Mon Jun  3 10:00:00 2024\nFrom: a@b.example\nSubject: s\n\nbody\n"
