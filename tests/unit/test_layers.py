@@ -93,3 +93,75 @@ def test_imap_commands_take_the_connection_rather_than_extend_it() -> None:
     ]
     assert subclasses == []
     assert ImapClient.__bases__ == (object,)
+
+
+# Outside store/, the database is reached through store functions only. The one name
+# allowed from the database libraries is `sqlmodel.Session`: the handle those functions
+# take (a type for annotations; it builds no SQL).
+DATABASE_LIBRARIES = {"sqlmodel", "sqlalchemy"}
+ALLOWED_DATABASE_NAMES = {"sqlmodel.Session"}
+# What only the store may do with a session or connection: run statements, read or write
+# rows through the ORM, reach the driver.
+SESSION_CALLS = {
+    "exec", "execute", "exec_driver_sql", "scalar", "scalars", "scalar_one", "get", "add",
+    "add_all", "delete", "merge", "flush", "commit", "refresh", "connection",
+}  # fmt: skip
+# Calls no shell but the store makes whatever their receiver is named.
+DRIVER_CALLS = {"exec_driver_sql", "raw_connection"}
+
+
+def _sessions(tree: ast.AST) -> set[str]:
+    """Names that hold a session: `with x.read() as s` / `with x.write() as s`, and
+    parameters annotated `Session`."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+            call = node.context_expr
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+                if call.func.attr in ("read", "write"):
+                    names.add(node.optional_vars.id)
+            elif isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "scan":
+                names.add(node.optional_vars.id)
+        elif isinstance(node, ast.arg) and node.annotation is not None:
+            if "Session" in ast.unparse(node.annotation):
+                names.add(node.arg)
+    return names
+
+
+def _database_use(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    sessions = _sessions(tree)
+    where = path.relative_to(PACKAGE)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            if isinstance(node, ast.Attribute) and node.attr == "engine":
+                if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+                    found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            continue
+        method, receiver = node.func.attr, node.func.value
+        on_session = isinstance(receiver, ast.Name) and receiver.id in sessions
+        if method in DRIVER_CALLS or (on_session and method in SESSION_CALLS):
+            found.append(f"{where}:{node.lineno}: {ast.unparse(node.func)}()")
+    return found
+
+
+def test_sql_runs_in_the_store_only() -> None:
+    """No module outside `mailcrm/store/` builds a query (imports from sqlalchemy or sqlmodel
+    other than the `Session` type), runs one on a session, or reaches the engine or the
+    driver: every read and write is a store function named after what it answers."""
+    outside = [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (PACKAGE / "store") not in path.parents and ".venv" not in path.parts
+    ]
+    imports = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path, name in _imports(PACKAGE)
+        if path in outside
+        and _under(name, DATABASE_LIBRARIES)
+        and name not in ALLOWED_DATABASE_NAMES
+        and name not in {n.rpartition(".")[0] for n in ALLOWED_DATABASE_NAMES}
+    ]
+    assert imports == []
+    assert [use for path in outside for use in _database_use(path)] == []
