@@ -122,9 +122,8 @@ def _sessions(tree: ast.AST) -> set[str]:
                     names.add(node.optional_vars.id)
             elif isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "scan":
                 names.add(node.optional_vars.id)
-        elif isinstance(node, ast.arg) and node.annotation is not None:
-            if "Session" in ast.unparse(node.annotation):
-                names.add(node.arg)
+        elif isinstance(node, ast.arg) and node.annotation and "Session" in ast.unparse(node.annotation):
+            names.add(node.arg)
     return names
 
 
@@ -135,9 +134,9 @@ def _database_use(path: Path) -> list[str]:
     found: list[str] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
-            if isinstance(node, ast.Attribute) and node.attr == "engine":
-                if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
-                    found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            engine = isinstance(node, ast.Attribute) and node.attr == "engine"
+            if engine and ast.unparse(node) != "self.engine":
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
             continue
         method, receiver = node.func.attr, node.func.value
         on_session = isinstance(receiver, ast.Name) and receiver.id in sessions
@@ -165,3 +164,47 @@ def test_sql_runs_in_the_store_only() -> None:
     ]
     assert imports == []
     assert [use for path in outside for use in _database_use(path)] == []
+
+
+# The store functions that take the `Database` (they own their transactions) or a
+# `Connection` (store-internal driver helpers), as `mailcrm/store/__init__.py` states.
+OWN_TRANSACTIONS = {
+    "candidates": {"scan"},
+    "importer": {"import_customers", "import_purchases"},
+    "migrate": {"current_revision", "upgrade", "drift", "schema", "ensure_ready"},
+    "outbox.admin": {"retry", "cancel"},
+    "outbox.claims": {"claim", "extend_lease", "release"},
+    "outbox.facts": {"sent_since", "soft_bounces"},
+    "outbox.outcomes": {
+        *("mark_sending", "mark_sent", "mark_retry", "mark_failed", "mark_unknown", "mark_skipped"),
+        *("defer", "skip_late"),
+    },
+    "outbox.recording": {"record"},
+}
+DRIVER_HELPERS = {
+    "importer.bulk": {"enlarge_page_cache", "rows_where_in", "customers_by_address", "insert_rows"},
+    "purchases": {"customer_zones", "promote_leads"},
+}
+HANDLES = {"Session", "Database", "Connection"}
+
+
+def test_store_functions_take_a_session_unless_they_own_their_transactions() -> None:
+    """The handle rule of `mailcrm/store/__init__.py`: a public store function takes a
+    `Session`; the `Database` only where it owns its transactions, a `Connection` only in
+    the store-internal driver helpers. A new exception has to be named here, with why."""
+    store = PACKAGE / "store"
+    found: dict[str, dict[str, set[str]]] = {"Database": {}, "Connection": {}}
+    for path in sorted(store.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        module = ".".join(path.relative_to(store).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_") or not node.args.args:
+                continue
+            first = node.args.args[0].annotation
+            kinds = {name for name in HANDLES if first is not None and name in ast.unparse(first)}
+            for kind in kinds - {"Session"}:
+                found[kind].setdefault(module, set()).add(node.name)
+            assert len(kinds) <= 1, f"{module}.{node.name} takes one kind of handle, not {kinds}"
+    assert found["Database"] == OWN_TRANSACTIONS
+    assert found["Connection"] == DRIVER_HELPERS
