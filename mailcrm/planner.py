@@ -8,7 +8,6 @@ makes every pass, on any number of machines, idempotent.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import Iterator
@@ -17,20 +16,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from sqlalchemy.engine import Connection
+from sqlmodel import Session
 
 from mailcrm.domain.occurrences import PlanContext, plan_rule
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.domain.rules import RuleSet
 from mailcrm.settings import Settings
 from mailcrm.store import outbox
-from mailcrm.store.candidates import candidates
+from mailcrm.store.candidates import candidates, scan
 from mailcrm.store.db import Database
-from mailcrm.store.models import OutboxItem, table_of
+from mailcrm.store.outbox import planned_occurrences
 
 log = logging.getLogger(__name__)
 
-_OUTBOX = table_of(OutboxItem)
 _BATCH = 5000
 """Candidates planned, and outbox rows written, per step: memory stays flat however many
 customers there are, and no write transaction holds SQLite's lock for long."""
@@ -66,16 +64,13 @@ def _context(settings: Settings, start: datetime, end: datetime, now: datetime) 
     )
 
 
-def _batches(connection: Connection, rules: RuleSet, context: PlanContext) -> Iterator[_Batch]:
-    """The planned emails of every enabled rule, `_BATCH` candidates at a time."""
-    if connection.dialect.name == "postgresql":
-        # The candidate queries scan big tables once and are estimated far above
-        # jit_above_cost: compiling them costs more (~0.3 s each) than it saves.
-        connection.exec_driver_sql("SET LOCAL jit = off")
+def _batches(reading: Session, rules: RuleSet, context: PlanContext) -> Iterator[_Batch]:
+    """The planned emails of every enabled rule, `_BATCH` candidates at a time (`reading`:
+    the candidate scan's transaction, `store.candidates.scan`)."""
     for rule in rules.rules:
         if not rule.enabled:
             continue
-        found = candidates(connection, rule, context.start, context.end)
+        found = candidates(reading, rule, context.start, context.end)
         while chunk := list(islice(found, _BATCH)):
             emails = plan_rule(rule, chunk, context)
             if emails:
@@ -89,8 +84,8 @@ def compute(db: Database, settings: Settings, rules: RuleSet, start: datetime, e
             now: datetime) -> list[PlannedEmail]:  # fmt: skip
     """Every email the rules ask for with a due time in [start, end)."""
     context = _context(settings, start, end, now)
-    with db.engine.connect() as connection:
-        return [email for batch in _batches(connection, rules, context) for email in batch.emails]
+    with scan(db) as reading:
+        return [email for batch in _batches(reading, rules, context) for email in batch.emails]
 
 
 def plan(db: Database, settings: Settings, rules: RuleSet, now: datetime | None = None) -> PlanReport:
@@ -106,7 +101,7 @@ def plan(db: Database, settings: Settings, rules: RuleSet, now: datetime | None 
     context = _context(settings, start, end, moment)
     domain = settings.sending.message_id_domain
     in_memory = db.is_sqlite and db.url.database in (None, "", ":memory:")
-    with db.engine.connect() as reading:
+    with scan(db) as reading:
         batches = _batches(reading, rules, context)
         if in_memory:
             # One shared connection: read everything, then write in this thread.
@@ -144,15 +139,14 @@ def _write(db: Database, batch: _Batch, message_id_domain: str | None) -> int:
     deadlock them and fail one pass.
     """
     with db.write() as session:
-        connection = session.connection()
-        known = _existing(connection, batch.rule, {email.customer_id for email in batch.emails})
+        # Every pass plans the whole catch-up range again: what the outbox already has is
+        # left out here rather than built and shipped only to be ignored by the insert.
+        known = planned_occurrences(session, batch.rule, {email.customer_id for email in batch.emails})
         fresh = sorted(
             (e for e in batch.emails if (e.customer_id, e.occurrence) not in known),
             key=lambda e: (e.customer_id, e.occurrence),
         )
-        return outbox.insert_planned(
-            connection, fresh, message_id_domain=message_id_domain, owners=batch.owners
-        )
+        return outbox.insert_planned(session, fresh, message_id_domain=message_id_domain, owners=batch.owners)
 
 
 def _logged(report: PlanReport) -> PlanReport:
@@ -163,31 +157,6 @@ def _logged(report: PlanReport) -> PlanReport:
         extra={"action": "planned", "planned": report.planned, "inserted": report.inserted},
     )
     return report
-
-
-def _existing(connection: Connection, rule: str, customer_ids: set[int]) -> set[tuple[int, str]]:
-    """(customer, occurrence) pairs of `rule` already in the outbox for these customers.
-
-    Every pass plans the whole catch-up range again; one indexed query per batch keeps a
-    pass that finds nothing new from building and shipping rows only to see them ignored.
-    """
-    if not customer_ids:
-        return set()
-    ids = sorted(customer_ids)
-    if connection.dialect.name == "postgresql":
-        # A join, not `= ANY(array)`: PostgreSQL scans a parameter array linearly per row.
-        query = (
-            f"SELECT o.customer_id, o.occurrence FROM {_OUTBOX.name} AS o "
-            "JOIN unnest(%b::bigint[]) AS wanted(id) ON o.customer_id = wanted.id WHERE o.rule = %s"
-        )
-        rows = connection.exec_driver_sql(query, (ids, rule))
-    else:
-        query = (
-            f"SELECT customer_id, occurrence FROM {_OUTBOX.name} "
-            "WHERE rule = ? AND customer_id IN (SELECT value FROM json_each(?))"
-        )
-        rows = connection.exec_driver_sql(query, (rule, json.dumps(ids)))
-    return {(int(customer_id), str(occurrence)) for customer_id, occurrence in rows}
 
 
 def forecast(

@@ -20,10 +20,9 @@ from mailcrm.demo import serve as serve_demo
 from mailcrm.demo.summary import busiest_customer, summarize
 from mailcrm.errors import ConfigError
 from mailcrm.settings import load_settings
-from mailcrm.store import migrate
+from mailcrm.store import migrate, overview
 from mailcrm.store import timeline as timeline_store
 from mailcrm.store.db import Database, normalize_url
-from mailcrm.store.models import Customer
 from mailcrm.store.salespeople import sync_from_settings
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ def demo(
             summary = summarize(session)
             outcome = seed.mail_outcome(session, people)
             customer_id = seed.showcase_customer(session) or busiest_customer(session)
-            customer = session.get(Customer, customer_id) if customer_id else None
+            customer = overview.customer(session, customer_id) if customer_id else None
             entries = timeline_store.for_customer(session, customer_id, 12) if customer_id else []
             shown = serve_demo.example(session, settings, customer_id) if serve else None
         folders = [folder for report in mailboxes for folder in report.to_json()["folders"]]

@@ -14,26 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mailcrm.demo.data import SALESPEOPLE, DemoCustomer
 from mailcrm.demo.mailbox import DemoMail
 from mailcrm.domain.values import from_minor_units
 from mailcrm.errors import ConfigError
 from mailcrm.settings import Settings
-from mailcrm.store import companies, notes
+from mailcrm.store import companies, notes, overview
 from mailcrm.store import customers as customer_store
 from mailcrm.store.db import Database
-from mailcrm.store.models import (
-    Company,
-    Customer,
-    CustomerStatus,
-    EmailAddress,
-    Purchase,
-    Suppression,
-    TimelineEvent,
-)
 from mailcrm.sync.engine import FolderResult
 from mailcrm.sync.supervisor import workers
 
@@ -249,9 +239,7 @@ def add_history(db: Database, people: Iterable[DemoCustomer]) -> None:
                 company_id = companies.get_or_create(session, person.company[0])
                 companies.add_domain(session, company_id, person.company[1])
             for when, text in person.notes:
-                note = notes.add(session, customer.id, person.owner, text)
-                note.created_at = when
-                session.add(note)
+                notes.add(session, customer.id, person.owner, text, at=when)
 
 
 # -- mail ------------------------------------------------------------------------------------
@@ -345,34 +333,18 @@ def mail_outcome(session: Session, people: Iterable[DemoCustomer]) -> dict[str, 
     leads = [
         {"id": customer.id, "name": customer.name, "email": address, "company": company,
          "lead_source": customer.lead_source}
-        for customer, address, company in session.exec(
-            select(Customer, EmailAddress.address, Company.name)
-            .join(EmailAddress, col(EmailAddress.customer_id) == col(Customer.id))
-            .join(Company, col(Company.id) == col(Customer.company_id), isouter=True)
-            .where(Customer.status == CustomerStatus.LEAD.value, col(EmailAddress.is_primary))
-            .order_by(col(Customer.id))
-        )
+        for customer, address, company in overview.leads(session)
         if address not in imported
     ]  # fmt: skip
     lead_ids = {lead["id"] for lead in leads}
     new_addresses = [
         {"customer_id": customer.id, "name": customer.name, "address": address}
-        for customer, address in session.exec(
-            select(Customer, EmailAddress.address)
-            .join(EmailAddress, col(EmailAddress.customer_id) == col(Customer.id))
-            .order_by(col(EmailAddress.id))
-        )
+        for customer, address in overview.addresses(session)
         if address not in imported and customer.id not in lead_ids
     ]
-    owners = {
-        row.address: row.customer_id
-        for row in session.exec(
-            select(EmailAddress).join(Suppression, col(Suppression.address) == col(EmailAddress.address))
-        )
-    }
     suppressed = [
-        {"address": row.address, "reason": row.reason, "customer_id": owners.get(row.address)}
-        for row in session.exec(select(Suppression).order_by(col(Suppression.id)))
+        {"address": row.address, "reason": row.reason, "customer_id": owner}
+        for row, owner in overview.suppressions(session)
     ]
     return {"leads": leads, "new_addresses": new_addresses, "suppressed": suppressed}
 
@@ -380,13 +352,9 @@ def mail_outcome(session: Session, people: Iterable[DemoCustomer]) -> dict[str, 
 def showcase_customer(session: Session) -> int | None:
     """The customer with both purchases and mail whose timeline tells the most: most kinds
     of mail events, then most mail, then most purchases."""
-    buyers = dict(
-        session.exec(select(Purchase.customer_id, func.count()).group_by(col(Purchase.customer_id))).all()
-    )
+    buyers = overview.purchases_per_customer(session)
     mail: dict[int, tuple[set[str], int]] = {}
-    for customer_id, kind in session.exec(
-        select(TimelineEvent.customer_id, TimelineEvent.kind).where(col(TimelineEvent.kind).in_(MAIL_KINDS))
-    ):
+    for customer_id, kind in overview.timeline_kinds(session, MAIL_KINDS):
         kinds, count = mail.get(customer_id, (set(), 0))
         kinds.add(kind)
         mail[customer_id] = (kinds, count + 1)

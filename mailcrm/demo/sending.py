@@ -8,22 +8,20 @@ demo part is the server at the other end, which keeps each message as a file.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default as default_policy
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mailcrm import planner
 from mailcrm.demo.smtp_server import DemoSmtpServer
 from mailcrm.render import TemplateRenderer
 from mailcrm.send.worker import Sender, SendStats
 from mailcrm.settings import Settings
+from mailcrm.store import overview
 from mailcrm.store.db import Database
-from mailcrm.store.models import OutboxItem
 
 MAX_BATCHES = 50
 SEND_TIMEOUT = 120.0  # seconds for all batches together; the demo sends a few dozen emails
@@ -72,13 +70,7 @@ def per_rule(session: Session, now: datetime, rules: list[str]) -> dict[str, dic
     how many were sent, are due later, were skipped as too late, or did not go out for
     another reason (failed, retried, cancelled)."""
     result: dict[str, dict[str, int]] = {rule: dict.fromkeys(_COUNTS, 0) for rule in rules}
-    later = col(OutboxItem.due_at) > now
-    rows = session.exec(
-        select(OutboxItem.rule, OutboxItem.state, later, func.count())
-        .group_by(col(OutboxItem.rule), col(OutboxItem.state), later)
-        .order_by(col(OutboxItem.rule))
-    )
-    for rule, state, is_later, count in rows:
+    for rule, state, is_later, count in overview.outbox_by_rule(session, now):
         entry = result.setdefault(rule, dict.fromkeys(_COUNTS, 0))
         entry["planned"] += count
         if state == "sent":
@@ -120,7 +112,7 @@ def summary(
     names = [rule.name for rule in planner.configured_rules(settings).rules]
     rules = per_rule(session, now, names)
     messages = captured(server)
-    by_template = Counter(session.exec(select(OutboxItem.template).where(OutboxItem.state == "sent")))
+    by_template = overview.sent_templates(session)
     return {
         "planned": planned.planned,
         "sent": stats.sent,

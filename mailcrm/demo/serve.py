@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from mailcrm import daemon
 from mailcrm.demo import seed
 from mailcrm.settings import Settings
+from mailcrm.store import overview
 from mailcrm.store.db import Database
-from mailcrm.store.models import Customer, EmailAddress, Salesperson
 from mailcrm.sync.supervisor import MailboxWorker
 
 if TYPE_CHECKING:
@@ -49,17 +49,10 @@ def example(session: Session, settings: Settings, customer_id: int | None) -> Ex
     """The customer on show (else the first one) writing to their salesperson (else the first
     salesperson with a mailbox); None when the demo has neither."""
     mailboxes = [person.email for person in settings.salespeople if person.imap is not None]
-    query = (
-        select(Customer, EmailAddress.address, Salesperson.email)
-        .join(EmailAddress, col(EmailAddress.customer_id) == col(Customer.id))
-        .join(Salesperson, col(Salesperson.id) == col(Customer.owner_id), isouter=True)
-        .where(col(EmailAddress.is_primary))
-        .order_by(col(Customer.id) != customer_id, col(Customer.id))
-    )
-    for customer, address, owner in session.exec(query):
+    for found_id, name, address, owner in overview.contacts(session, first=customer_id):
         mailbox = owner if owner in mailboxes else (mailboxes[0] if mailboxes else None)
-        if mailbox and customer.id is not None and _SHELL_SAFE.fullmatch(address):
-            return Example(customer.id, customer.name, address, mailbox)
+        if mailbox and _SHELL_SAFE.fullmatch(address):
+            return Example(found_id, name, address, mailbox)
     return None
 
 

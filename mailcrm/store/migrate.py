@@ -1,4 +1,7 @@
-"""Schema migrations (Alembic), driven from code so no alembic.ini is needed."""
+"""Schema migrations (Alembic), driven from code so no alembic.ini is needed.
+
+The functions take the `Database`: migrations run (and commit) DDL in transactions of their own.
+"""
 
 from __future__ import annotations
 

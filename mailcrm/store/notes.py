@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlmodel import Session
 
 from mailcrm.errors import ValidationError
@@ -10,14 +12,17 @@ from mailcrm.store.models import Note
 MAX_NOTE_LENGTH = 20_000
 
 
-def add(session: Session, customer_id: int, author: str, text: str) -> Note:
-    """Store a note; empty or oversized text is refused."""
+def add(session: Session, customer_id: int, author: str, text: str, *, at: datetime | None = None) -> Note:
+    """Store a note; empty or oversized text is refused. `at`: when it was written, if not now
+    (a note carried over from elsewhere, such as the demo's history)."""
     body = text.strip()
     if not body:
         raise ValidationError("the note is empty")
     if len(body) > MAX_NOTE_LENGTH:
         raise ValidationError(f"the note is longer than {MAX_NOTE_LENGTH} characters")
     note = Note(customer_id=customer_id, author=author.strip() or "unknown", text=body)
+    if at is not None:
+        note.created_at = at
     session.add(note)
     session.flush()
     return note

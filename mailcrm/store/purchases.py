@@ -72,7 +72,8 @@ class Placer:
 
 def customer_zones(connection: Connection, customer_ids: Iterable[int]) -> dict[int, str | None]:
     """customer id → its timezone (None: `defaults.timezone` applies), for the few customers
-    of `purchases add`; the importer reads a batch's zones with `bulk.rows_where_in`."""
+    of `purchases add`; the importer reads a batch's zones with `bulk.rows_where_in`.
+    Store-internal: `connection` is that of the calling store function's session."""
     ids = sorted(set(customer_ids))
     found: dict[int, str | None] = {}
     for start in range(0, len(ids), _PROMOTE_CHUNK):
@@ -101,7 +102,8 @@ def values(
 
 
 def promote_leads(connection: Connection, customer_ids: Iterable[int], now: datetime) -> None:
-    """Leads among `customer_ids` (each has a purchase) become customers."""
+    """Leads among `customer_ids` (each has a purchase) become customers (store-internal:
+    `connection` is that of the calling store function's session)."""
     ids = sorted(set(customer_ids))
     if not ids:
         return

@@ -185,7 +185,7 @@ def test_t6_two_planner_threads_at_the_same_instant_write_what_one_pass_writes(
 
     monkeypatch.setattr(planner, "candidates", reordered)
     collided: list[int] = []
-    existing = planner._existing
+    existing = planner.planned_occurrences
     if not db.is_sqlite:
         # The worst case, every time: both transactions have looked up which rows exist
         # before either inserts, so both insert each batch and the unique key decides.
@@ -198,7 +198,7 @@ def test_t6_two_planner_threads_at_the_same_instant_write_what_one_pass_writes(
             collided.append(len(customer_ids) - len({c for c, _ in known}))
             return known
 
-        monkeypatch.setattr(planner, "_existing", racing)
+        monkeypatch.setattr(planner, "planned_occurrences", racing)
 
     def one_pass(reverse: bool) -> tuple[planner.PlanReport, float, float]:
         engine = Database(db.url)  # a machine of its own: its own connections
@@ -216,7 +216,7 @@ def test_t6_two_planner_threads_at_the_same_instant_write_what_one_pass_writes(
         results = [future.result(timeout=60) for future in futures]
     assert _overlapped([(started, ended) for _, started, ended in results])
     reports = [report for report, _, _ in results]
-    monkeypatch.setattr(planner, "_existing", existing)  # the single pass below runs alone
+    monkeypatch.setattr(planner, "planned_occurrences", existing)  # the single pass below runs alone
     monkeypatch.setattr(planner, "candidates", candidates)
     if not db.is_sqlite:
         assert sum(collided) >= 2 * CUSTOMERS  # both passes tried to insert the same rows

@@ -93,3 +93,118 @@ def test_imap_commands_take_the_connection_rather_than_extend_it() -> None:
     ]
     assert subclasses == []
     assert ImapClient.__bases__ == (object,)
+
+
+# Outside store/, the database is reached through store functions only. The one name
+# allowed from the database libraries is `sqlmodel.Session`: the handle those functions
+# take (a type for annotations; it builds no SQL).
+DATABASE_LIBRARIES = {"sqlmodel", "sqlalchemy"}
+ALLOWED_DATABASE_NAMES = {"sqlmodel.Session"}
+# What only the store may do with a session or connection: run statements, read or write
+# rows through the ORM, reach the driver.
+SESSION_CALLS = {
+    "exec", "execute", "exec_driver_sql", "scalar", "scalars", "scalar_one", "get", "add",
+    "add_all", "delete", "merge", "flush", "commit", "refresh", "connection",
+}  # fmt: skip
+# Calls no shell but the store makes whatever their receiver is named.
+DRIVER_CALLS = {"exec_driver_sql", "raw_connection"}
+
+
+def _sessions(tree: ast.AST) -> set[str]:
+    """Names that hold a session: `with x.read() as s` / `with x.write() as s`, and
+    parameters annotated `Session`."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+            call = node.context_expr
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+                if call.func.attr in ("read", "write"):
+                    names.add(node.optional_vars.id)
+            elif isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "scan":
+                names.add(node.optional_vars.id)
+        elif isinstance(node, ast.arg) and node.annotation and "Session" in ast.unparse(node.annotation):
+            names.add(node.arg)
+    return names
+
+
+def _database_use(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    sessions = _sessions(tree)
+    where = path.relative_to(PACKAGE)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            engine = isinstance(node, ast.Attribute) and node.attr == "engine"
+            if engine and ast.unparse(node) != "self.engine":
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            continue
+        method, receiver = node.func.attr, node.func.value
+        on_session = isinstance(receiver, ast.Name) and receiver.id in sessions
+        if method in DRIVER_CALLS or (on_session and method in SESSION_CALLS):
+            found.append(f"{where}:{node.lineno}: {ast.unparse(node.func)}()")
+    return found
+
+
+def test_sql_runs_in_the_store_only() -> None:
+    """No module outside `mailcrm/store/` builds a query (imports from sqlalchemy or sqlmodel
+    other than the `Session` type), runs one on a session, or reaches the engine or the
+    driver: every read and write is a store function named after what it answers."""
+    outside = [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (PACKAGE / "store") not in path.parents and ".venv" not in path.parts
+    ]
+    imports = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path, name in _imports(PACKAGE)
+        if path in outside
+        and _under(name, DATABASE_LIBRARIES)
+        and name not in ALLOWED_DATABASE_NAMES
+        and name not in {n.rpartition(".")[0] for n in ALLOWED_DATABASE_NAMES}
+    ]
+    assert imports == []
+    assert [use for path in outside for use in _database_use(path)] == []
+
+
+# The store functions that take the `Database` (they own their transactions) or a
+# `Connection` (store-internal driver helpers), as `mailcrm/store/__init__.py` states.
+OWN_TRANSACTIONS = {
+    "candidates": {"scan"},
+    "importer": {"import_customers", "import_purchases"},
+    "migrate": {"current_revision", "upgrade", "drift", "schema", "ensure_ready"},
+    "outbox.admin": {"retry", "cancel"},
+    "outbox.claims": {"claim", "extend_lease", "release"},
+    "outbox.facts": {"sent_since", "soft_bounces"},
+    "outbox.outcomes": {
+        *("mark_sending", "mark_sent", "mark_retry", "mark_failed", "mark_unknown", "mark_skipped"),
+        *("defer", "skip_late"),
+    },
+    "outbox.recording": {"record"},
+}
+DRIVER_HELPERS = {
+    "importer.bulk": {"enlarge_page_cache", "rows_where_in", "customers_by_address", "insert_rows"},
+    "purchases": {"customer_zones", "promote_leads"},
+}
+HANDLES = {"Session", "Database", "Connection"}
+
+
+def test_store_functions_take_a_session_unless_they_own_their_transactions() -> None:
+    """The handle rule of `mailcrm/store/__init__.py`: a public store function takes a
+    `Session`; the `Database` only where it owns its transactions, a `Connection` only in
+    the store-internal driver helpers. A new exception has to be named here, with why."""
+    store = PACKAGE / "store"
+    found: dict[str, dict[str, set[str]]] = {"Database": {}, "Connection": {}}
+    for path in sorted(store.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        module = ".".join(path.relative_to(store).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef) or node.name.startswith("_") or not node.args.args:
+                continue
+            first = node.args.args[0].annotation
+            kinds = {name for name in HANDLES if first is not None and name in ast.unparse(first)}
+            for kind in kinds - {"Session"}:
+                found[kind].setdefault(module, set()).add(node.name)
+            assert len(kinds) <= 1, f"{module}.{node.name} takes one kind of handle, not {kinds}"
+    assert found["Database"] == OWN_TRANSACTIONS
+    assert found["Connection"] == DRIVER_HELPERS

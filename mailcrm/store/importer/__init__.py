@@ -6,6 +6,8 @@ written in one write transaction with a fixed number of set-based statements, ne
 query per row. Memory stays flat however long the file, and a crash loses at most the
 batch in flight; since customers are matched by address and purchases by dedupe key,
 running the import again finishes the job without duplicating anything.
+`import_customers` and `import_purchases` therefore take the `Database`: they commit
+a transaction per batch themselves.
 
 Reading and validating a big file is half the work, so it runs in a worker process
 that hands validated batches over a bounded queue while this process writes: on two

@@ -1,4 +1,7 @@
-"""Set-based SQL for batches: bulk inserts and `IN` lookups without a statement per row."""
+"""Set-based SQL for batches: bulk inserts and `IN` lookups without a statement per row.
+
+Store-internal helpers: they take the `Connection` of the importer's session.
+"""
 
 from __future__ import annotations
 

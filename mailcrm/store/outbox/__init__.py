@@ -64,7 +64,7 @@ from mailcrm.store.outbox.outcomes import (
     mark_unknown,
     skip_late,
 )
-from mailcrm.store.outbox.planned import FALLBACK_ID_DOMAIN, insert_planned
+from mailcrm.store.outbox.planned import FALLBACK_ID_DOMAIN, insert_planned, planned_occurrences
 from mailcrm.store.outbox.recording import RecordConnection, record
 from mailcrm.store.outbox.suppression import suppress, unsuppress
 from mailcrm.store.outbox.tables import (
@@ -138,6 +138,7 @@ __all__ = [
     "mark_sent",
     "mark_skipped",
     "mark_unknown",
+    "planned_occurrences",
     "prepare",
     "primary_addresses",
     "record",

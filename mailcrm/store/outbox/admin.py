@@ -1,4 +1,8 @@
-"""The operator's view of the outbox: list, show, count, and the retry and cancel actions."""
+"""The operator's view of the outbox: list, show, count, and the retry and cancel actions.
+
+The reads take a `Session`; `retry` and `cancel` take the `Database` and commit their own
+write transaction, in which they check the row's state and change it.
+"""
 
 from __future__ import annotations
 

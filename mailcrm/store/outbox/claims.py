@@ -1,4 +1,8 @@
-"""Claims are leases: which sender holds which row until when, and what becomes of rows left mid-send."""
+"""Claims are leases: which sender holds which row until when, and what becomes of rows left mid-send.
+
+Each function takes the `Database` and commits its own transaction: a claim must be
+visible to every other sender the moment the function returns.
+"""
 
 from __future__ import annotations
 

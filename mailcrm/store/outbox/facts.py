@@ -1,4 +1,8 @@
-"""What the sender reads just before it sends: template data, checks, daily caps and soft bounces."""
+"""What the sender reads just before it sends: template data, checks, daily caps and soft bounces.
+
+`sent_since` and `soft_bounces` take the `Database`: the sender calls each from a worker
+thread in a read transaction of its own, a fresh snapshot of what other senders committed.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""How a claim ends: sent, retried, deferred, failed, unknown or skipped, each kept in the history."""
+"""How a claim ends: sent, retried, deferred, failed, unknown or skipped, each kept in the history.
+
+Each function takes the `Database` and commits its own transaction before it returns: the
+row's new state, its history line and its timeline event stand or fall together, and the
+sender (in a worker thread) holds no transaction open across an SMTP exchange.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -47,8 +48,35 @@ _PLANNED_PG_TYPES = (
 )  # fmt: skip
 
 
+def planned_occurrences(session: Session, rule: str, customer_ids: set[int]) -> set[tuple[int, str]]:
+    """(customer, occurrence) pairs of `rule` already in the outbox for these customers.
+
+    Every planning pass plans the whole catch-up range again; one indexed query per batch
+    keeps a pass that finds nothing new from building and shipping rows only to see them
+    ignored. Driver SQL per dialect, as this runs once per batch of thousands.
+    """
+    if not customer_ids:
+        return set()
+    ids = sorted(customer_ids)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # A join, not `= ANY(array)`: PostgreSQL scans a parameter array linearly per row.
+        query = (
+            f"SELECT o.customer_id, o.occurrence FROM {_OUTBOX.name} AS o "
+            "JOIN unnest(%b::bigint[]) AS wanted(id) ON o.customer_id = wanted.id WHERE o.rule = %s"
+        )
+        rows = connection.exec_driver_sql(query, (ids, rule))
+    else:
+        query = (
+            f"SELECT customer_id, occurrence FROM {_OUTBOX.name} "
+            "WHERE rule = ? AND customer_id IN (SELECT value FROM json_each(?))"
+        )
+        rows = connection.exec_driver_sql(query, (rule, json.dumps(ids)))
+    return {(int(customer_id), str(occurrence)) for customer_id, occurrence in rows}
+
+
 def insert_planned(
-    target: Session | Connection,
+    session: Session,
     planned: Sequence[PlannedEmail],
     *,
     message_id_domain: str | None,
@@ -68,7 +96,7 @@ def insert_planned(
     """
     if not planned:
         return 0
-    connection = target.connection() if isinstance(target, Session) else target
+    connection = session.connection()
     if owners is None:
         owners = {}
         if message_id_domain is None:

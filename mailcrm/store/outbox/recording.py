@@ -1,4 +1,8 @@
-"""The sender's hot path: many rows' starts and sends in one commit, in SQL run on the driver."""
+"""The sender's hot path: many rows' starts and sends in one commit, in SQL run on the driver.
+
+It takes the `Database`: the group commit is its own transaction, on a driver connection
+it keeps between batches.
+"""
 
 from __future__ import annotations
 
