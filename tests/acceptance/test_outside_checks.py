@@ -7,6 +7,10 @@ PostgreSQL alike.
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +90,81 @@ def test_rules_check_names_a_template_that_does_not_compile(cli: CLI, configured
     assert [(error["file"], error["line"]) for error in data["errors"]] == [
         ("templates/thank_you/en.txt.j2", 2)
     ]
+
+
+def _run_with_memory_cap(cwd: Path, *args: str, cap: int = 1 << 30) -> subprocess.CompletedProcess[str]:
+    """`mailcrm ARGS` with its address space capped, so reading a huge file whole fails
+    fast with MemoryError instead of filling the machine's memory."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "mailcrm", *args],
+        cwd=cwd,
+        env=env,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_csv_line_without_end_is_refused_before_it_fills_memory(
+    cli: CLI, store: str, tmp_path: Path
+) -> None:
+    """A CSV whose third line is 2 GB of NULs (a sparse file): the rows before it go in,
+    and the line is named with the limit, in bounded memory."""
+    path = tmp_path / "sparse.csv"
+    path.write_bytes(b"name,email\nAnn Lee,ann@example.org\n")
+    with path.open("r+b") as handle:
+        handle.truncate(2 << 30)
+    result = _run_with_memory_cap(
+        tmp_path, "--config", "config/mailcrm.yaml", "customers", "import", "sparse.csv"
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "sparse.csv: line 3 runs past 33,554,432 bytes without a line break" in result.stderr
+    listed = cli("--config", "config/mailcrm.yaml", "customers", "list", "--json").json()
+    assert [row["email"] for row in listed] == ["ann@example.org"]
+
+
+def test_csv_import_names_what_the_path_really_is(cli: CLI, configured: Path) -> None:
+    """A directory, a device or a UTF-16 file is named as such, not as a missing file."""
+    (configured / "folder.csv").mkdir()
+    (configured / "u16.csv").write_text("name,email\nAnn,ann@example.org\n", encoding="utf-16")
+    cases = {
+        "folder.csv": "folder.csv: a directory, not a CSV file",
+        "/dev/zero": "/dev/zero: a device, not a CSV file",
+        "u16.csv": "u16.csv: the file is UTF-16 text, not UTF-8",
+        "missing.csv": "missing.csv: no such file",
+    }
+    for path, expected in cases.items():
+        result = cli("--config", "config/mailcrm.yaml", "customers", "import", path)
+        assert result.code == 1
+        assert expected in result.stderr, (path, result.stderr)
+
+
+def test_a_config_or_secret_that_is_no_regular_file_is_refused_at_once(cli: CLI, tmp_path: Path) -> None:
+    """`--config /dev/zero` once read until memory ran out; a FIFO as config or password
+    file waited forever for a writer. Each is one line saying what the path is."""
+    os.mkfifo(tmp_path / "fifo.yaml")
+    secret = tmp_path / "secret"
+    os.mkfifo(secret)
+    secret.chmod(0o600)
+    (tmp_path / "mailcrm.yaml").write_text(
+        "salespeople:\n  - name: Ann\n    email: ann@acme.example\n"
+        "    smtp: {host: 127.0.0.1, security: plain, username: ann, password_file: secret}\n",
+        encoding="utf-8",
+    )
+    device = _run_with_memory_cap(tmp_path, "--config", "/dev/zero", "config", "check")
+    assert device.returncode == 1
+    assert "/dev/zero: cannot read file: a device, not a regular file" in device.stderr
+    fifo = cli("--config", "fifo.yaml", "config", "check")
+    assert fifo.code == 1
+    assert "fifo.yaml: cannot read file: a FIFO, not a regular file" in fifo.stderr
+    password = cli("--config", "mailcrm.yaml", "config", "check", "--secrets")
+    assert password.code == 1
+    assert "cannot read password file secret: a FIFO, not a regular file" in password.stderr
