@@ -168,3 +168,31 @@ def test_a_config_or_secret_that_is_no_regular_file_is_refused_at_once(cli: CLI,
     password = cli("--config", "mailcrm.yaml", "config", "check", "--secrets")
     assert password.code == 1
     assert "cannot read password file secret: a FIFO, not a regular file" in password.stderr
+
+
+def test_notes_and_purchases_refuse_control_characters_on_both_stores(cli: CLI, store: str) -> None:
+    """A NUL read from stdin into `notes add -` was stored on SQLite and made PostgreSQL
+    refuse the whole change; an ESC in a note, product or order reference was stored.
+    Now each is refused naming the field and the character, identically on both stores."""
+    config = ("--config", "config/mailcrm.yaml")
+    assert cli(*config, "customers", "add", "--name", "Ann Lee", "-e", "ann@example.org").code == 0
+    nul = cli(*config, "notes", "add", "ann@example.org", "-", stdin="before\x00after")
+    assert nul.code == 1
+    assert "note: contains a control character, U+0000 (NUL), at character 7" in nul.stderr
+    esc = cli(*config, "notes", "add", "ann@example.org", "\x1b]0;owned\x07")
+    assert esc.code == 1 and "note: contains a control character, U+001B (ESC)" in esc.stderr
+    author = cli(*config, "notes", "add", "1", "hello", "--author", "ev\x1bil")
+    assert author.code == 1 and "author: contains a control character" in author.stderr
+    purchase = ("purchases", "add", "1", "--amount", "10", "--currency", "THB", "--date", "2026-01-02")
+    product = cli(*config, *purchase, "--product", "Inverter\x1b[31m")
+    assert product.code == 1 and "product: contains a control character, U+001B (ESC)" in product.stderr
+    invisible = cli(*config, *purchase, "--product", "\u200b\u200b")
+    assert invisible.code == 1 and "product: has no visible character" in invisible.stderr
+    ref = cli(*config, *purchase, "--product", "Inverter", "--order-ref", "A\x9b1m")
+    assert ref.code == 1 and "order_ref: contains a control character, U+009B (CSI)" in ref.stderr
+    kept = cli(*config, "notes", "add", "1", "-", stdin="line one\n\tline two\n")
+    assert kept.code == 0, kept.stderr
+    timeline = cli(*config, "timeline", "1", "--json").json()
+    assert [(event["kind"], event["payload"]["text"]) for event in timeline] == [
+        ("note", "line one\n\tline two")
+    ]
