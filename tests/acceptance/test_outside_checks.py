@@ -196,3 +196,24 @@ def test_notes_and_purchases_refuse_control_characters_on_both_stores(cli: CLI, 
     assert [(event["kind"], event["payload"]["text"]) for event in timeline] == [
         ("note", "line one\n\tline two")
     ]
+
+
+def test_a_birthday_outside_the_calendar_range_is_refused(cli: CLI, configured: Path) -> None:
+    """`--birthday 0001-01-01` was stored and planned a birthday card "for year 1"; now it is
+    a usage error naming the option, and a refused row in a CSV, like a purchase date."""
+    config = ("--config", "config/mailcrm.yaml")
+    for value in ("0001-01-01", "9999-12-31"):
+        added = cli(
+            *config, "customers", "add", "--name", "Ann", "-e", "ann@example.org", "--birthday", value
+        )
+        assert added.code == 2, added.stderr
+        assert "--birthday" in added.stderr and "1900-01-01..2200-12-31" in added.stderr
+    assert cli(*config, "customers", "add", "--name", "Ann", "-e", "ann@example.org").code == 0
+    assert cli(*config, "customers", "edit", "1", "--birthday", "0001-01-01").code == 2
+    (configured / "b.csv").write_text("name,email,birthday\nBo,bo@example.org,9999-12-31\n", encoding="utf-8")
+    imported = cli(*config, "customers", "import", "b.csv", "--json")
+    assert imported.code == 1
+    assert imported.json()["errors"][0]["reason"].startswith("birthday: '9999-12-31' is outside 1900-01-01")
+    assert cli(*config, "customers", "edit", "1", "--birthday", "1980-02-29").code == 0
+    shown = cli(*config, "customers", "show", "1", "--json").json()
+    assert shown["birthday"] == "1980-02-29"
