@@ -217,3 +217,25 @@ def test_a_birthday_outside_the_calendar_range_is_refused(cli: CLI, configured: 
     assert cli(*config, "customers", "edit", "1", "--birthday", "1980-02-29").code == 0
     shown = cli(*config, "customers", "show", "1", "--json").json()
     assert shown["birthday"] == "1980-02-29"
+
+
+def test_a_right_to_left_override_in_a_name_never_reaches_the_terminal(cli: CLI, configured: Path) -> None:
+    """U+202E in a lead's display name reversed the rest of the line in `customers list`
+    (the columns after it included); tables and messages show it as U+FFFD, JSON keeps
+    the data as stored, and right-to-left text without overrides prints as written."""
+    config = ("--config", "config/mailcrm.yaml")
+    added = cli(*config, "customers", "add", "--name", "Ann \u202egnp.exe", "-e", "ann@example.org")
+    assert added.code == 0, added.stderr
+    assert "\u202e" not in added.stdout + added.stderr
+    assert (
+        cli(
+            *config, "customers", "add", "--name", "\u0645\u0631\u06cc\u0645", "-e", "maryam@example.org"
+        ).code
+        == 0
+    )
+    listed = cli(*config, "customers", "list")
+    assert "\u202e" not in listed.stdout and "Ann \ufffdgnp.exe" in listed.stdout
+    assert "\u0645\u0631\u06cc\u0645" in listed.stdout
+    shown = cli(*config, "customers", "show", "1")
+    assert "\u202e" not in shown.stdout
+    assert cli(*config, "customers", "show", "1", "--json").json()["name"] == "Ann \u202egnp.exe"
