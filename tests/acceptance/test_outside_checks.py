@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,3 +242,54 @@ def test_a_right_to_left_override_in_a_name_never_reaches_the_terminal(cli: CLI,
     shown = cli(*config, "customers", "show", "1")
     assert "\u202e" not in shown.stdout
     assert cli(*config, "customers", "show", "1", "--json").json()["name"] == "Ann \u202egnp.exe"
+
+
+def test_ctrl_c_during_an_import_says_so_and_a_rerun_finishes(cli: CLI, configured: Path) -> None:
+    """Ctrl-C during a CSV import ended with exit 130 and no word; now one line says the
+    committed batches stay and re-running finishes, and the re-run leaves every row once."""
+    rows = 60_000
+    lines = (f"Person {n},p{n}@example.org,t{n % 7}\n" for n in range(rows))
+    (configured / "big.csv").write_text("name,email,tags\n" + "".join(lines), encoding="utf-8")
+    assert cli("--config", "config/mailcrm.yaml", "db", "upgrade").code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+    command = [
+        sys.executable,
+        "-m",
+        "mailcrm",
+        "--config",
+        "config/mailcrm.yaml",
+        "customers",
+        "import",
+        "big.csv",
+    ]
+    process = subprocess.Popen(command, cwd=configured, env=env, stderr=subprocess.PIPE, text=True)
+    database = configured / "config" / "crm.db"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None and _customers(database) == 0:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the import finished before it could be interrupted")
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    assert "interrupted: what was already committed is kept" in stderr
+    again = cli("--config", "config/mailcrm.yaml", "customers", "import", "big.csv", "--json")
+    assert again.code == 0, again.stderr
+    assert _customers(database) == rows
+    with sqlite3.connect(database) as connection:
+        orphans = connection.execute(
+            "SELECT count(*) FROM customer c WHERE NOT EXISTS "
+            "(SELECT 1 FROM email_address e WHERE e.customer_id = c.id)"
+        ).fetchone()[0]
+    assert orphans == 0
+
+
+def _customers(database: Path) -> int:
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(database, timeout=5) as connection:
+            return int(connection.execute("SELECT count(*) FROM customer").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
