@@ -3,8 +3,9 @@
 Everything printed comes from `console` and `err_console`, which show control
 characters as visible symbols (ESC as ␛, NUL as ␀; bidi overrides as �): a customer
 name, an email subject or an error quoting a CSV cell can never move the cursor,
-recolour or retitle the terminal, or reverse the text after it. Table cells and status lines are plain text, never rich markup, so a name
-like `[bold red]x[/]` prints as written. JSON escapes what a terminal would run too.
+recolour or retitle the terminal, or reverse the text after it. Table cells and status
+lines are plain text, never rich markup, so a name like `[bold red]x[/]` prints as
+written. JSON escapes what a terminal would run too.
 """
 
 from __future__ import annotations
