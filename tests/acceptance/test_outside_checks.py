@@ -293,3 +293,22 @@ def _customers(database: Path) -> int:
             return int(connection.execute("SELECT count(*) FROM customer").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_a_lead_from_mail_with_an_invisible_display_name_is_named_by_its_address(
+    cli: CLI, configured: Path
+) -> None:
+    """Any sender chooses the name a lead gets: one of zero-width spaces only was stored as
+    a name nobody can see or re-import; the lead is named from the address instead."""
+    message = (
+        "From a@b Mon Jan  1 00:00:00 2024\n"
+        'From: "\u200b\u200b\u2066" <zoe.walker@hostile.example>\n'
+        "To: alice@acme.example\nSubject: hello\nMessage-ID: <zw1@hostile.example>\n"
+        "Date: Mon, 1 Jan 2024 00:00:00 +0000\n\nhello\n"
+    )
+    (configured / "in.mbox").write_text(message, encoding="utf-8")
+    config = ("--config", "config/mailcrm.yaml")
+    imported = cli(*config, "import", "mbox", "in.mbox", "--mailbox", "alice@acme.example")
+    assert imported.code == 0, imported.stderr
+    leads = cli(*config, "customers", "list", "--json").json()
+    assert [(lead["name"], lead["email"]) for lead in leads] == [("Zoe Walker", "zoe.walker@hostile.example")]
