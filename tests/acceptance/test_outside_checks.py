@@ -170,7 +170,17 @@ def test_a_config_or_secret_that_is_no_regular_file_is_refused_at_once(cli: CLI,
     assert "fifo.yaml: cannot read file: a FIFO, not a regular file" in fifo.stderr
     password = cli("--config", "mailcrm.yaml", "config", "check", "--secrets")
     assert password.code == 1
-    assert "cannot read password file secret: a FIFO, not a regular file" in password.stderr
+    assert "password file secret is a FIFO, not a regular file" in password.stderr
+    (tmp_path / "mailcrm.yaml").write_text(
+        (tmp_path / "mailcrm.yaml")
+        .read_text(encoding="utf-8")
+        .replace("password_file: secret", "password_file: /etc"),
+        encoding="utf-8",
+    )
+    folder = cli("--config", "mailcrm.yaml", "config", "check", "--secrets")
+    assert folder.code == 1
+    assert "password file /etc is a directory, not a regular file" in folder.stderr
+    assert "chmod" not in folder.stderr
 
 
 def test_notes_and_purchases_refuse_control_characters_on_both_stores(cli: CLI, store: str) -> None:
