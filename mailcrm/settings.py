@@ -25,6 +25,7 @@ from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.rules import parse_duration
 from mailcrm.domain.values import normalize_language, normalize_timezone
 from mailcrm.errors import ConfigError, MailcrmError, SecretError
+from mailcrm.textfile import MAX_SECRET_BYTES, NotATextFile, file_kind, read_text
 from mailcrm.yamlfile import YamlDocument, load_file
 
 CONFIG_ENV = "MAILCRM_CONFIG"
@@ -92,12 +93,19 @@ class SecretRef(_Strict):
             path = self.password_file
             try:
                 mode = path.stat().st_mode
+                if not stat.S_ISREG(mode):
+                    raise SecretError(
+                        f"{what}: password file {path} is {file_kind(mode)}, not a regular file",
+                        hint="point password_file at the file that holds the password",
+                    )
                 if mode & (stat.S_IRWXG | stat.S_IRWXO):
                     raise SecretError(
                         f"{what}: password file {path} is readable by other users",
                         hint=f"run `chmod 600 {path}`",
                     )
-                secret = path.read_text(encoding="utf-8").strip()
+                secret = read_text(path, MAX_SECRET_BYTES).strip()
+            except NotATextFile as exc:
+                raise SecretError(f"{what}: cannot read password file {path}: {exc}") from None
             except OSError as exc:
                 raise SecretError(f"{what}: cannot read password file {path}: {exc.strerror}") from None
             except UnicodeDecodeError:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from mailcrm.errors import ConfigError
+from mailcrm.textfile import MAX_SETTINGS_BYTES, NotATextFile, read_text
 
 Position = tuple[int, int]
 """1-based line and column."""
@@ -245,11 +246,15 @@ def load_text(text: str, path: str) -> YamlDocument:
 def load_file(path: Path) -> YamlDocument:
     """Read and parse a YAML file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MAX_SETTINGS_BYTES)
     except FileNotFoundError:
         raise ConfigError(
             "file not found", path=str(path), hint="create one with `mailcrm init DIR`"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except NotATextFile as exc:
+        raise ConfigError(f"cannot read file: {exc}", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=str(path)) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read file: {exc}", path=str(path)) from None
     return load_text(text, str(path))

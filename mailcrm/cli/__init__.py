@@ -100,5 +100,28 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print(f"[red]error:[/red] {escape(mask_url(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print(_INTERRUPTED)
         sys.exit(130)
+    except SystemExit as exc:
+        # typer turns Ctrl-C into a silent exit 130; say what became of the work.
+        if exc.code == 130 and _by_ctrl_c(exc):
+            err_console.print(_INTERRUPTED)
+        raise
+
+
+_INTERRUPTED = (
+    "interrupted: what was already committed is kept (an import commits batch by batch); "
+    "run the command again to finish"
+)
+
+
+def _by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt caused `exc`, through the exceptions typer wraps it in."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

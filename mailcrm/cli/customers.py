@@ -16,7 +16,7 @@ from mailcrm.cli.output import JSON_HELP, console, emit, info, json_text, print_
 from mailcrm.cli.params import customer_argument, limit_option, offset_option
 from mailcrm.domain.addresses import normalize_address, smtputf8_note
 from mailcrm.domain.csv_mapping import escape_formula
-from mailcrm.domain.customers import CustomerDraft, draft_from_fields
+from mailcrm.domain.customers import CustomerDraft, draft_from_fields, parse_birthday
 from mailcrm.domain.values import normalize_tag
 from mailcrm.errors import ValidationError
 from mailcrm.store import customers as store
@@ -97,7 +97,21 @@ Emails = Annotated[
     list[str] | None, typer.Option("--email", "-e", help="Email address (repeat for several).")
 ]
 Phone = Annotated[str | None, typer.Option(help="Phone number, e.g. +66 2 123 4567.")]
-Birthday = Annotated[str | None, typer.Option(help="Birthday as YYYY-MM-DD.")]
+
+
+def _birthday(value: str | None) -> str | None:
+    """A bad or out-of-range birthday is a usage error (exit 2) naming the option, as `--date` is."""
+    if value is not None and value.strip():
+        try:
+            parse_birthday(value)
+        except ValidationError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--birthday'") from None
+    return value
+
+
+Birthday = Annotated[
+    str | None, typer.Option(help="Birthday as YYYY-MM-DD (1900-01-01 to 2200-12-31).", callback=_birthday)
+]
 Timezone = Annotated[str | None, typer.Option(help="IANA timezone, e.g. Asia/Bangkok.")]
 Language = Annotated[str | None, typer.Option(help="BCP 47 language tag, e.g. th, zh-Hans, fa.")]
 Owner = Annotated[str | None, typer.Option(help="Email of the owning salesperson.")]

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mailcrm.cli.output import err_console, print_json, table
 from mailcrm.errors import ImportFileError
+from mailcrm.textfile import file_kind
 
 _SHOWN_ERRORS = 50
 
@@ -31,8 +32,12 @@ def run_import(file: Path, as_json: bool, job: Callable[[ProgressCallback], Repo
 
     Exits 1 when any row was refused, so scripts notice; the valid rows are imported anyway.
     """
-    if not file.is_file():
+    if not file.exists():
         raise ImportFileError(f"{file}: no such file")
+    if not file.is_file():
+        raise ImportFileError(
+            f"{file}: {file_kind(file.stat().st_mode)}, not a CSV file", hint="give the path of a .csv file"
+        )
     total = file.stat().st_size
     show_bar = not as_json and err_console.is_terminal
     with Progress(

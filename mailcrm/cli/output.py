@@ -1,10 +1,11 @@
 """Printing: JSON for scripts (stable field names), rich tables and text for people.
 
 Everything printed comes from `console` and `err_console`, which show control
-characters as visible symbols (ESC as ␛, NUL as ␀): a customer name, an email subject
-or an error quoting a CSV cell can never move the cursor, recolour or retitle the
-terminal. Table cells and status lines are plain text, never rich markup, so a name
-like `[bold red]x[/]` prints as written. JSON escapes what a terminal would run too.
+characters as visible symbols (ESC as ␛, NUL as ␀; bidi overrides as �): a customer
+name, an email subject or an error quoting a CSV cell can never move the cursor,
+recolour or retitle the terminal, or reverse the text after it. Table cells and status
+lines are plain text, never rich markup, so a name like `[bold red]x[/]` prints as
+written. JSON escapes what a terminal would run too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from rich.text import Text
 
 JSON_HELP = "Print JSON (stable field names; see the README) instead of text."
 
-# C0 controls (tab and line feed excepted), DEL and C1 controls such as the 8-bit CSI.
-_CONTROL = re.compile("\r\n|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls (tab and line feed excepted), DEL and C1 controls such as the 8-bit CSI, and
+# the bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): a
+# name holding U+202E would show the rest of its line, later columns included, reversed
+# ("Trojan Source"). Right-to-left text needs none of them; the marks U+200E/U+200F stay.
+_CONTROL = re.compile("\r\n|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # What JSON with ensure_ascii=False leaves raw that a terminal would act on.
 _JSON_RAW_CONTROL = re.compile("[\x7f-\x9f]")
 
@@ -38,7 +42,7 @@ def _picture(match: re.Match[str]) -> str:
         return chr(0x2400 + code)  # the Control Pictures block: ␀ ␛ ␍ ...
     if code == 0x7F:
         return "\u2421"  # ␡
-    return "\ufffd"  # C1 controls have no pictures
+    return "\ufffd"  # C1 controls and bidi overrides have no pictures
 
 
 def visible(text: str) -> str:

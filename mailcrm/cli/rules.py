@@ -6,7 +6,8 @@ folder with at least one complete language (folders starting with `_` hold layou
 The templates folder is `--templates DIR`, else the one the settings name
 (`templates_dir`), else the templates shipped with mailcrm. A symlink in that folder
 leading outside it is an error; a template whose body never shows `unsubscribe_url` is
-a warning (the sender adds a one-line footer with the link to such emails).
+a warning (the sender adds a one-line footer with the link to such emails). A template
+file a rule uses that does not compile is an error naming its file and line.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def template_names(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(TemplateRenderer(folder).names())
+
+
+def _template_syntax_errors(rules: list[Rule], renderer: TemplateRenderer | None) -> list[MailcrmError]:
+    """Each template file a rule uses that does not compile, with its file and line."""
+    if renderer is None:
+        return []
+    errors: list[MailcrmError] = []
+    for name in dict.fromkeys(rule.template for rule in rules):
+        try:
+            errors += renderer.syntax_errors(name)
+        except MailcrmError:  # unknown or refused template: reported as an error already
+            continue
+    return errors
 
 
 def _unsubscribe_warnings(rules: list[Rule], renderer: TemplateRenderer | None) -> list[dict[str, Any]]:
@@ -158,6 +172,7 @@ def check(
         inputs.directory, known_templates=inputs.templates, salespeople=inputs.salespeople
     )
     problems: list[MailcrmError] = [*found, *(inputs.renderer.refused() if inputs.renderer else [])]
+    problems += _template_syntax_errors(list(rules.rules), inputs.renderer)
     warnings = _unsubscribe_warnings(list(rules.rules), inputs.renderer)
     if as_json:
         print_json(

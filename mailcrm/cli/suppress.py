@@ -81,7 +81,7 @@ def list_addresses(
 
     Example: mailcrm suppress list --reason hard_bounce --json
     """
-    with app_context(ctx).database().read() as session:
+    with app_context(ctx).database(create=False).read() as session:
         rows = list_suppressed(session, reason=reason, search=search, limit=limit)
     emit(as_json, rows, lambda: _print(rows, limit))
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.values import (
+    DATE_RANGE,
+    EARLIEST,
+    LATEST,
     MAX_FIELD_CHARS,
     check_text,
     has_visible_character,
@@ -120,6 +123,18 @@ def _long_text(value: str) -> str:
     return text
 
 
+def parse_birthday(raw: str) -> date:
+    """A calendar date in `EARLIEST`..`LATEST`, as for purchases: `0001-01-01` or
+    `9999-12-31` is a placeholder, never a birthday, and would plan a card for year 1."""
+    day = parse_date(raw, "birthday")
+    if not EARLIEST <= day <= LATEST:
+        raise ValidationError(
+            f"{raw.strip()!r} is outside {DATE_RANGE}",
+            hint=f"write a date between {EARLIEST.isoformat()} and {LATEST.isoformat()}",
+        )
+    return day
+
+
 def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> CustomerDraft:
     """Validate raw text fields (`CUSTOMER_FIELDS` plus `custom.KEY`); empty text is "not given".
 
@@ -140,7 +155,7 @@ def draft_from_fields(fields: Mapping[str, str | None], *, new_record: bool) -> 
             elif key == "phone":
                 values["phone"] = normalize_phone(text)
             elif key == "birthday":
-                values["birthday"] = parse_date(text, "birthday")
+                values["birthday"] = parse_birthday(text)
             elif key == "timezone":
                 values["timezone"] = normalize_timezone(text)
             elif key == "language":

@@ -46,6 +46,7 @@ from mailcrm.domain.delivery_reports import (
     reports_of,
 )
 from mailcrm.domain.messages import Mailbox, ParsedMessage, parse_message
+from mailcrm.domain.values import has_visible_character, one_line
 
 FREE_MAIL_DOMAINS = frozenset(
     {
@@ -139,8 +140,11 @@ def _thread_customers(message: ParsedMessage, directory: Directory) -> frozenset
 
 
 def _lead_name(box: Mailbox) -> str:
-    name = " ".join(box.name.split()).strip("'\" ")
-    if name and "@" not in name:
+    """The display name, unless it shows nothing (zero-width or direction marks only) or an
+    address; then the address's local part, so a lead's name is one a person can read
+    and that `customers add`, edit and a re-import of the export accept."""
+    name = one_line(box.name).strip("'\" ")
+    if has_visible_character(name) and "@" not in name:
         return name[:200]
     local = (box.address or "").partition("@")[0]
     return local.replace(".", " ").replace("_", " ").title() or (box.address or "unknown")

@@ -31,7 +31,13 @@ from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from mailcrm.domain.calendar import instant_of, local_send_instant
-from mailcrm.domain.values import normalize_currency, parse_when, to_minor_units
+from mailcrm.domain.values import (
+    check_text,
+    has_visible_character,
+    normalize_currency,
+    parse_when,
+    to_minor_units,
+)
 from mailcrm.errors import ValidationError
 
 # The fields of a purchase record, as named in CSV headers; `email` names the customer.
@@ -146,7 +152,15 @@ def parse_amount(raw: str, currency: str) -> int:
 
 
 def _text(raw: str, what: str, limit: int) -> str:
+    """One line of plain text: control characters refused (from `purchases add` as from a
+    CSV cell, so both stores hold the same), and something visible required."""
+    check_text(raw)
     text = " ".join(raw.split())
+    if not has_visible_character(text):
+        raise ValidationError(
+            "has no visible character",
+            hint=f"spaces, zero-width characters and direction marks alone are no {what}",
+        )
     if len(text) > limit:
         raise ValidationError(f"{what} is longer than {limit} characters")
     return text

@@ -258,16 +258,34 @@ class TemplateRenderer:
             text, html = with_footer(text, html, keep, (choice.language, *languages))
         return RenderedEmail(name, choice.language, subject, _clean_text(text), html)
 
+    def syntax_errors(self, name: str) -> list[TemplateError]:
+        """Every file of `name` (each language, subject and body parts) that does not compile,
+        with its file and line: `rules check` lists them instead of the first email failing."""
+        errors: list[TemplateError] = []
+        for language, parts in sorted(self._known(name).values()):
+            for part in ("subject", "txt", "html"):
+                if part == "subject" or part in parts:
+                    try:
+                        self._compile(name, language, part)
+                    except TemplateError as exc:
+                        errors.append(exc)
+        return errors
+
     def unsubscribe_gaps(self, name: str) -> list[tuple[str, list[str]]]:
         """(language, body parts) of `name` whose source never uses `unsubscribe_url`; the
-        sender adds a footer line to those (`render.footer`), `rules check` warns about them."""
+        sender adds a footer line to those (`render.footer`), `rules check` warns about them.
+        A part that does not compile is left out: `syntax_errors` reports it."""
         gaps: list[tuple[str, list[str]]] = []
         for language, parts in sorted(self._known(name).values()):
-            missing: list[str] = [
-                part
-                for part in ("txt", "html")
-                if part in parts and not mentions_unsubscribe(self._env, f"{name}/{language}.{part}.j2")
-            ]
+            missing: list[str] = []
+            for part in ("txt", "html"):
+                if part not in parts:
+                    continue
+                try:
+                    if not mentions_unsubscribe(self._env, f"{name}/{language}.{part}.j2"):
+                        missing.append(part)
+                except TemplateSyntaxError:
+                    continue
             if missing:
                 gaps.append((language, missing))
         return gaps

@@ -13,6 +13,7 @@ from mailcrm.rules_yaml.parser import FileParser
 from mailcrm.rules_yaml.tree import walk
 from mailcrm.rules_yaml.triggers import Named
 from mailcrm.rules_yaml.values import suggest
+from mailcrm.textfile import MAX_SETTINGS_BYTES, read_text
 from mailcrm.yamlfile import YamlValueError, load_text
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -55,7 +56,7 @@ def _parse_file(
 ) -> _FileResult:
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, MAX_SETTINGS_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
         return _FileResult(shown, [], [ConfigError(f"cannot read file: {exc}", path=shown)], [], [])
     try:

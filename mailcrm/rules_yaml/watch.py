@@ -17,6 +17,7 @@ from pathlib import Path
 from mailcrm.domain.rules import RuleSet
 from mailcrm.errors import ConfigError
 from mailcrm.rules_yaml.loader import RuleError, rule_files
+from mailcrm.textfile import MAX_SETTINGS_BYTES, read_bytes
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class RuleWatcher:
         for path in files:
             digest.update(path.name.encode("utf-8", "surrogateescape") + b"\0")
             try:
-                digest.update(path.read_bytes())
+                digest.update(read_bytes(path, MAX_SETTINGS_BYTES))
             except OSError as exc:
                 digest.update(f"unreadable: {exc.strerror}".encode())
             digest.update(b"\0")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from mailcrm.domain.backoff import Backoff
 from mailcrm.domain.matching import MatchPolicy
-from mailcrm.errors import DatabaseError, MailcrmError
+from mailcrm.errors import ConfigError, DatabaseError, MailcrmError
 from mailcrm.imap.client import ImapClient, TokenProvider
 from mailcrm.imap.errors import ImapAuthError, ImapError
 from mailcrm.settings import SalespersonSettings, Settings
@@ -178,7 +178,9 @@ class MailboxWorker:
                         client, ["INBOX"] if events.changed else folders, None, check_flags=check_flags
                     )
                 return
-            except ImapAuthError as exc:
+            except (ImapAuthError, ConfigError) as exc:
+                # A refused login, or a secret that cannot be read (variable unset, file
+                # missing or empty): a person must act, so one line saying what, and a slow retry.
                 delay = self.settings.sync.auth_retry_seconds
                 log.error(
                     "%s; retrying in %.0f s",

@@ -128,6 +128,9 @@ def test_a_read_only_database_says_to_grant_write_access(cli: CLI, tmp_path: Pat
         ("db", "status"),
         ("outbox", "list"),
         ("mailboxes", "status"),
+        ("suppress", "list"),
+        ("customers", "export", "-o", "out.csv"),
+        ("plan", "--days", "1"),
     ],
 )
 def test_read_only_commands_do_not_create_a_missing_database(

@@ -6,6 +6,7 @@ import codecs
 import csv
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mailcrm.errors import ImportFileError
 
@@ -14,13 +15,40 @@ _SCAN_CHUNK = 1 << 20
 # reaching it means a quote that is never closed has swallowed the rest of the file, and
 # it bounds the memory one record can take.
 READER_FIELD_LIMIT = 16 << 20
+# The longest line read at once: a file without line breaks (a disk image, a sparse file)
+# would otherwise be read whole into memory before anything could refuse it. Twice the
+# cell limit, so a quote left open is still reported as such, at the line it opens.
+MAX_LINE_BYTES = 2 * READER_FIELD_LIMIT
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_RESAVE_HINT = "re-save the file as UTF-8, e.g. 'CSV UTF-8' in Excel's Save As"
 
 
 def _not_utf8(path: Path, line: int, offset: int, byte: int) -> ImportFileError:
     return ImportFileError(
         f"{path}: line {line} (byte offset {offset}) is not UTF-8 text (byte 0x{byte:02x})",
-        hint="re-save the file as UTF-8, e.g. 'CSV UTF-8' in Excel's Save As",
+        hint=_RESAVE_HINT,
     )
+
+
+def _utf16(path: Path) -> ImportFileError:
+    return ImportFileError(f"{path}: the file is UTF-16 text, not UTF-8", hint=_RESAVE_HINT)
+
+
+def _bounded_lines(path: Path, handle: BinaryIO) -> Iterator[bytes]:
+    """The file's lines, refusing one longer than `MAX_LINE_BYTES` before it fills memory."""
+    number = 0
+    while True:
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            again = "; the rows before it were imported: fix the file and import it again"
+            raise ImportFileError(
+                f"{path}: line {number} runs past {MAX_LINE_BYTES:,} bytes without a line break",
+                hint=f"the file is probably not CSV text{again if number > 1 else ''}",
+            )
+        yield raw
 
 
 def _check_utf8(path: Path) -> None:
@@ -31,6 +59,8 @@ def _check_utf8(path: Path) -> None:
     with path.open("rb") as handle:
         while True:
             chunk = handle.read(_SCAN_CHUNK)
+            if base == 0 and not pending and chunk.startswith(_UTF16_BOMS):
+                raise _utf16(path)
             data = pending + chunk
             try:
                 _, consumed = codecs.utf_8_decode(data, "strict", not chunk)
@@ -72,7 +102,7 @@ class CsvSource:
             if check:
                 _check_utf8(path)
             with path.open("rb") as handle:
-                first = handle.readline()
+                first = next(_bounded_lines(path, handle), b"")
         except OSError as exc:
             raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
         self.delimiter = _sniff_delimiter(first.decode("utf-8-sig"))
@@ -86,7 +116,7 @@ class CsvSource:
         if any("\x00" in cell for cell in self.header):
             raise ImportFileError(
                 f"{path}: line 1 is full of NUL characters: the file looks like UTF-16, not UTF-8",
-                hint="re-save the file as UTF-8, e.g. 'CSV UTF-8' in Excel's Save As",
+                hint=_RESAVE_HINT,
             )
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
@@ -97,7 +127,7 @@ class CsvSource:
         if csv.field_size_limit() != READER_FIELD_LIMIT:
             csv.field_size_limit(READER_FIELD_LIMIT)
         with self.path.open("rb") as handle:
-            reader = csv.reader(self._lines(handle), delimiter=self.delimiter)
+            reader = csv.reader(self._lines(_bounded_lines(self.path, handle)), delimiter=self.delimiter)
             line = 0
             try:
                 for cells in reader:
