@@ -13,14 +13,19 @@ import os
 import stat
 from pathlib import Path
 
+from mailcrm.errors import MailcrmError
+
 MAX_SETTINGS_BYTES = 16 << 20
 """Largest configuration or rule file read (a file of 10,000 rules is about 2 MB)."""
 MAX_SECRET_BYTES = 64 << 10
 """Largest password file read (an OAuth2 access token is a few kilobytes)."""
 
 
-class NotATextFile(OSError):
-    """The path exists but is no regular file of a sensible size; the message says what it is."""
+class NotATextFile(MailcrmError, OSError):
+    """The path exists but is no regular file of a sensible size; the message says what it is.
+
+    An `OSError` too, so callers that name the path for any unreadable file handle it
+    with the rest; a `MailcrmError`, so one that slips through still prints one line."""
 
 
 def file_kind(mode: int) -> str:
