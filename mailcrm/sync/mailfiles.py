@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailcrm.errors import ImportFileError
+from mailcrm.textfile import file_kind
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +61,6 @@ Item = RawMessage | Skipped
 
 def _too_big(size: int, cap: int) -> str:
     return f"larger than sync.max_message_bytes ({size:,} bytes > {cap:,})"
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 class MaildirSource:
@@ -108,14 +97,14 @@ class MaildirSource:
             # stat (following links) names what a refused entry is; O_NONBLOCK keeps an
             # open of a FIFO from waiting for a writer; fstat checks what was opened.
             if not stat.S_ISREG(mode := os.stat(entry).st_mode):
-                return Skipped(where, f"{_file_kind(mode)}, not a message file", done)
+                return Skipped(where, f"{file_kind(mode)}, not a message file", done)
             fd = os.open(entry, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             return Skipped(where, f"cannot be read ({exc.strerror})", done)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                return Skipped(where, f"{_file_kind(info.st_mode)}, not a message file", done)
+                return Skipped(where, f"{file_kind(info.st_mode)}, not a message file", done)
             if info.st_size > self.max_message_bytes:
                 return Skipped(where, _too_big(info.st_size, self.max_message_bytes), done)
             data = _read_at_most(fd, self.max_message_bytes + 1)
@@ -160,7 +149,7 @@ class MboxSource:
             ) from None
         if not stat.S_ISREG(info.st_mode):
             raise ImportFileError(
-                f"{path}: {_file_kind(info.st_mode)}, not an mbox file", hint="give the path of a .mbox file"
+                f"{path}: {file_kind(info.st_mode)}, not an mbox file", hint="give the path of a .mbox file"
             )
         self.path = path
         self.max_message_bytes = max_message_bytes
