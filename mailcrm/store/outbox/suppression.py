@@ -131,12 +131,6 @@ class SuppressedAddress(BaseModel):
     customer_name: str | None
 
 
-def _like(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally."""
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def list_suppressed(
     session: Session, *, reason: str | None = None, search: str | None = None, limit: int
 ) -> list[SuppressedAddress]:
@@ -165,12 +159,12 @@ def list_suppressed(
     if reason is not None:
         query = query.where(_SUPPRESSION.c.reason == reason)
     if search:
-        pattern = _like(search.strip())
+        needle = search.strip().lower()  # % and _ are literal (autoescape), as in customer search
         query = query.where(
             or_(
-                _SUPPRESSION.c.address.like(pattern, escape="\\"),
-                func.lower(_CUSTOMER.c.name).like(pattern, escape="\\"),
-                func.lower(_SUPPRESSION.c.detail).like(pattern, escape="\\"),
+                _SUPPRESSION.c.address.contains(needle, autoescape=True),
+                func.lower(_CUSTOMER.c.name).contains(needle, autoescape=True),
+                func.lower(_SUPPRESSION.c.detail).contains(needle, autoescape=True),
             )
         )
     return [
