@@ -1,12 +1,14 @@
 """Shared fixtures: private real servers (Dovecot, SMTP, PostgreSQL) and database URLs.
 
-Tests needing a server that is unavailable here are skipped with the reason, unless
-``MAILCRM_TEST_REQUIRE_SERVICES=1`` (as in CI), where a missing server is a failure.
+Tests needing a server (or CPython's email test data) that is unavailable here are skipped
+with the reason, unless ``MAILCRM_TEST_REQUIRE_SERVICES=1`` (as in CI), where a missing
+server is a failure.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +139,30 @@ def postgres_url() -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """SQLAlchemy URL of a SQLite file private to the test."""
     return f"sqlite:///{tmp_path}/mailcrm.db"
+
+
+def _stdlib_email_data() -> list[Path]:
+    """CPython's own email test messages: Debian's testsuite package or this interpreter's."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    candidates = [
+        Path("/usr/lib") / version / "test" / "test_email" / "data",
+        Path(sys.base_prefix) / "lib" / version / "test" / "test_email" / "data",
+    ]
+    for folder in candidates:
+        if folder.is_dir():
+            return sorted(folder.glob("msg_*.txt"))
+    return []
+
+
+@pytest.fixture(scope="session")
+def stdlib_email_messages() -> list[Path]:
+    """The stdlib's malformed-MIME corpus (``test_email/data/msg_*.txt``). Missing, the test
+    skips, or fails where services are required: CI must not lose the check silently."""
+    found = _stdlib_email_data()
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    require_service(
+        None
+        if found
+        else f"CPython's email test data is absent (apt-get install libpython{version}-testsuite)"
+    )
+    return found

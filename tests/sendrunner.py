@@ -254,10 +254,15 @@ class SenderProcesses:
         return result
 
     def stop_all(self) -> None:
+        """`kill -9` what still runs, reap everything and close every pipe: a process a
+        test left unread would otherwise leave two open files behind (a ResourceWarning)."""
         for process in self.started:
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
 
 
 def _open_rows(db: Database, outages: bool) -> int:

@@ -1,4 +1,4 @@
-"""`mailcrm rules check` and `rules list` run as a user runs them (T8 through the CLI)."""
+"""`mailcrm rules check` and `rules list` run as a user runs them: bad rule files named, through the CLI."""
 
 from __future__ import annotations
 

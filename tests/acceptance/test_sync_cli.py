@@ -231,7 +231,7 @@ def test_backfill_from_mbox_and_maildir_is_idempotent(cli: CLI, tmp_path: Path) 
     for index in range(3):
         box.add(mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"Order {index}"))
     box.add(mailgen.make(sender=ALICE, to="wang@golden.example", subject="Thanks"))
-    box.flush()
+    box.close()  # flushes, and leaves no open file behind
     first = cli("import", "mbox", "takeout.mbox", "--json")
     assert first.code == 0, first.stderr
     assert first.json()["new_messages"] == 4

@@ -36,7 +36,9 @@ def test_the_streamed_mbox_reader_reads_what_python_mailbox_reads(tmp_path: Path
     for raw in _messages():
         archive.add(raw)
     archive.close()
-    expected = [mailbox.mbox(path).get_bytes(key) for key in mailbox.mbox(path).iterkeys()]
+    written = mailbox.mbox(path)
+    expected = [written.get_bytes(key) for key in written.iterkeys()]
+    written.close()
     read = list(MboxSource(path, max_message_bytes=2**20))
     assert all(isinstance(item, RawMessage) for item in read)
     assert [item.data for item in read if isinstance(item, RawMessage)] == expected

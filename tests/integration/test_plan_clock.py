@@ -1,4 +1,4 @@
-"""T5: the clock stepped backwards after a send plans nothing new and sends nothing twice."""
+"""The clock stepped backwards (an NTP step) after a send plans nothing new and sends nothing twice."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def _send(db: Database, sender: Sender, now: datetime) -> int:
     return stats.sent
 
 
-def test_t5_plan_and_send_after_the_clock_steps_back(
+def test_plan_and_send_after_the_clock_steps_back_duplicate_nothing(
     db: Database, smtpd: RecordingSMTPServer, tmp_path: Path
 ) -> None:
     settings = make_settings(smtpd.port)
@@ -60,7 +60,7 @@ def test_t5_plan_and_send_after_the_clock_steps_back(
     assert first.inserted == 3
     planned = {(r.rule, r.customer_id, r.occurrence): r.message_id for r in _outbox(db)}
     assert len(planned) == 3
-    sent = asyncio.run(_send(db, Sender(db, settings, renderer, worker_id="t5-a"), clock))
+    sent = asyncio.run(_send(db, Sender(db, settings, renderer, worker_id="clock-a"), clock))
     assert sent == 3
     smtpd.handler.wait_for(3)
 
@@ -70,7 +70,9 @@ def test_t5_plan_and_send_after_the_clock_steps_back(
         rows = _outbox(db)
         assert {(r.rule, r.customer_id, r.occurrence): r.message_id for r in rows} == planned
         assert [r.state for r in rows] == ["sent"] * 3
-        again = asyncio.run(_send(db, Sender(db, settings, renderer, worker_id=f"t5-{moment:%H%M}"), moment))
+        again = asyncio.run(
+            _send(db, Sender(db, settings, renderer, worker_id=f"clock-{moment:%H%M}"), moment)
+        )
         assert again == 0
 
     received = [m.message_id for m in smtpd.messages]

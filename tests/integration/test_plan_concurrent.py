@@ -1,4 +1,4 @@
-"""T6: two planners at the same instant, as on two machines, on SQLite and PostgreSQL.
+"""Two planners at the same instant, as on two machines, on SQLite and PostgreSQL.
 
 Both run the planning pass the daemon runs (`planner.plan`, which writes the outbox),
 for the same moment over the same customers: once as two threads with an engine each,
@@ -163,7 +163,7 @@ def _overlapped(spans: list[tuple[float, float]]) -> bool:
 
 
 @pytest.mark.parametrize("order", ["same", "opposite"])
-def test_t6_two_planner_threads_at_the_same_instant_write_what_one_pass_writes(
+def test_two_planner_threads_at_the_same_instant_write_what_one_pass_writes(
     db: Database, world: tuple[Settings, RuleSet], monkeypatch: pytest.MonkeyPatch, order: str
 ) -> None:
     """`opposite`: the second planner gets each batch of candidates in reverse order. A query
@@ -211,7 +211,7 @@ def test_t6_two_planner_threads_at_the_same_instant_write_what_one_pass_writes(
         finally:
             engine.dispose()
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="t6-planner") as pool:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="concurrent-planner") as pool:
         futures = [pool.submit(one_pass, reverse) for reverse in (False, order == "opposite")]
         results = [future.result(timeout=60) for future in futures]
     assert _overlapped([(started, ended) for _, started, ended in results])
@@ -261,7 +261,7 @@ salespeople:
     return path
 
 
-def test_t6_two_plan_apply_processes_at_the_same_instant_write_what_one_pass_writes(
+def test_two_plan_apply_processes_at_the_same_instant_write_what_one_pass_writes(
     db: Database, world: tuple[Settings, RuleSet], tmp_path: Path
 ) -> None:
     settings, rules = world

@@ -1,4 +1,4 @@
-"""S7: every delivery attempt is kept with the server's reply, and `outbox show` lists them."""
+"""Every delivery attempt is kept with the server's reply, and `outbox show` lists them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""S11: an SMTP server that accepts the connection and never answers.
+"""An SMTP server that accepts the connection and never answers.
 
 The account's `timeout_seconds` bounds every wait for the server; the attempt is
 recorded and retried later (nothing was delivered), and the sender stays responsive.

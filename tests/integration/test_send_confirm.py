@@ -1,7 +1,8 @@
-"""S3, the other order: the sync stored the Sent copy *before* the row's outcome became
-unknown (its sender died inside the SMTP transaction and a later claim set it aside, or
-the connection was lost and the sender held it). The copy is already in `message`, so
-the sync will not see it again: the sender's next claim confirms the row instead."""
+"""Confirming an unknown send from the Sent folder, the other order: the sync stored the
+Sent copy *before* the row's outcome became unknown (its sender died inside the SMTP
+transaction and a later claim set it aside, or the connection was lost and the sender
+held it). The copy is already in `message`, so the sync will not see it again: the
+sender's next claim confirms the row instead."""
 
 from __future__ import annotations
 

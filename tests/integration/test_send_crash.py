@@ -138,7 +138,7 @@ class SlowSink(RecordingHandler):
 
 
 def test_sigterm_finishes_in_flight_and_gives_the_rest_back(db: Database, runners_factory: Any) -> None:
-    """D5: the process exits within 10 s, nothing stays claimed, nothing is sent twice."""
+    """On SIGTERM the process exits within 10 s, nothing stays claimed, nothing is sent twice."""
     ids = seed_customers(db, 100)
     plan(db, ids)
     with RecordingSMTPServer(SlowSink()) as sink:

@@ -1,4 +1,4 @@
-"""S12: past the retry deadline the row fails with the last reply, and the owner is told once
+"""Past the retry deadline the row fails with the last reply, and the owner is told once
 (a `send_failed` event on the customer's timeline and a warning naming them)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sender processes killed with SIGKILL before DATA (S1) and over and over (S5).
+"""Sender processes killed with SIGKILL before DATA, and over and over at random moments.
 
 The sender runs as a real subprocess (`tests/sendrunner.py`) with a short lease; the
 SMTP sink runs in the test process on loopback and records every Message-ID it
@@ -72,7 +72,7 @@ def _ambiguous_history(db: Database) -> set[int]:
 
 
 @pytest.mark.timeout(90)
-def test_s1_kill_while_held_at_rcpt_sends_nothing_twice(db: Database, senders: Any) -> None:
+def test_kill_while_held_at_rcpt_sends_nothing_twice(db: Database, senders: Any) -> None:
     ids = seed_customers(db, 40)
     assert plan(db, ids) == 40
     handler = GatedHandler("RCPT", hold_after=10)
@@ -118,7 +118,7 @@ def test_s1_kill_while_held_at_rcpt_sends_nothing_twice(db: Database, senders: A
 
 
 @pytest.mark.timeout(120)
-def test_s5_kill_loop_then_run_to_completion(db: Database, senders: Any) -> None:
+def test_kill_loop_then_run_to_completion_sends_each_row_once(db: Database, senders: Any) -> None:
     rng = random.Random(20261123)
     ids = seed_customers(db, 200)
     assert plan(db, ids) == 200

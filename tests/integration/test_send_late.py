@@ -1,4 +1,5 @@
-"""T4 at send time: rows already in the outbox while the daemon was down are not sent late.
+"""The clock jumped forward while the daemon was down, at send time: rows already in
+the outbox while the daemon was down are not sent late.
 
 The planner records occurrences older than the catch-up grace as skipped; these tests
 cover rows planned in time whose sender was not running, on both databases, with the

@@ -1,24 +1,26 @@
-"""Sender crashes and database outages around the final "." (reliability plan S2, S4, S14, D3).
+"""Sender crashes and database outages around the final ".": nothing lost, nothing
+sent twice beyond the ambiguous window.
 
 The sender runs as a real subprocess (`tests/sendrunner.py`) with a short lease; the
 SMTP sink runs in the test process on loopback and records every Message-ID it
 accepted; PostgreSQL is the shared local server (only the test's own database is
 touched).
 
-* S2: the sink has the whole message and holds its reply to the final "."; the sender
-  gets `kill -9`; the sink then answers 250 into the dead socket. `sending.ambiguous:
-  resend` (the default) sends that row once more with the same Message-ID; `hold`
-  parks it as `delivery_unknown`. Either way the ambiguous attempt is in its history.
-* S4: `kill -9` right after the sink answered 250 to the final ".". Once the `sent`
-  group commit is in, nothing is sent again; before it, the row is one of those the
-  README allows one more copy (it had `attempt_started_at` set).
-* S14: sender A holds claims and gets `kill -9` while sender B runs: B takes A's rows
-  once A's lease has lapsed, not before; every row ends `sent`, each Message-ID once
-  except rows A left inside the ambiguous window.
-* D3: the sender's PostgreSQL connections are terminated in the middle of a batch
-  (`pg_terminate_backend`), and then the database refuses connections for a few
-  seconds: the sender carries on after a bounded pause; nothing lost, nothing
-  duplicated beyond the ambiguous-window rule.
+* Killed while the reply is held: the sink has the whole message and holds its reply to
+  the final "."; the sender gets `kill -9`; the sink then answers 250 into the dead
+  socket. `sending.ambiguous: resend` (the default) sends that row once more with the
+  same Message-ID; `hold` parks it as `delivery_unknown`. Either way the ambiguous
+  attempt is in its history.
+* Killed after the 250: `kill -9` right after the sink answered 250 to the final ".".
+  Once the `sent` group commit is in, nothing is sent again; before it, the row is one
+  of those the README allows one more copy (it had `attempt_started_at` set).
+* A stalled lease: sender A holds claims and gets `kill -9` while sender B runs: B takes
+  A's rows once A's lease has lapsed, not before; every row ends `sent`, each Message-ID
+  once except rows A left inside the ambiguous window.
+* PostgreSQL outage: the sender's PostgreSQL connections are terminated in the middle of
+  a batch (`pg_terminate_backend`), and then the database refuses connections for a few
+  seconds: the sender carries on after a bounded pause; nothing lost, nothing duplicated
+  beyond the ambiguous-window rule.
 """
 
 from __future__ import annotations
@@ -102,12 +104,14 @@ def _naive(moment: Any) -> Any:
     return moment.replace(tzinfo=None) if moment is not None else None
 
 
-# -- S2: killed while the server holds its reply to the final "." ------------------------------
+# -- killed while the server holds its reply to the final "." ------------------------------
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("policy", ["resend", "hold"])
-def test_s2_kill_while_the_reply_to_the_dot_is_held(db: Database, senders: Any, policy: str) -> None:
+def test_kill_while_the_reply_to_the_dot_is_held_resends_or_holds_by_policy(
+    db: Database, senders: Any, policy: str
+) -> None:
     ids = seed_customers(db, 8)
     assert plan(db, ids) == 8
     # The 4th message is stored at its final "." and its 250 waits for the gate (one
@@ -163,12 +167,14 @@ def test_s2_kill_while_the_reply_to_the_dot_is_held(db: Database, senders: Any, 
             assert outbox.count_by_state(session).get("delivery_unknown") == 1  # what `status` shows
 
 
-# -- S4: killed right after the 250 to the final "." -------------------------------------------
+# -- killed right after the 250 to the final "." -------------------------------------------
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("wait_for_commit", [False, True], ids=["at-once", "after-sent-commit"])
-def test_s4_kill_right_after_the_250(db: Database, senders: Any, wait_for_commit: bool) -> None:
+def test_kill_right_after_the_250_sends_no_second_copy_once_committed(
+    db: Database, senders: Any, wait_for_commit: bool
+) -> None:
     ids = seed_customers(db, 8)
     assert plan(db, ids) == 8
     # One connection: once the server has answered 250 to the 4th message, the sender's
@@ -218,11 +224,11 @@ def test_s4_kill_right_after_the_250(db: Database, senders: Any, wait_for_commit
         assert {r.id for r in rows if r.message_id == last} == _ambiguous_history(db)
 
 
-# -- S14: a killed sender's claims are taken over after its lease -----------------------------
+# -- a killed sender's claims are taken over after its lease -----------------------------
 
 
 @pytest.mark.timeout(60)
-def test_s14_a_killed_senders_rows_are_taken_over_after_its_lease(db: Database, senders: Any) -> None:
+def test_a_killed_senders_rows_are_taken_over_after_its_lease(db: Database, senders: Any) -> None:
     ids = seed_customers(db, 80)
     assert plan(db, ids) == 80
     with RecordingSMTPServer(DelayingHandler(0.1)) as sink:
@@ -272,7 +278,7 @@ def test_s14_a_killed_senders_rows_are_taken_over_after_its_lease(db: Database, 
     assert _ambiguous_history(db) <= window
 
 
-# -- D3: PostgreSQL connections terminated, then refused, in the middle of a batch ------------
+# -- PostgreSQL connections terminated, then refused, in the middle of a batch ------------
 
 OUTAGE = 3.0  # seconds the database refuses connections
 RESUME_WITHIN = 12.0  # the sender's pause after failures: 1, 2, 4 s (+ the recorder's 1 + 2 s)
@@ -305,16 +311,16 @@ def _allow_connections(database: str, allow: bool) -> None:
 @pytest.mark.postgres
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
-def test_d3_postgres_connections_killed_mid_batch(db: Database, senders: Any) -> None:
+def test_postgres_connections_killed_mid_batch_lose_and_duplicate_nothing(db: Database, senders: Any) -> None:
     ids = seed_customers(db, 300)
     assert plan(db, ids) == 300
     database = str(db.url.database)
-    application = "mailcrm-d3-sender"
+    application = "mailcrm-outage-sender"
     url = db.url.update_query_dict({"application_name": application})
     with RecordingSMTPServer(DelayingHandler(0.02)) as sink:
         processes = senders(db, sink.port, url.render_as_string(hide_password=False))
         sender = processes.start(
-            "d3", "--connections", "2", "--until-done", "--db-outages", "--max-seconds", "60"
+            "outage", "--connections", "2", "--until-done", "--db-outages", "--max-seconds", "60"
         )
 
         def delivered_at_least(count: int) -> Callable[[], bool]:
@@ -360,7 +366,7 @@ def test_d3_postgres_connections_killed_mid_batch(db: Database, senders: Any) ->
 
 
 @pytest.mark.timeout(40)
-async def test_d3_a_sender_cancelled_with_everything_else_ends(db: Database, tmp_path: Path) -> None:
+async def test_a_sender_cancelled_with_everything_else_ends(db: Database, tmp_path: Path) -> None:
     """When the main coroutine fails (e.g. on a database error), `asyncio.run` cancels every
     task at once, the sender's lanes, heartbeat and group-commit task included: the sender
     must end then, not wait forever for a commit nobody will make."""

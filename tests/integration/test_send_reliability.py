@@ -1,12 +1,12 @@
-"""Sending when the other side misbehaves (reliability plan S6, S10, D2), against real
+"""Sending when the other side misbehaves, or a second daemon shares the file, against real
 servers on loopback: aiosmtpd records what arrived, a TCP proxy cuts connections, and
 `mailcrm run` daemons run as subprocesses.
 
-* S6: the server says `421 4.7.0 try later` at the greeting, then at MAIL FROM.
-* S10: the connection is cut after half of the message body went to the server; the
+* Too busy: the server says `421 4.7.0 try later` at the greeting, then at MAIL FROM.
+* Cut mid-DATA: the connection is cut after half of the message body went to the server; the
   final "." never reaches it, so the server drops the message and the resend is its
   only copy.
-* D2: two daemons share one SQLite file.
+* Two daemons share one SQLite file: every row is still sent once.
 
 Each test checks what a user sees: the outbox rows, their attempt history, and how
 many times each Message-ID reached the server.
@@ -75,10 +75,10 @@ def _stats(stats: SendStats) -> tuple[int, int, int, int, int]:
     return stats.sent, stats.retried, stats.deferred, stats.failed, stats.unknown
 
 
-# -- S6: 421 at the greeting and at MAIL FROM -------------------------------------------------
+# -- 421 at the greeting and at MAIL FROM -------------------------------------------------
 
 
-async def test_s6_421_at_greeting_and_at_mail_backs_off_pauses_the_account_then_delivers_once(
+async def test_421_at_greeting_and_at_mail_backs_off_pauses_the_account_then_delivers_once(
     db: Database, templates: Path
 ) -> None:
     ids = seed_customers(db, 3)
@@ -147,7 +147,7 @@ async def test_s6_421_at_greeting_and_at_mail_backs_off_pauses_the_account_then_
     assert outcomes == Counter({"retry": 2, "sent": 3})
 
 
-# -- S10: the connection is cut in the middle of DATA -----------------------------------------
+# -- the connection is cut in the middle of DATA -----------------------------------------
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def proxy(sink: RecordingSMTPServer) -> Iterator[CuttingProxy]:
         yield running
 
 
-async def test_s10_a_cut_halfway_through_the_body_is_retried_and_delivered_once(
+async def test_a_cut_halfway_through_the_body_is_retried_and_delivered_once(
     db: Database, sink: RecordingSMTPServer, proxy: CuttingProxy, templates: Path
 ) -> None:
     ids = seed_customers(db, 3)
@@ -198,7 +198,7 @@ async def test_s10_a_cut_halfway_through_the_body_is_retried_and_delivered_once(
     assert proxy.data_cuts == [(forwarded, body)]  # one-shot: the retry was not cut
 
 
-# -- D2: two daemons on one SQLite file -------------------------------------------------------
+# -- two daemons on one SQLite file -------------------------------------------------------
 
 ROWS = 3000
 
@@ -210,7 +210,7 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     started.stop_all()
 
 
-def test_d2_two_daemons_on_one_sqlite_file_send_every_row_once(
+def test_two_daemons_on_one_sqlite_file_send_every_row_once(
     sqlite_url: str, tmp_path: Path, daemons: Daemons
 ) -> None:
     db = Database(sqlite_url)

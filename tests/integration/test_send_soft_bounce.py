@@ -1,4 +1,4 @@
-"""S9: soft bounces (mailbox full) are retried; the address is suppressed only after
+"""Soft bounces (mailbox full) are retried; the address is suppressed only after
 `sending.soft_bounce_limit` of them within `sending.soft_bounce_window`, counted from
 the attempt history."""
 

@@ -480,7 +480,8 @@ async def test_graceful_stop_finishes_in_flight_and_releases_the_rest(db: Databa
 async def test_starttls_required_but_not_offered(
     db: Database, templates: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """S18: the send fails naming host and reason; no AUTH ever goes out in the clear."""
+    """A server that offers no STARTTLS: the send fails naming host and reason; no AUTH
+    ever goes out in the clear."""
     lines: list[bytes] = []
 
     async def fake_smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,4 +1,4 @@
-"""S17: with `imap.server_files_sent: true` mailcrm makes no Sent copy of its own
+"""No duplicate Sent copies: with `imap.server_files_sent: true` mailcrm makes no Sent copy of its own
 (`sending.copy_to_sent` on), and the copy the provider files is recognised by its
 Message-ID: one message on the timeline, not two. Real Dovecot, real aiosmtpd."""
 

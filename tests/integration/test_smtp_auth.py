@@ -1,4 +1,4 @@
-"""S19 and `auth:`: the sender logs in to SMTP as the account says, against a real aiosmtpd.
+"""XOAUTH2 and `auth:`: the sender logs in to SMTP as the account says, against a real aiosmtpd.
 
 XOAUTH2 takes its token from the same `TokenProvider` as IMAP. A refused token (or
 password) is a failed connection: the row is retried, the account pauses, and the

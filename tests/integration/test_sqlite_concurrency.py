@@ -1,4 +1,4 @@
-"""D1: many concurrent writers on one SQLite file never see "database is locked".
+"""Many concurrent writers on one SQLite file never see "database is locked".
 
 Forty-eight threads, each with an engine of its own (as separate processes would have), are
 released together by a barrier and write to one SQLite file at once, the kinds of
@@ -59,7 +59,9 @@ def _count(db: Database, model: type, *where: Any) -> int:
 
 
 @pytest.mark.timeout(60)
-def test_d1_forty_eight_concurrent_writers_on_one_sqlite_file(sqlite_url: str, tmp_path: Path) -> None:
+def test_forty_eight_concurrent_writers_on_one_sqlite_file_never_see_locked(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     setup = Database(sqlite_url)
     migrate.upgrade(setup)
     customer_ids = seed_customers(setup, CUSTOMERS)

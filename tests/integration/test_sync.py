@@ -48,6 +48,14 @@ class MailEnv:
     alice: ImapCredentials
     bob: ImapCredentials
 
+    def deliver(self, raw: bytes, folder: str = "INBOX", to: ImapCredentials | None = None) -> None:
+        """New mail in Alice's mailbox (or ``to``'s), as an MTA would file it, server running."""
+        self.dovecot.deliver(to or self.alice, raw, folder)
+
+    def drop_into_maildir(self, raw: bytes) -> None:
+        """New mail written straight into Alice's Maildir INBOX: fast for bulk, indexed on access."""
+        self.dovecot._deliver_to_maildir(self.alice, raw, "INBOX")
+
     def worker(self, email: str = ALICE) -> MailboxWorker:
         return next(w for w in workers(self.db, self.settings) if w.person.email == email)
 
@@ -108,19 +116,22 @@ def make_mail_env(db: Database, dovecot: DovecotServer, monkeypatch: pytest.Monk
 
 
 @pytest.fixture
-def mail_env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailEnv]:
+def env(dovecot: DovecotServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailEnv]:
+    """The setup every sync test shares: Alice and Bob with fresh mailboxes on the private
+    Dovecot, three customers, on a migrated SQLite store that is disposed of afterwards."""
     db = Database(f"sqlite:///{tmp_path}/mailcrm.db")
     migrate.upgrade(db)
     yield make_mail_env(db, dovecot, monkeypatch)
     db.dispose()
 
 
-def test_inbound_and_outbound_mail_lands_on_the_right_timelines(mail_env: MailEnv) -> None:
-    env = mail_env
+mail_env = env  # the name the other sync test modules import it by
+
+
+def test_inbound_and_outbound_mail_lands_on_the_right_timelines(env: MailEnv) -> None:
     first = mailgen.message_id("acme.example")
     now = datetime.now(UTC)
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(
             sender=ALICE,
             to="somsri@siam.example",
@@ -130,8 +141,7 @@ def test_inbound_and_outbound_mail_lands_on_the_right_timelines(mail_env: MailEn
         ),
         "Sent",
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(
             sender="somsri@siam.example",
             to=ALICE,
@@ -141,8 +151,7 @@ def test_inbound_and_outbound_mail_lands_on_the_right_timelines(mail_env: MailEn
             date=now - timedelta(hours=1),
         ),
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(
             sender="wang@golden.example",
             to=ALICE,
@@ -167,23 +176,19 @@ def test_inbound_and_outbound_mail_lands_on_the_right_timelines(mail_env: MailEn
     assert (env.count(Message), env.count(TimelineEvent), env.count(MessageLink)) == before
 
 
-def test_sync_does_not_mark_mail_as_read(mail_env: MailEnv) -> None:
-    env = mail_env
-    env.dovecot.deliver(env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE))
+def test_sync_does_not_mark_mail_as_read(env: MailEnv) -> None:
+    env.deliver(mailgen.make(sender="somsri@siam.example", to=ALICE))
     env.sync()
     flags = env.dovecot.doveadm("fetch", "-u", env.alice.username, "flags", "mailbox", "INBOX", "all")
     assert "\\Seen" not in flags
 
 
-def test_unknown_senders_become_leads_but_robots_do_not(mail_env: MailEnv) -> None:
-    env = mail_env
-    env.dovecot.deliver(
-        env.alice,
+def test_unknown_senders_become_leads_but_robots_do_not(env: MailEnv) -> None:
+    env.deliver(
         mailgen.make(sender="new.prospect@startup.example", to=ALICE, name="Dara Sok", subject="Interested"),
     )
-    env.dovecot.deliver(env.alice, mailgen.make(sender="noreply@shop.example", to=ALICE, subject="Receipt"))
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(mailgen.make(sender="noreply@shop.example", to=ALICE, subject="Receipt"))
+    env.deliver(
         mailgen.make(
             sender="news@list.example",
             to=ALICE,
@@ -191,8 +196,7 @@ def test_unknown_senders_become_leads_but_robots_do_not(mail_env: MailEnv) -> No
             headers={"List-Id": "<news.list.example>", "Precedence": "list"},
         ),
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(
             sender="ooo@other.example",
             to=ALICE,
@@ -212,16 +216,13 @@ def test_unknown_senders_become_leads_but_robots_do_not(mail_env: MailEnv) -> No
     assert env.kinds("new.prospect@startup.example") == ["reply"]
 
 
-def test_a_customer_writing_from_a_new_address_is_recognised_by_thread(mail_env: MailEnv) -> None:
-    env = mail_env
+def test_a_customer_writing_from_a_new_address_is_recognised_by_thread(env: MailEnv) -> None:
     ours = mailgen.message_id("acme.example")
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(sender=ALICE, to="sara@persepolis.example", msgid=ours, subject="Proposal"),
         "Sent",
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(
             sender="sara.private@mail.example",
             to=ALICE,
@@ -236,10 +237,8 @@ def test_a_customer_writing_from_a_new_address_is_recognised_by_thread(mail_env:
     assert sorted(env.kinds("sara@persepolis.example")) == ["email_out", "reply"]
 
 
-def test_auto_reply_is_not_a_reply(mail_env: MailEnv) -> None:
-    env = mail_env
-    env.dovecot.deliver(
-        env.alice,
+def test_auto_reply_is_not_a_reply(env: MailEnv) -> None:
+    env.deliver(
         mailgen.make(
             sender="wang@golden.example",
             to=ALICE,
@@ -247,8 +246,7 @@ def test_auto_reply_is_not_a_reply(mail_env: MailEnv) -> None:
             headers={"Auto-Submitted": "auto-replied"},
         ),
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.make(
             sender="somsri@siam.example",
             to=ALICE,
@@ -261,15 +259,12 @@ def test_auto_reply_is_not_a_reply(mail_env: MailEnv) -> None:
     assert env.kinds("somsri@siam.example") == ["auto_reply"]
 
 
-def test_hard_bounce_suppresses_and_a_delay_does_not(mail_env: MailEnv) -> None:
-    env = mail_env
-    env.dovecot.deliver(
-        env.alice,
+def test_hard_bounce_suppresses_and_a_delay_does_not(env: MailEnv) -> None:
+    env.deliver(
         mailgen.make(sender=ALICE, to="somsri@siam.example", subject="Offer", msgid="<offer-2@acme.example>"),
         "Sent",
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.dsn(
             reporting_to=ALICE,
             failed="wang@golden.example",
@@ -277,8 +272,7 @@ def test_hard_bounce_suppresses_and_a_delay_does_not(mail_env: MailEnv) -> None:
             original_id="<offer-1@acme.example>",
         ),
     )
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(
         mailgen.dsn(
             reporting_to=ALICE,
             failed="somsri@siam.example",
@@ -300,13 +294,11 @@ def test_hard_bounce_suppresses_and_a_delay_does_not(mail_env: MailEnv) -> None:
 
 
 def test_a_dmarc_failure_warns_the_salesperson_once_and_spares_the_customer(
-    mail_env: MailEnv, caplog: pytest.LogCaptureFixture
+    env: MailEnv, caplog: pytest.LogCaptureFixture
 ) -> None:
-    env = mail_env
     words = "smtp; 550 5.7.26 Unauthenticated email from acme.example is not accepted due to DMARC policy"
     for number in (1, 2):
-        env.dovecot.deliver(
-            env.alice,
+        env.deliver(
             mailgen.dsn(
                 reporting_to=ALICE,
                 failed="wang@golden.example",
@@ -326,11 +318,10 @@ def test_a_dmarc_failure_warns_the_salesperson_once_and_spares_the_customer(
     assert env.kinds("wang@golden.example") == ["bounced", "bounced"]
 
 
-def test_message_in_two_mailboxes_is_stored_once_and_linked_to_both(mail_env: MailEnv) -> None:
-    env = mail_env
+def test_message_in_two_mailboxes_is_stored_once_and_linked_to_both(env: MailEnv) -> None:
     shared = mailgen.make(sender="somsri@siam.example", to=ALICE, cc=[BOB], subject="For both of you")
-    env.dovecot.deliver(env.alice, shared)
-    env.dovecot.deliver(env.bob, shared)
+    env.deliver(shared)
+    env.deliver(shared, to=env.bob)
     env.sync(ALICE)
     env.sync(BOB)
     assert env.count(Message) == 1
@@ -340,13 +331,10 @@ def test_message_in_two_mailboxes_is_stored_once_and_linked_to_both(mail_env: Ma
 
 @pytest.mark.parametrize("parse_in_process", [False, True], ids=["parse-in-thread", "parse-in-process"])
 def test_every_synced_message_records_its_folder_location_and_flags(
-    mail_env: MailEnv, parse_in_process: bool
+    env: MailEnv, parse_in_process: bool
 ) -> None:
-    env = mail_env
     for index in range(3):
-        env.dovecot.deliver(
-            env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{index}")
-        )
+        env.deliver(mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{index}"))
     env.dovecot.doveadm("flags", "add", "-u", env.alice.username, "\\Flagged", "mailbox", "INBOX", "uid", "2")
     worker = env.worker()
     if parse_in_process:
@@ -369,8 +357,7 @@ def test_every_synced_message_records_its_folder_location_and_flags(
     assert env.kinds("somsri@siam.example") == ["reply", "reply", "reply"]
 
 
-def test_malformed_and_multi_charset_mail_never_stops_sync(mail_env: MailEnv) -> None:
-    env = mail_env
+def test_malformed_and_multi_charset_mail_never_stops_sync(env: MailEnv) -> None:
     raws = [
         mailgen.make(
             sender="somsri@siam.example",
@@ -387,7 +374,7 @@ def test_malformed_and_multi_charset_mail_never_stops_sync(mail_env: MailEnv) ->
         b"Content-Type: multipart/mixed; boundary=zz\r\nFrom: sara@persepolis.example\r\n\r\n--zz\r\n",
     ]
     for raw in raws:
-        env.dovecot.deliver(env.alice, raw)
+        env.deliver(raw)
     env.sync()
     assert env.count(Message) == len(raws)
     assert env.count(Message, Message.is_malformed.is_(True)) >= 2
@@ -397,16 +384,11 @@ def test_malformed_and_multi_charset_mail_never_stops_sync(mail_env: MailEnv) ->
 
 
 def test_uidvalidity_change_resyncs_without_duplicates(
-    mail_env: MailEnv, caplog: pytest.LogCaptureFixture
+    env: MailEnv, caplog: pytest.LogCaptureFixture
 ) -> None:
-    env = mail_env
     for index in range(5):
-        env.dovecot.deliver(
-            env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{index}")
-        )
-    env.dovecot.deliver(
-        env.alice, mailgen.make(sender="wang@golden.example", to=ALICE, msgid="", subject="no message id")
-    )
+        env.deliver(mailgen.make(sender="somsri@siam.example", to=ALICE, subject=f"m{index}"))
+    env.deliver(mailgen.make(sender="wang@golden.example", to=ALICE, msgid="", subject="no message id"))
     env.sync()
     before = (env.count(Message), env.count(TimelineEvent))
     with env.db.read() as session:
@@ -416,9 +398,7 @@ def test_uidvalidity_change_resyncs_without_duplicates(
     env.dovecot.doveadm(
         "mailbox", "update", "-u", env.alice.username, "--uid-validity", str(int(old) + 1000), "INBOX"
     )
-    env.dovecot.deliver(
-        env.alice, mailgen.make(sender="sara@persepolis.example", to=ALICE, subject="new one")
-    )
+    env.deliver(mailgen.make(sender="sara@persepolis.example", to=ALICE, subject="new one"))
     with caplog.at_level(logging.WARNING, logger="mailcrm"):
         env.sync()
     assert any(getattr(r, "action", None) == "uidvalidity_changed" for r in caplog.records)
@@ -426,13 +406,12 @@ def test_uidvalidity_change_resyncs_without_duplicates(
     assert env.count(TimelineEvent) == before[1] + 1
 
 
-def test_same_message_with_a_new_uid_is_not_added_twice(mail_env: MailEnv) -> None:
-    env = mail_env
+def test_same_message_with_a_new_uid_is_not_added_twice(env: MailEnv) -> None:
     raw = mailgen.make(sender="somsri@siam.example", to=ALICE, subject="re-filed")
-    env.dovecot.deliver(env.alice, raw)
+    env.deliver(raw)
     env.sync()
     env.dovecot.doveadm("expunge", "-u", env.alice.username, "mailbox", "INBOX", "all")
-    env.dovecot.deliver(env.alice, raw)
+    env.deliver(raw)
     env.sync()
     assert env.count(Message) == 1
     assert env.kinds("somsri@siam.example") == ["reply"]
@@ -440,14 +419,13 @@ def test_same_message_with_a_new_uid_is_not_added_twice(mail_env: MailEnv) -> No
 
 @pytest.mark.parametrize("parse_in_process", [False, True], ids=["parse-in-thread", "parse-in-process"])
 def test_server_killed_mid_fetch_loses_nothing_and_doubles_nothing(
-    mail_env: MailEnv, parse_in_process: bool
+    env: MailEnv, parse_in_process: bool
 ) -> None:
-    env = mail_env
     total = 600
     padding = "x" * 20_000 + "\n"
     for index in range(total):
         raw = mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"bulk {index}", body=padding)
-        env.dovecot._deliver_to_maildir(env.alice, raw, "INBOX")
+        env.drop_into_maildir(raw)
     worker = env.worker()
     if parse_in_process:
         worker.parse_process_from = 1
@@ -485,12 +463,11 @@ def _parse_but_die_in_a_worker_process(raws: Sequence[bytes]) -> Any:
 
 
 def test_a_dying_parsing_process_loses_nothing(
-    mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    env: MailEnv, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    env = mail_env
     for index in range(120):
         raw = mailgen.make(sender="wang@golden.example", to=ALICE, subject=f"bulk {index}")
-        env.dovecot._deliver_to_maildir(env.alice, raw, "INBOX")
+        env.drop_into_maildir(raw)
     monkeypatch.setattr(engine, "read_batch", _parse_but_die_in_a_worker_process)
     worker = env.worker()
     worker.parse_process_from = 1
@@ -501,8 +478,7 @@ def test_a_dying_parsing_process_loses_nothing(
     assert env.count(TimelineEvent, TimelineEvent.kind == "reply") == 120
 
 
-def test_idle_delivery_reaches_the_timeline_within_two_seconds(mail_env: MailEnv) -> None:
-    env = mail_env
+def test_idle_delivery_reaches_the_timeline_within_two_seconds(env: MailEnv) -> None:
     worker = env.worker()
 
     async def scenario() -> float:
@@ -515,9 +491,7 @@ def test_idle_delivery_reaches_the_timeline_within_two_seconds(mail_env: MailEnv
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # let it enter IDLE
             started = time.monotonic()
-            await asyncio.to_thread(
-                env.dovecot.deliver, env.alice, mailgen.make(sender="sara@persepolis.example", to=ALICE)
-            )
+            await asyncio.to_thread(env.deliver, mailgen.make(sender="sara@persepolis.example", to=ALICE))
             while env.count(Message) == 0:
                 assert time.monotonic() - started < 10, "not delivered"
                 await asyncio.sleep(0.02)
@@ -530,8 +504,7 @@ def test_idle_delivery_reaches_the_timeline_within_two_seconds(mail_env: MailEnv
     assert latency < 2.0
 
 
-def test_daemon_recovers_after_the_server_restarts(mail_env: MailEnv) -> None:
-    env = mail_env
+def test_daemon_recovers_after_the_server_restarts(env: MailEnv) -> None:
     worker = env.worker()
 
     async def scenario() -> None:
@@ -543,9 +516,7 @@ def test_daemon_recovers_after_the_server_restarts(mail_env: MailEnv) -> None:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(env.dovecot.kill)
-            await asyncio.to_thread(
-                env.dovecot.deliver, env.alice, mailgen.make(sender="wang@golden.example", to=ALICE)
-            )
+            await asyncio.to_thread(env.deliver, mailgen.make(sender="wang@golden.example", to=ALICE))
             await asyncio.sleep(0.5)
             await asyncio.to_thread(env.dovecot.restart)
             deadline = time.monotonic() + 20
@@ -560,8 +531,7 @@ def test_daemon_recovers_after_the_server_restarts(mail_env: MailEnv) -> None:
     asyncio.run(scenario())
 
 
-def test_wrong_password_is_reported_clearly(mail_env: MailEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = mail_env
+def test_wrong_password_is_reported_clearly(env: MailEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_ALICE_PW", "wrong password")
     worker = env.worker()
 
@@ -586,20 +556,19 @@ def test_wrong_password_is_reported_clearly(mail_env: MailEnv, monkeypatch: pyte
     assert row.errors == 1 and row.last_error
 
 
-def test_reply_and_original_in_one_batch_are_threaded(mail_env: MailEnv, tmp_path: Path) -> None:
+def test_reply_and_original_in_one_batch_are_threaded(env: MailEnv, tmp_path: Path) -> None:
     import mailbox as mailboxes
 
     from mailcrm.sync.backfill import backfill
     from mailcrm.sync.mailfiles import open_source
 
-    env = mail_env
     ours = mailgen.message_id("acme.example")
     archive = mailboxes.mbox(tmp_path / "all.mbox")
     archive.add(mailgen.make(sender=ALICE, to="wang@golden.example", msgid=ours, subject="Quote"))
     archive.add(
         mailgen.make(sender="fang.home@mail.example", to=ALICE, in_reply_to=ours, subject="Re: Quote")
     )
-    archive.flush()
+    archive.close()  # flushes, and leaves no open file behind
     source = open_source("mbox", tmp_path / "all.mbox", max_message_bytes=2**20)
     identity = env.worker().identity
     stats = backfill(env.db, source, identity, "import").stats
@@ -607,10 +576,9 @@ def test_reply_and_original_in_one_batch_are_threaded(mail_env: MailEnv, tmp_pat
     assert env.customer_id("fang.home@mail.example") == env.customer_id("wang@golden.example")
 
 
-def test_a_synced_reply_cancels_pending_follow_ups_and_an_auto_reply_does_not(mail_env: MailEnv) -> None:
+def test_a_synced_reply_cancels_pending_follow_ups_and_an_auto_reply_does_not(env: MailEnv) -> None:
     from mailcrm.store.models import OutboxItem
 
-    env = mail_env
     due = datetime.now(UTC) + timedelta(days=2)
     with env.db.write() as session:
         for address, key in (("somsri@siam.example", "a"), ("wang@golden.example", "b")):
@@ -626,9 +594,8 @@ def test_a_synced_reply_cancels_pending_follow_ups_and_an_auto_reply_does_not(ma
                     message_id=f"<fu-{key}@acme.example>",
                 )
             )
-    env.dovecot.deliver(env.alice, mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Re: offer"))
-    env.dovecot.deliver(
-        env.alice,
+    env.deliver(mailgen.make(sender="somsri@siam.example", to=ALICE, subject="Re: offer"))
+    env.deliver(
         mailgen.make(
             sender="wang@golden.example",
             to=ALICE,

@@ -1,4 +1,4 @@
-"""Wrong credentials do not become a lock-out storm (plan case Y13).
+"""Wrong credentials do not become a lock-out storm at the provider.
 
 A refused login is retried only after `sync.auth_retry_seconds`, never at the quick
 reconnect backoff: a loop of failed logins is what gets an account locked by the provider.

@@ -1,4 +1,4 @@
-"""Changes to mail already synced (Y6): flags set and messages deleted while the daemon
+"""Changes to mail already synced (CONDSTORE resume): flags set and messages deleted while the daemon
 was down reach the store on the next sync, without fetching any message again. An IDLE
 push that announces only new mail skips the flag-changes round trip, and loses no change."""
 

@@ -1,4 +1,4 @@
-"""Y2: the connection is cut in the middle of a message body (a ``BODY[]`` literal).
+"""The connection is cut in the middle of a message body (a ``BODY[]`` literal).
 The sync fails with a clean disconnect, stores no half message, leaves the cursor on
 what was committed, and the next sync stores every message exactly once."""
 

@@ -1,4 +1,4 @@
-"""S3: a send whose outcome was unknown (the connection died after the final ".") is
+"""A send whose outcome was unknown (the connection died after the final ".") is
 confirmed by the copy the provider filed in the Sent folder: the sync turns the row
 `sent`, nothing is sent again, and the message is on the timeline once."""
 

@@ -1,6 +1,6 @@
-"""The store fails in the middle of a sync: the disk fills up (D4: SQLite's
+"""The store fails in the middle of a sync: the disk fills up (SQLite's
 `max_page_count` makes the database file full), or PostgreSQL ends the sync's
-connections and refuses new ones for a while (D3). Either way the sync stops with an
+connections and refuses new ones for a while. Either way the sync stops with an
 error naming the database, the cursor does not move past what was committed, and the
 next sync stores every message exactly once."""
 
@@ -86,7 +86,7 @@ def test_a_full_disk_stops_the_sync_cleanly_and_loses_nothing(mail_env: MailEnv)
     assert _state(env) == (TOTAL, TOTAL, TOTAL)
 
 
-# -- D3: PostgreSQL ends the sync's connections and refuses new ones for a moment ----------
+# -- PostgreSQL ends the sync's connections and refuses new ones for a moment ----------
 
 OUTAGE_TOTAL = 400
 OUTAGE_AFTER = 30  # stored messages before the outage starts
@@ -131,7 +131,7 @@ def _outage(db: Database, application: str, stop: threading.Event, began: list[i
 def test_postgres_gone_mid_sync_keeps_the_cursor_at_the_last_commit(
     db: Database, dovecot: DovecotServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    application = "mailcrm-d3-sync"
+    application = "mailcrm-outage-sync"
     sync_db = Database(db.url.update_query_dict({"application_name": application}).render_as_string(False))
     try:
         env = make_mail_env(sync_db, dovecot, monkeypatch)

@@ -1,4 +1,4 @@
-"""An aiosmtpd server that can refuse at the greeting and hang up after a 421 (S6).
+"""An aiosmtpd server that can refuse at the greeting and hang up after a 421 (retry tests).
 
 ``FaultySMTPServer`` is a ``RecordingSMTPServer`` whose handler also scripts the verb
 ``"CONNECT"``: ``handler.queue_reply("CONNECT", "421 4.7.0 try later")`` makes the

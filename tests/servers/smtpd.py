@@ -3,7 +3,7 @@
 ``RecordingHandler`` keeps every accepted message and can be scripted to reject a command,
 either always (``reply_at``), for one recipient (``reply_for_rcpt``) or for the next few
 attempts only (``queue_reply``), which is what bounce and retry tests need.
-``BlackholeServer`` accepts connections and never answers (S11: timeouts, not hangs).
+``BlackholeServer`` accepts connections and never answers (send timeouts must fire, not hang).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Time semantics: DST gaps and folds, Feb 29, send windows, occurrence keys, catch-up (T1-T4, T7)."""
+"""Time semantics: DST gaps and folds, Feb 29, send windows, occurrence keys, catch-up after downtime."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _is_transition(instant: datetime, zone: str) -> bool:
     return (instant - timedelta(seconds=1)).astimezone(tz).utcoffset() != instant.astimezone(tz).utcoffset()
 
 
-# --- local_send_instant (T1, T2) ---------------------------------------------------
+# --- local_send_instant: DST gap and fold ---------------------------------------------------
 
 
 def test_dst_gap_moves_to_first_valid_instant() -> None:
@@ -132,7 +132,7 @@ def test_every_gap_and_fold_of_every_zone(zone: str, year: int, fraction: float)
             assert result < change
 
 
-# --- anniversaries (T3) ------------------------------------------------------------
+# --- anniversaries: Feb 29 ------------------------------------------------------------
 
 
 def test_feb_29_birthday_in_common_and_leap_years() -> None:
@@ -190,7 +190,7 @@ def test_anniversaries_one_per_year(
             assert any(d.year == year for d in found)
 
 
-# --- send windows (T7) -------------------------------------------------------------
+# --- send windows in the customer's local time -------------------------------------------------------------
 
 
 def _earliest_by_minute(instant: datetime, zone: str, window: SendWindow) -> datetime:
@@ -271,7 +271,7 @@ def test_window_inside_is_unchanged_and_none_means_any_time() -> None:
     assert _wall(next_in_window(friday_evening, BERLIN, WEEKDAYS_9_TO_5), BERLIN) == datetime(2025, 6, 9, 9)
 
 
-# --- occurrence keys and catch-up (T4) ---------------------------------------------
+# --- occurrence keys and catch-up after a clock jump ---------------------------------------------
 
 
 def test_occurrence_keys_are_stable_and_short() -> None:

@@ -244,7 +244,7 @@ def test_over_long_quoted_name_is_encoded_not_folded_inside_quotes() -> None:
     assert [a.addr_spec for a in parse(raw)["To"].addresses] == ["x@example.com"]
 
 
-# --- header injection (X3) ------------------------------------------------------------------
+# --- header injection: CR/LF/NUL in names and subjects never add a header ----------------
 
 INJECTIONS = [
     "Eve\r\nBcc: x@evil.example",

@@ -1,4 +1,5 @@
-"""Templates: the shipped set in every language, the sandbox (X1), language fallback, helpers."""
+"""Templates: the shipped set in every language, the sandbox against template injection,
+language fallback, helpers."""
 
 from __future__ import annotations
 
@@ -324,7 +325,7 @@ def test_render_rate(shipped: TemplateRenderer) -> None:
     assert rate > 2000, rate  # the benchmark measures the real figure; this guards regressions only
 
 
-# --- the sandbox (X1) -----------------------------------------------------------------------
+# --- the sandbox: template injection (SSTI) cannot reach Python internals ----------------
 
 _SPY: list[str] | None = None
 _ALLOWED_OPEN: list[str] = []

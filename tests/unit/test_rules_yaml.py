@@ -1,4 +1,5 @@
-"""Rule files: what a salesperson writes, what the planner gets, and every mistake named (T8, X9)."""
+"""Rule files: what a salesperson writes, what the planner gets, every mistake named,
+and no secrets in rule files."""
 
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def test_empty_file_and_empty_folder_are_no_rules(tmp_path: Path) -> None:
     assert rules.rules == () and rules.files == (str(tmp_path / "empty.yaml"),)
 
 
-# --- T8: mistakes are named, with their line, column and field -----------------------
+# --- mistakes are named, with their line, column and field -----------------------
 
 
 def test_unknown_template_has_position_field_and_suggestion(tmp_path: Path) -> None:
@@ -492,7 +493,7 @@ def test_load_rule_file_checks_one_file(tmp_path: Path) -> None:
     assert info.value.line == 2 and info.value.field == "rules.0.template"
 
 
-# --- T8: the watcher keeps the last good rule set ------------------------------------
+# --- the watcher keeps the last good rule set ------------------------------------
 
 
 def test_watcher_keeps_last_good_rules_when_an_edit_breaks_a_file(tmp_path: Path) -> None:
