@@ -69,7 +69,7 @@ from mailcrm.store.types import utcnow
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 6.0
-"""Seconds in-flight transactions get to finish after stop (D5: the process exits within 10 s)."""
+"""Seconds in-flight transactions get to finish after stop (a stopped daemon exits within 10 s)."""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Rows of unknown delivery that a copy found in a mailbox shows were sent (S3)."""
+"""Rows of unknown delivery that a copy found in a mailbox shows were sent."""
 
 from __future__ import annotations
 
