@@ -178,12 +178,14 @@ HOSTILE = "Evil\x1b]0;pwned\x07\x1b[2J [bold red]x[/] \x9b31m"
 
 
 def test_stored_text_never_replays_escape_sequences(cli: CLI, tmp_path: Path, configured: Path) -> None:
-    """A name stored before names were checked, and a note, print with ESC as a visible
-    symbol and their markup-like brackets as written, in lists, details and timelines."""
+    """A name and a note stored before names and notes were checked print with ESC as a
+    visible symbol and their markup-like brackets as written, in lists, details and
+    timelines (today both are refused at the door: see the control-character tests)."""
     assert cli("customers", "add", "--name", "Placeholder", "-e", "evil@example.org").code == 0
+    assert cli("notes", "add", "1", "call back tomorrow").code == 0
     with sqlite3.connect(configured / "config" / "crm.db") as connection:
         connection.execute("UPDATE customer SET name = ? WHERE id = 1", (HOSTILE,))
-    assert cli("notes", "add", "1", "call back \x1b[31mtomorrow").code == 0
+        connection.execute("UPDATE note SET text = ? WHERE customer_id = 1", ("call back \x1b[31mtomorrow",))
 
     for args in (
         ("customers", "list"),
