@@ -50,9 +50,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, update
 
@@ -73,6 +74,8 @@ from mailcrm.store import migrate, outbox
 from mailcrm.store.db import Database
 from mailcrm.store.models import Customer, EmailAddress, OutboxItem, Purchase, Salesperson, table_of
 from mailcrm.store.types import utcnow
+
+BANGKOK = ZoneInfo("Asia/Bangkok")
 
 HOST = "127.0.0.1"
 OWNER = "alice@acme.example"
@@ -191,6 +194,11 @@ def setup(db: Database, count: int, *, due_in: timedelta = timedelta(minutes=-1)
                 {
                     "customer_id": cid,
                     "purchased_at": now - timedelta(days=2, minutes=n % 1440),
+                    "purchased_on": (now - timedelta(days=2, minutes=n % 1440))
+                    .replace(tzinfo=UTC)
+                    .astimezone(BANGKOK)
+                    .date(),
+                    "has_time": True,
                     "product": rng.choice(PRODUCTS),
                     "quantity": 1,
                     "amount_minor": rng.randrange(1_000, 500_000),
