@@ -71,3 +71,19 @@ class DatabaseError(MailcrmError):
 
 class ImportFileError(MailcrmError):
     """A file given to an import command cannot be read at all (not a row problem)."""
+
+
+class AuthenticationError(MailcrmError):
+    """A login or API token was refused: unknown, wrong, expired, revoked or disabled.
+
+    The message never says which, so a caller cannot learn which accounts or tokens
+    exist; `reason` tells the server's own log.
+    """
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class PermissionDeniedError(MailcrmError):
+    """The user is known but the token's scope does not cover the action."""

@@ -15,7 +15,20 @@ from rich.markup import escape
 
 from mailcrm import __version__
 from mailcrm import log as logsetup
-from mailcrm.cli import customers, db, mail, notes, outbox, plan, purchases, rules, setup, suppress, templates
+from mailcrm.cli import (
+    customers,
+    db,
+    mail,
+    notes,
+    outbox,
+    plan,
+    purchases,
+    rules,
+    setup,
+    suppress,
+    templates,
+    users,
+)
 from mailcrm.cli.context import AppContext
 from mailcrm.cli.demo import demo
 from mailcrm.cli.output import err_console
@@ -83,6 +96,7 @@ app.add_typer(outbox.app, name="outbox")
 app.command("plan")(plan.plan)
 app.add_typer(suppress.app, name="suppress")
 app.command("unsuppress")(suppress.unsuppress)
+app.add_typer(users.app, name="users")
 app.command("sync")(mail.sync)
 app.command("run")(mail.run)
 app.command("timeline")(timeline)

@@ -397,6 +397,80 @@ class SigningKey(SQLModel, table=True):
     created_at: datetime = _when()
 
 
+class User(SQLModel, table=True):
+    """Someone who logs in to the web dashboard or the API (`mailcrm users ...`).
+
+    The table is `app_user`: `user` is a reserved word in PostgreSQL (`SELECT * FROM user`
+    there shows the session's role). `email` is stored normalised (lower-case, IDNA
+    domain), so it is unique whatever the case it was typed in. A salesperson user is
+    tied to one `salesperson` row, whose customers it sees; an admin sees all.
+    """
+
+    __tablename__ = "app_user"
+
+    id: int | None = _id()
+    email: str = Field(sa_type=String(254), unique=True)
+    role: str = Field(sa_type=String(16))  # domain.access.Role
+    salesperson_id: int | None = Field(
+        default=None, foreign_key="salesperson.id", ondelete="RESTRICT", unique=True, sa_type=IdType
+    )
+    password_hash: str = Field(sa_type=String(255))  # argon2id, PHC string
+    disabled: bool = Field(default=False)
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+    password_changed_at: datetime = _when()
+    last_login_at: datetime | None = _when(nullable=True)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the JSON API: only its SHA-256 and an 8-character prefix are kept."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = _id()
+    user_id: int = _fk("app_user.id", index=True)
+    prefix: str = Field(sa_type=String(16), unique=True)
+    digest: str = Field(sa_type=String(64), unique=True)  # hex SHA-256 of the whole token
+    scope: str = Field(sa_type=String(8))  # domain.access.Scope
+    label: str | None = Field(default=None, sa_type=String(200))
+    created_at: datetime = _when()
+    expires_at: datetime | None = _when(nullable=True)
+    last_used_at: datetime | None = _when(nullable=True)
+    revoked_at: datetime | None = _when(nullable=True)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins of one account email or one client address (`domain.throttle`).
+
+    Kept in the database, so daemons sharing a PostgreSQL count together.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("counter", "key", name="uq_login_throttle"),)
+
+    id: int | None = _id()
+    counter: str = Field(sa_type=String(16))  # account or address
+    key: str = Field(sa_type=String(254))
+    failures: int = Field(default=0)
+    last_failure_at: datetime | None = _when(nullable=True, index=True)
+    locked_until: datetime | None = _when(nullable=True)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, when, and through which door (the CLI or the API)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target_at", "target", "at"),)
+
+    id: int | None = _id()
+    at: datetime = _when(index=True)
+    actor: str = Field(sa_type=String(254))  # a user's email, or the OS user at the CLI
+    via: str = Field(sa_type=String(8))  # cli or api
+    action: str = Field(sa_type=String(64))  # e.g. user.add, token.revoke
+    target: str = Field(sa_type=String(254))
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table behind a model, for set-based and bulk statements."""
     table = model.__table__  # type: ignore[attr-defined]
