@@ -198,10 +198,13 @@ def tokens_of(session: Session, email: str) -> list[TokenView]:
 def revoke_token(session: Session, *, named: str, actor: Actor) -> tuple[TokenView, bool]:
     """Revoke the token named by its prefix (`3f9k2q7x`, `mcrm_3f9k2q7x` or the whole token)."""
     prefix = token_format.prefix_of(named)
-    found = None if prefix is None else token_store.by_prefix(session, prefix)
+    if prefix is None:
+        # Never echo what was given: it may be a whole token pasted by mistake.
+        raise ValidationError("not a token prefix: name a token by the 8 characters after `mcrm_`")
+    found = token_store.by_prefix(session, prefix)
     if found is None:
         raise NotFoundError(
-            f"no token {named.strip()[:40]!r}", hint="`mailcrm users tokens EMAIL` lists them"
+            f"no token {token_format.shown(prefix)}", hint="`mailcrm users tokens EMAIL` lists them"
         )
     token, user = found
     now = utcnow()

@@ -307,3 +307,28 @@ def test_quiet_counters_are_deleted(people: Database, clock: Clock) -> None:
         assert throttle_store.peek(session, Counter.ACCOUNT, "ghost@acme.example").failures == 0
         assert throttle_store.peek(session, Counter.ADDRESS, "203.0.113.7").failures == 0
         assert throttle_store.peek(session, Counter.ACCOUNT, "other@acme.example").failures == 1
+
+
+def test_parallel_guesses_each_reserve_a_failure_before_any_hash_runs(people: Database, clock: Clock) -> None:
+    """Twelve guesses at once against a limit of three: three passwords are checked, the
+    other nine are refused as throttled without a hash, on every store; the counter holds
+    exactly three failures (no update lost between concurrent transactions)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mailcrm.domain.throttle import Counter
+    from mailcrm.store import throttle as throttle_store
+
+    auth = _auth(people, clock)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(
+            pool.map(
+                lambda n: auth.authenticate("alice@acme.example", f"wrong password {n}", f"198.51.100.{n}"),
+                range(12),
+            )
+        )
+    assert (
+        sorted(o.reason for o in outcomes if isinstance(o, Refused))
+        == [Refusal.INVALID] * 3 + [Refusal.THROTTLED] * 9
+    )
+    with people.read() as session:
+        assert throttle_store.peek(session, Counter.ACCOUNT, "alice@acme.example").failures == 3
