@@ -88,6 +88,7 @@ class Authenticator:
     ) -> None:
         self.db = db
         self.hasher = hasher or Hasher()
+        self.hasher.prepare()
         self.policies = {Counter.ACCOUNT: account_policy, Counter.ADDRESS: address_policy}
         self.clock = clock
 

@@ -50,8 +50,13 @@ class Hasher:
             return Verdict(True, self._hasher.hash(normalize_password(password)))
         return Verdict(True)
 
-    def dummy_verify(self, password: str) -> None:
-        """Spend the time a real verification takes, for a login whose account is unknown."""
+    def prepare(self) -> None:
+        """Make the dummy hash now, so even the first unknown email costs one verification."""
         if self._dummy is None:
             self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
+
+    def dummy_verify(self, password: str) -> None:
+        """Spend the time a real verification takes, for a login whose account is unknown."""
+        self.prepare()
+        assert self._dummy is not None
         self.verify(self._dummy, password)
