@@ -331,3 +331,20 @@ def test_parallel_guesses_each_reserve_a_failure_before_any_hash_runs(people: Da
     )
     with people.read() as session:
         assert throttle_store.peek(session, Counter.ACCOUNT, "alice@acme.example").failures == 3
+
+
+def test_the_user_list_counts_only_tokens_that_still_work(people: Database) -> None:
+    _token(people, "alice@acme.example", Scope.READ)
+    revoked = _token(people, "alice@acme.example", Scope.READ)
+    _token(people, "boss@acme.example", Scope.WRITE, days=None)
+    with people.write() as session:
+        accounts.revoke_token(session, named=revoked, actor=CLI)
+    with people.read() as session:
+        now = datetime.now(UTC)  # tokens are made with the real time
+        rows = user_store.listing(session, now)
+        later = user_store.listing(session, now + timedelta(days=31))
+    assert [(r.email, r.role, r.salesperson, r.active_tokens) for r in rows] == [
+        ("alice@acme.example", "salesperson", "alice@acme.example", 1),
+        ("boss@acme.example", "admin", None, 1),
+    ]
+    assert [r.active_tokens for r in later] == [0, 1]  # 30 days ran out; the boss's never expires
