@@ -40,7 +40,8 @@ LOOSE = ThrottlePolicy(
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
+        # Real time to start: tokens are made with it (their expiry counts from it).
+        self.now = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -226,7 +227,7 @@ def test_refused_tokens_all_look_alike(people: Database, clock: Clock) -> None:
         with pytest.raises(AuthenticationError, match=r"^invalid or expired API token$") as caught:
             auth.check_token(text, Scope.READ)
         reasons[name] = caught.value.reason
-    clock.advance(days=1)
+    clock.advance(days=1, minutes=1)
     with pytest.raises(AuthenticationError, match=r"^invalid or expired API token$") as caught:
         auth.check_token(good, Scope.READ)
     reasons["expired"] = caught.value.reason
