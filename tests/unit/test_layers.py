@@ -68,6 +68,13 @@ def test_imap_and_smtp_shells_import_neither_the_database_nor_their_users() -> N
     assert offenders == []
 
 
+def test_auth_serves_the_web_layer_and_the_cli_without_importing_them() -> None:
+    """`mailcrm.auth` sits below the doors that call it (web, cli) and beside the mail shells."""
+    above = {"mailcrm.web", "mailcrm.cli", "mailcrm.daemon", "mailcrm.send", "mailcrm.sync", "mailcrm.demo"}
+    offenders = [f"{path.name}: {name}" for path, name in _imports(PACKAGE / "auth") if _under(name, above)]
+    assert offenders == []
+
+
 def test_each_network_library_is_imported_by_its_shell_only() -> None:
     homes = {"aiosmtplib": PACKAGE / "smtp", "aioimaplib": PACKAGE / "imap"}
     offenders = [
