@@ -19,7 +19,7 @@ from mailcrm.store.db import Database
 from mailcrm.web import middleware
 from mailcrm.web.keys import LinkKeys
 from mailcrm.web.pages import TEMPLATES
-from mailcrm.web.unsubscribe import NotFound, UnsubscribeService
+from mailcrm.web.unsubscribe import UnknownLink, UnsubscribeService
 from mailcrm.web.unsubscribe import router as unsubscribe_router
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ def create_app(web: WebSettings, db: Database, keys: LinkKeys) -> middleware.ASG
     async def health() -> Response:
         return _text(200, "ok")
 
-    @app.exception_handler(NotFound)
-    async def not_found(_request: Request, _exc: NotFound) -> Response:
+    @app.exception_handler(UnknownLink)
+    async def not_found(_request: Request, _exc: UnknownLink) -> Response:
         return _text(404)
 
     @app.exception_handler(StarletteHTTPException)

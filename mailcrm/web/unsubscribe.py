@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from mailcrm.domain import signed_links
+from mailcrm.errors import NotFoundError
 from mailcrm.store import unsubscribes
 from mailcrm.store.db import Database
 from mailcrm.store.unsubscribes import LinkTarget
@@ -38,8 +39,11 @@ ONE_CLICK = ("List-Unsubscribe", "One-Click")
 CHOICES = ("none", "fewer")
 
 
-class NotFound(Exception):
-    """The token names no email we sent (answered 404 by the app)."""
+class UnknownLink(NotFoundError):
+    """The token names no email we sent (answered 404 by the app, with no detail)."""
+
+    def __init__(self) -> None:
+        super().__init__("no such link")
 
 
 class UnsubscribeService:
@@ -50,14 +54,14 @@ class UnsubscribeService:
         self.keys = keys
 
     def find(self, text: str) -> LinkTarget:
-        """The email `text` (a path segment) names; `NotFound` unless its signature holds."""
+        """The email `text` (a path segment) names; `UnknownLink` unless its signature holds."""
         token = signed_links.parse(text)
         if token is None:
-            raise NotFound
+            raise UnknownLink
         with self.db.read() as session:
             target = unsubscribes.link_target(session, token.outbox_id)
         if target is None or not verified(self.keys, signed_links.UNSUBSCRIBE, token, target.customer_id):
-            raise NotFound
+            raise UnknownLink
         return target
 
     def unsubscribe(self, target: LinkTarget) -> list[str]:
