@@ -36,7 +36,6 @@ from mailcrm.web.pages.texts import UNSUBSCRIBE, language_of
 log = logging.getLogger(__name__)
 
 ONE_CLICK = ("List-Unsubscribe", "One-Click")
-CHOICES = ("none", "fewer")
 
 
 class UnknownLink(NotFoundError):
@@ -109,35 +108,36 @@ def _page(target: LinkTarget, state: str, token: str, status: int = 200) -> HTML
     return HTMLResponse(html, status_code=status)
 
 
+async def _choose(service: UnsubscribeService, target: LinkTarget, token: str, body: bytes) -> Response:
+    """A POST: the mail client's one click (204, no page), or a button of the page."""
+    form = _form(body)
+    if form is None:
+        return Response("not a form", status_code=400, media_type="text/plain")
+    if ONE_CLICK[1] in form.get(ONE_CLICK[0], []):  # RFC 8058
+        await asyncio.to_thread(service.unsubscribe, target)
+        return Response(status_code=204)
+    choice = form.get("choice", [""])[0]
+    if choice == "none":
+        await asyncio.to_thread(service.unsubscribe, target)
+        return _page(target, "done_all", token)
+    if choice == "fewer":
+        await asyncio.to_thread(service.fewer, target)
+        return _page(target, "done_fewer", token)
+    return Response(
+        "expected List-Unsubscribe=One-Click or choice=none|fewer", status_code=400, media_type="text/plain"
+    )
+
+
 def router(service: UnsubscribeService) -> APIRouter:
     """The `/u/{token}` routes bound to `service`."""
     routes = APIRouter()
 
-    @routes.get(UNSUBSCRIBE_PATH + "{token}", include_in_schema=False)
-    async def page(token: str) -> Response:
+    @routes.api_route(UNSUBSCRIBE_PATH + "{token}", methods=["GET", "HEAD", "POST"], include_in_schema=False)
+    async def link(token: str, request: Request) -> Response:
+        """One route for the three methods, so a 405 lists them all in Allow."""
         target = await asyncio.to_thread(service.find, token)
-        return _page(target, "already" if target.unsubscribed else "ask", token)
-
-    @routes.post(UNSUBSCRIBE_PATH + "{token}", include_in_schema=False)
-    async def choose(token: str, request: Request) -> Response:
-        target = await asyncio.to_thread(service.find, token)
-        form = _form(await request.body())
-        if form is None:
-            return Response("not a form", status_code=400, media_type="text/plain")
-        choice = form.get("choice", [""])[0]
-        if ONE_CLICK[1] in form.get(ONE_CLICK[0], []):  # RFC 8058: the mail client, no page
-            await asyncio.to_thread(service.unsubscribe, target)
-            return Response(status_code=204)
-        if choice == "none":
-            await asyncio.to_thread(service.unsubscribe, target)
-            return _page(target, "done_all", token)
-        if choice == "fewer":
-            await asyncio.to_thread(service.fewer, target)
-            return _page(target, "done_fewer", token)
-        return Response(
-            "expected List-Unsubscribe=One-Click or choice=none|fewer",
-            status_code=400,
-            media_type="text/plain",
-        )
+        if request.method != "POST":  # GET and HEAD change nothing
+            return _page(target, "already" if target.unsubscribed else "ask", token)
+        return await _choose(service, target, token, await request.body())
 
     return routes

@@ -4,7 +4,10 @@ customer asked, on both stores; hostile requests get a clean 4xx and record noth
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -223,6 +226,7 @@ def test_hostile_requests_get_clean_answers_with_the_security_headers(db: Databa
     assert answers["unknown path"].status_code == 404
     assert answers["10 MB body"].status_code == 413
     assert answers["odd method"].status_code == 405
+    assert set(answers["odd method"].headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
     assert answers["preflight"].status_code == 405
     assert answers["not a form"].status_code == 404  # the token is checked first
     for what, answer in answers.items():
@@ -234,3 +238,38 @@ def test_hostile_requests_get_clean_answers_with_the_security_headers(db: Databa
         assert "access-control-allow-origin" not in headers, what
         assert "server" not in headers, what
         assert "Traceback" not in answer.text, what
+
+
+def test_a_request_whose_body_never_finishes_gets_503_within_the_timeout(db: Database) -> None:
+    """A client that promises a body and sends part of it (slowloris) is cut off."""
+    served = WebServer(WebSettings(request_timeout_seconds=1), db, LinkKeys(KEY))
+    served.start()
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as client:
+            client.sendall(
+                b"POST /u/0.AAAAAAAAAAAAAAAA HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\nList-Unsub"
+            )
+            started = time.monotonic()
+            answer = client.recv(4096)
+            waited = time.monotonic() - started
+    finally:
+        served.stop()
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"x-frame-options: DENY" in answer
+    assert 0.5 < waited < 5
+
+
+def test_head_and_get_of_a_link_change_nothing(
+    db: Database, smtpd: RecordingSMTPServer, templates: Path, web: WebServer
+) -> None:
+    (customer,) = seed_customers(db, 1)
+    plan(db, [customer])
+    await_send = _send(db, make_settings(smtpd.port), templates, Links(BASE, LinkKeys(KEY)))
+    asyncio.run(await_send)
+    url = _local(_web_link(_message(smtpd)), web)
+    with httpx.Client(timeout=10) as client:
+        assert client.head(url).status_code == 200
+        assert client.get(url, headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+    assert _suppressed(db) == []
+    assert _kinds(db, customer) == ["email_out"]
