@@ -32,8 +32,7 @@ from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
 from mailcrm.sync.supervisor import MailboxWorker, workers
-from mailcrm.web import app as web_app
-from mailcrm.web import endpoint, server
+from mailcrm.web import endpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,11 @@ async def run(
     stop = stop or asyncio.Event()
     web = settings.web
     site = endpoint(web, settings.base_dir) if plan_and_send and (web.enabled or web.links) else None
-    listening = server.bind(web.host, web.port) if site is not None and web.enabled else None
+    listening = None
+    if site is not None and web.enabled:
+        from mailcrm.web import server  # uvicorn and FastAPI are slow to import; only when serving
+
+        listening = server.bind(web.host, web.port)
     loop = asyncio.get_running_loop()
     installed = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -75,7 +78,10 @@ async def run(
     )
     tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.person.email}") for w in mailbox_workers]
     if site is not None and listening is not None:
-        served = server.config(web_app.create_app(web, db, site.keys), web)
+        from mailcrm.web import server
+        from mailcrm.web.app import create_app
+
+        served = server.config(create_app(web, db, site.keys), web)
         tasks.append(asyncio.create_task(server.serve(served, stop, listening), name="web"))
     schedule = None
     if plan_and_send:

@@ -14,11 +14,10 @@ from typing import Annotated
 import typer
 
 from mailcrm.cli.context import app_context
-from mailcrm.cli.output import info
+from mailcrm.cli.output import JSON_HELP, emit, info
 from mailcrm.settings import WebSettings
 from mailcrm.store.db import Database
-from mailcrm.web import app as web_app
-from mailcrm.web import endpoint, server
+from mailcrm.web import endpoint
 from mailcrm.web.keys import LinkKeys
 
 
@@ -30,38 +29,47 @@ def web(
     port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port to listen on (default: web.port, 8080).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Serve the web endpoint (one-click unsubscribe links) until Ctrl-C or SIGTERM.
 
     Needs the key that signs links: web.secret_env or web.secret_file. Behind a reverse
     proxy, list its address in web.trusted_proxies so X-Forwarded-For is believed.
 
-    Example: MAILCRM_WEB_SECRET=$(openssl rand -hex 32) mailcrm web --port 8080
+    With --json, one object when it stops: `url` (where it listened) and `stopped`.
+
+    Example: mailcrm web --port 8080   (mailcrm.yaml: web: {secret_env: MAILCRM_WEB_SECRET})
     """
     context = app_context(ctx)
     settings = context.settings
     site = endpoint(settings.web, settings.base_dir)  # no key: refused before the database opens
     chosen_host = host if host is not None else settings.web.host
     chosen_port = port if port is not None else settings.web.port
+    from mailcrm.web import server  # uvicorn and FastAPI are slow to import; only here
+
     listening = server.bind(chosen_host, chosen_port)
     try:
         db = context.database()
     except BaseException:
         listening.close()
         raise
-    info(f"serving on http://{chosen_host}:{listening.getsockname()[1]} (Ctrl-C stops)")
+    url = f"http://{chosen_host}:{listening.getsockname()[1]}"
+    info(f"serving on {url} (Ctrl-C stops)")
     asyncio.run(_serve(settings.web, db, site.keys, listening))
-    info("stopped")
+    emit(as_json, {"url": url, "stopped": True}, lambda: info("stopped"))
 
 
 async def _serve(settings: WebSettings, db: Database, keys: LinkKeys, listening: socket.socket) -> None:
+    from mailcrm.web import server
+    from mailcrm.web.app import create_app
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         host, port = listening.getsockname()[:2]
-        served = server.config(web_app.create_app(settings, db, keys), settings, host=host, port=port)
+        served = server.config(create_app(settings, db, keys), settings, host=host, port=port)
         await server.serve(served, stop, listening)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):

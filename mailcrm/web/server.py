@@ -78,7 +78,6 @@ def bind(host: str, port: int) -> socket.socket:
             field="web.port",
             hint="choose another web.host or web.port (or --host/--port), or stop what listens there",
         ) from None
-    sock.set_inheritable(True)
     return sock
 
 
@@ -93,6 +92,13 @@ async def serve(
     log.info("web endpoint on http://%s:%s", host, port, extra={"action": "web_started", "port": port})
     try:
         await server.serve(sockets=[listening])
+        if not server.started and not stop.is_set():
+            log.error(
+                "the web endpoint could not start on %s:%s; the rest keeps running",
+                host,
+                port,
+                extra={"action": "web_start_failed"},
+            )
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

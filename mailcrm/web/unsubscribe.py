@@ -96,19 +96,14 @@ def _form(body: bytes) -> dict[str, list[str]] | None:
         return None
 
 
-def _page(target: LinkTarget, state: str, token: str, status: int = 200) -> HTMLResponse:
+def _page(target: LinkTarget, state: str) -> HTMLResponse:
+    """The page; its form posts back to the URL it was loaded from, and its stylesheet is
+    linked relatively, so both work behind a proxy that serves the endpoint under a path."""
     language = language_of(target.language)
-    html = render(
-        "unsubscribe.html",
-        language,
-        t=UNSUBSCRIBE[language],
-        state=state,
-        action=f"{UNSUBSCRIBE_PATH}{token}",
-    )
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(render("unsubscribe.html", language, t=UNSUBSCRIBE[language], state=state))
 
 
-async def _choose(service: UnsubscribeService, target: LinkTarget, token: str, body: bytes) -> Response:
+async def _choose(service: UnsubscribeService, target: LinkTarget, body: bytes) -> Response:
     """A POST: the mail client's one click (204, no page), or a button of the page."""
     form = _form(body)
     if form is None:
@@ -119,10 +114,10 @@ async def _choose(service: UnsubscribeService, target: LinkTarget, token: str, b
     choice = form.get("choice", [""])[0]
     if choice == "none":
         await asyncio.to_thread(service.unsubscribe, target)
-        return _page(target, "done_all", token)
+        return _page(target, "done_all")
     if choice == "fewer":
         await asyncio.to_thread(service.fewer, target)
-        return _page(target, "done_fewer", token)
+        return _page(target, "done_fewer")
     return Response(
         "expected List-Unsubscribe=One-Click or choice=none|fewer", status_code=400, media_type="text/plain"
     )
@@ -137,7 +132,7 @@ def router(service: UnsubscribeService) -> APIRouter:
         """One route for the three methods, so a 405 lists them all in Allow."""
         target = await asyncio.to_thread(service.find, token)
         if request.method != "POST":  # GET and HEAD change nothing
-            return _page(target, "already" if target.unsubscribed else "ask", token)
-        return await _choose(service, target, token, await request.body())
+            return _page(target, "already" if target.unsubscribed else "ask")
+        return await _choose(service, target, await request.body())
 
     return routes

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import signal
@@ -35,14 +36,14 @@ def _configure(tmp_path: Path, text: str) -> None:
     (tmp_path / "config" / "mailcrm.yaml").write_text(text, encoding="utf-8")
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
+def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, as a service manager stops it; (stdout, stderr)."""
     process.send_signal(signal.SIGTERM)
     try:
-        _out, err = process.communicate(timeout=20)
+        return process.communicate(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
-        _out, err = process.communicate(timeout=10)
-    return err
+        return process.communicate(timeout=10)
 
 
 def _wait_up(url: str, process: subprocess.Popen[str]) -> None:
@@ -98,7 +99,7 @@ def test_web_serves_until_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailcrm", "web", "--port", str(port)],
+        [sys.executable, "-m", "mailcrm", "web", "--port", str(port), "--json"],
         cwd=tmp_path,
         env={**env, "MAILCRM_TEST_WEB_KEY": KEY},
         stdout=subprocess.PIPE,
@@ -109,9 +110,13 @@ def test_web_serves_until_sigterm(tmp_path: Path) -> None:
         _wait_up(f"http://127.0.0.1:{port}/healthz", process)
         assert httpx.get(f"http://127.0.0.1:{port}/u/1.AAAAAAAAAAAAAAAA").status_code == 404
     finally:
-        err = _stop(process)
+        out, err = _stop(process)
     assert process.returncode == 0, err
     assert f"serving on http://127.0.0.1:{port}" in err
+    assert json.loads(out) == {
+        "url": f"http://127.0.0.1:{port}",
+        "stopped": True,
+    }
     assert "Traceback" not in err
 
 
@@ -199,7 +204,7 @@ web:
         done = httpx.post(links[0], data={"List-Unsubscribe": "One-Click"}, timeout=10)
         assert done.status_code == 204
     finally:
-        err = _stop(process)
+        _out, err = _stop(process)
     assert process.returncode == 0, err
     suppressed = cli("suppress", "list", "--json").json()
     assert [(s["address"], s["reason"]) for s in suppressed] == [("mina@x.example", "unsubscribe")]

@@ -82,3 +82,18 @@ def test_pages_speak_the_customers_language_else_english() -> None:
         "en",
         "en",
     ]
+
+
+def test_forwarded_headers_are_believed_from_the_configured_proxies_only() -> None:
+    """uvicorn believes X-Forwarded-* from 127.0.0.1 by default; mailcrm from nobody unless told."""
+    from mailcrm.web.server import config
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("not called")
+
+    alone = config(app, WebSettings())
+    assert alone.proxy_headers is False
+    proxied = config(app, WebSettings(trusted_proxies=["10.0.0.5"]), port=9000)
+    assert proxied.proxy_headers is True
+    assert proxied.forwarded_allow_ips == ["10.0.0.5"]
+    assert (proxied.host, proxied.port, alone.host) == ("127.0.0.1", 9000, "127.0.0.1")
