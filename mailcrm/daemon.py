@@ -4,6 +4,12 @@ planner (APScheduler ticks) and the sender; signals.
 With `sending.processes` above 1 this process is one sender and supervises the
 others as child processes (`mailcrm.send.processes`): one sender is CPU-bound.
 
+The web endpoint (`mailcrm.web`): with `web.base_url` set, the sender's emails carry
+its signed unsubscribe link (the `Sender` hook); with `web.enabled`, this process also
+serves the app on `web.host:web.port`. Either needs the signing key, read (and the port
+bound) before anything starts, so a missing key or a busy port stops the start with
+one line naming the setting.
+
 SIGTERM and Ctrl-C set one stop event: every mailbox worker finishes the batch it is
 storing (the cursor only moves with committed data), the sender finishes the SMTP
 transactions in flight and gives every other claim back, and connections are closed;
@@ -26,6 +32,7 @@ from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
 from mailcrm.sync.supervisor import MailboxWorker, workers
+from mailcrm.web import endpoint
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,13 @@ async def run(
 ) -> list[MailboxWorker]:
     """Run until SIGTERM/SIGINT (or `stop` is set); returns the workers for a final report."""
     stop = stop or asyncio.Event()
+    web = settings.web
+    site = endpoint(web, settings.base_dir) if plan_and_send and (web.enabled or web.links) else None
+    listening = None
+    if site is not None and web.enabled:
+        from mailcrm.web import server  # uvicorn and FastAPI are slow to import; only when serving
+
+        listening = server.bind(web.host, web.port)
     loop = asyncio.get_running_loop()
     installed = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -50,7 +64,12 @@ async def run(
             installed.append(signum)
         except (NotImplementedError, RuntimeError):
             pass
-    mailbox_workers = await asyncio.to_thread(workers, db, settings, only)
+    try:
+        mailbox_workers = await asyncio.to_thread(workers, db, settings, only)
+    except BaseException:
+        if listening is not None:
+            listening.close()
+        raise
     if not mailbox_workers:
         log.warning("no salesperson has an IMAP mailbox configured; nothing to sync")
     log.info(
@@ -58,13 +77,20 @@ async def run(
         extra={"action": "daemon_started", "mailboxes": [w.person.email for w in mailbox_workers]},
     )
     tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.person.email}") for w in mailbox_workers]
+    if site is not None and listening is not None:
+        from mailcrm.web import server
+        from mailcrm.web.app import create_app
+
+        served = server.config(create_app(web, db, site.keys), web)
+        tasks.append(asyncio.create_task(server.serve(served, stop, listening), name="web"))
     schedule = None
     if plan_and_send:
         schedule = PlanningSchedule(_planning_job(db, settings), settings.planning.interval_seconds)
         schedule.start()
         count = processes.resolve(settings)
         renderer = TemplateRenderer(settings.templates_path())
-        sender = Sender(db, processes.share(settings, 0, count), renderer)
+        hook = site.links.unsubscribe_url if site is not None and site.links is not None else None
+        sender = Sender(db, processes.share(settings, 0, count), renderer, unsubscribe_url=hook)
         tasks.append(asyncio.create_task(sender.run(stop), name="sender"))
         if count > 1:  # this process is sender 0; the others are children it supervises
             children = processes.SenderProcesses(settings, count)

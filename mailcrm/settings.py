@@ -287,19 +287,53 @@ class SendingSettings(_Strict):
 
 
 class WebSettings(_Strict):
-    """The tracking and unsubscribe endpoint."""
+    """The HTTP endpoint (one-click unsubscribe today).
 
+    Two switches: `enabled` makes `mailcrm run` serve the app beside sync, planning and
+    sending (`mailcrm web` serves it alone, on another machine if need be); `base_url`
+    puts the endpoint's links into the emails sent. Either needs the signing key
+    (`secret_env` or `secret_file`); keys named by `old_secrets_env` / `old_secrets_file`
+    (one per line or separated by spaces) are still accepted in links, so a key can be
+    replaced without breaking the links already sent.
+    """
+
+    enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     base_url: str | None = None
     secret_env: str | None = None
     secret_file: Path | None = None
+    old_secrets_env: str | None = None
+    old_secrets_file: Path | None = None
+    trusted_proxies: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    request_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _one_source(self) -> WebSettings:
         if self.secret_env is not None and self.secret_file is not None:
             raise ValueError("both `secret_env` and `secret_file` are set: keep one")
+        if self.old_secrets_env is not None and self.old_secrets_file is not None:
+            raise ValueError("both `old_secrets_env` and `old_secrets_file` are set: keep one")
         return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("https", "http") or not rest or any(c in url for c in ' \t\r\n<>"?#'):
+            raise ValueError(
+                f"invalid base_url {value!r}: write the public address, e.g. https://crm.acme.example"
+            )
+        return url
+
+    @property
+    def links(self) -> bool:
+        """Whether the emails sent carry links to this endpoint."""
+        return self.base_url is not None
 
 
 class Settings(_Strict):

@@ -33,6 +33,7 @@ from mailcrm.cli.context import AppContext
 from mailcrm.cli.demo import demo
 from mailcrm.cli.output import err_console
 from mailcrm.cli.timeline import timeline
+from mailcrm.cli.web import web
 from mailcrm.errors import MailcrmError
 from mailcrm.log import mask_url
 
@@ -101,6 +102,7 @@ app.command("sync")(mail.sync)
 app.command("run")(mail.run)
 app.command("timeline")(timeline)
 app.command("init")(setup.init)
+app.command("web")(web)
 
 
 app.command("demo")(demo)

@@ -117,6 +117,9 @@ class Customer(SQLModel, table=True):
     owner_id: int | None = _fk("salesperson.id", nullable=True, ondelete="SET NULL")
     lead_source: str | None = Field(default=None, sa_type=String(100), index=True)
     status: str = Field(default=CustomerStatus.LEAD.value, sa_type=String(16))
+    # None: every automated email; "purchases": only emails about a purchase (the
+    # unsubscribe page's "fewer emails"; the sender skips the others).
+    email_preference: str | None = Field(default=None, sa_type=String(16))
     custom: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = _when()
     updated_at: datetime = _when()

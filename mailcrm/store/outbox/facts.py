@@ -143,6 +143,12 @@ def prepare(session: Session, rows: Sequence[ClaimedEmail]) -> dict[int, Prepare
     return prepared
 
 
+PURCHASES_ONLY = "purchases"
+"""`customer.email_preference` of a customer who chose "fewer emails" on the unsubscribe
+page: only emails about a purchase (a `purchase:<id>` occurrence: thank-yous) still go."""
+FEWER_EMAILS = "fewer emails: the customer asked for emails about purchases only"
+
+
 def send_checks(
     session: Session,
     rows: Sequence[ClaimedEmail],
@@ -153,16 +159,24 @@ def send_checks(
     """Status, suppression, reply and frequency of many rows, with a fixed number of queries.
 
     Read just before the rows are sent (the sender reads them again for a row whose
-    answer is older than a second or two), so what changed since planning counts.
+    answer is older than a second or two), so what changed since planning counts. A
+    customer who chose fewer emails has every email not about a purchase refused as
+    `suppressed` with `FEWER_EMAILS` as the reason.
     """
     customers = sorted({row.customer_id for row in rows})
     recipients = sorted({p.recipient for p in prepared.values() if p.recipient})
     followers = sorted({r.customer_id for r in rows if (p := prepared.get(r.id)) and p.reply_since})
     status: dict[int, str] = {}
+    fewer: set[int] = set()  # customers who asked for emails about purchases only
     recent: dict[int, int] = {}
     for chunk in _chunks(customers):
-        query = select(_CUSTOMER.c.id, _CUSTOMER.c.status).where(_CUSTOMER.c.id.in_(chunk))
-        status.update({c.id: c.status for c in session.execute(query)})
+        query = select(_CUSTOMER.c.id, _CUSTOMER.c.status, _CUSTOMER.c.email_preference).where(
+            _CUSTOMER.c.id.in_(chunk)
+        )
+        for c in session.execute(query):
+            status[c.id] = c.status
+            if c.email_preference == PURCHASES_ONLY:
+                fewer.add(c.id)
         sends = (
             select(_OUTBOX.c.customer_id, func.count().label("n"))
             .where(
@@ -190,9 +204,12 @@ def send_checks(
         facts = prepared.get(row.id)
         since = facts.reply_since if facts else None
         replied_at = last_reply.get(row.customer_id)
+        refused = suppressed.get(facts.recipient) if facts and facts.recipient else None
+        if refused is None and row.customer_id in fewer and not row.occurrence.startswith("purchase:"):
+            refused = FEWER_EMAILS
         checks[row.id] = SendCheck(
             status=status.get(row.customer_id),
-            suppressed=suppressed.get(facts.recipient) if facts and facts.recipient else None,
+            suppressed=refused,
             replied=since is not None and replied_at is not None and replied_at > since,
             recent_sends=recent.get(row.customer_id, 0),
         )
