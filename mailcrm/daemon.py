@@ -17,7 +17,8 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
-from mailcrm import planner
+from mailcrm import planner, wiring
+from mailcrm.oauth import TokenProvider
 from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import RuleWatcher
 from mailcrm.schedule import PlanningSchedule
@@ -50,14 +51,14 @@ async def run(
             installed.append(signum)
         except (NotImplementedError, RuntimeError):
             pass
-    mailbox_workers = await asyncio.to_thread(workers, db, settings, only)
-    if not mailbox_workers:
+    chosen = await asyncio.to_thread(mailbox_workers, db, settings, only)
+    if not chosen:
         log.warning("no salesperson has an IMAP mailbox configured; nothing to sync")
     log.info(
         "daemon started",
-        extra={"action": "daemon_started", "mailboxes": [w.person.email for w in mailbox_workers]},
+        extra={"action": "daemon_started", "mailboxes": [w.mailbox.email for w in chosen]},
     )
-    tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.person.email}") for w in mailbox_workers]
+    tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.mailbox.email}") for w in chosen]
     schedule = None
     if plan_and_send:
         schedule = PlanningSchedule(_planning_job(db, settings), settings.planning.interval_seconds)
@@ -86,7 +87,25 @@ async def run(
         for signum in installed:
             loop.remove_signal_handler(signum)
     log.info("daemon stopped", extra={"action": "daemon_stopped"})
-    return mailbox_workers
+    return chosen
+
+
+def mailbox_workers(
+    db: Database,
+    settings: Settings,
+    only: Sequence[str] = (),
+    token_provider: TokenProvider | None = None,
+) -> list[MailboxWorker]:
+    """One worker per configured IMAP mailbox (optionally only the named ones), each given
+    its mailbox, the team and the `sync:` policy cut from the settings."""
+    return workers(
+        db,
+        wiring.team(settings),
+        wiring.mailboxes(settings),
+        wiring.sync_policy(settings),
+        only,
+        token_provider,
+    )
 
 
 def _planning_job(db: Database, settings: Settings) -> Callable[[], None]:
