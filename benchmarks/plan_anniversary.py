@@ -159,10 +159,11 @@ def _postgres_fill(connection: Any, count: int) -> None:
 
 
 def setup_phase(config: Path, count: int) -> dict[str, Any]:
+    from mailcrm import wiring
     from mailcrm.settings import load_settings
     from mailcrm.store import migrate
     from mailcrm.store.db import Database, normalize_url
-    from mailcrm.store.salespeople import sync_from_settings
+    from mailcrm.store.salespeople import sync_team
 
     started = time.perf_counter()
     settings = load_settings(config)
@@ -170,7 +171,7 @@ def setup_phase(config: Path, count: int) -> dict[str, Any]:
     try:
         migrate.upgrade(db)
         with db.write() as session:
-            sync_from_settings(session, settings)
+            sync_team(session, wiring.team(settings))
         with db.engine.begin() as connection:
             (_sqlite_fill if db.is_sqlite else _postgres_fill)(connection, count)
             purchases = connection.exec_driver_sql("SELECT count(*) FROM purchase").scalar_one()

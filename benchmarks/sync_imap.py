@@ -263,6 +263,7 @@ def child_sync(url: str, account: dict[str, Any], profile: str | None) -> dict[s
 
     from sqlalchemy import func, select
 
+    from mailcrm import wiring
     from mailcrm.store.db import Database
     from mailcrm.store.models import Message
     from mailcrm.sync.supervisor import workers
@@ -271,7 +272,8 @@ def child_sync(url: str, account: dict[str, Any], profile: str | None) -> dict[s
     if probes is not None:
         probes.install()
     db = Database(url)
-    worker = workers(db, _settings(account))[0]
+    settings = _settings(account)
+    worker = workers(db, wiring.team(settings), wiring.mailboxes(settings), wiring.sync_policy(settings))[0]
     rss_before = _rss_mb()
     last = [time.monotonic()]
 
@@ -350,11 +352,13 @@ def child_idle(url: str, account: dict[str, Any]) -> dict[str, Any]:
     import asyncio
     import resource
 
+    from mailcrm import wiring
     from mailcrm.store.db import Database
     from mailcrm.sync.supervisor import workers
 
     db = Database(url)
-    worker = workers(db, _settings(account))[0]
+    settings = _settings(account)
+    worker = workers(db, wiring.team(settings), wiring.mailboxes(settings), wiring.sync_policy(settings))[0]
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -461,6 +465,7 @@ def load_mailbox(
 
 def make_template(path: Path, people: list[mailcorpus.Person]) -> None:
     """A migrated database with the salesperson and the customers (copied per phase)."""
+    from mailcrm import wiring
     from mailcrm.domain.customers import draft_from_fields
     from mailcrm.store import customers, migrate
     from mailcrm.store.db import Database
@@ -470,7 +475,8 @@ def make_template(path: Path, people: list[mailcorpus.Person]) -> None:
     db = Database(f"sqlite:///{path}")
     try:
         migrate.upgrade(db)
-        identities(db, _settings({"host": "127.0.0.1", "port": 143, "username": "x"}))
+        settings = _settings({"host": "127.0.0.1", "port": 143, "username": "x"})
+        identities(db, wiring.team(settings), wiring.match_policy(settings))
         with db.write() as session:
             for person in people:
                 fields = {"name": person.name, "email": " ".join(person.addresses)}

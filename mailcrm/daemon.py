@@ -23,7 +23,8 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
-from mailcrm import planner
+from mailcrm import planner, wiring
+from mailcrm.oauth import TokenProvider
 from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import RuleWatcher
 from mailcrm.schedule import PlanningSchedule
@@ -65,18 +66,18 @@ async def run(
         except (NotImplementedError, RuntimeError):
             pass
     try:
-        mailbox_workers = await asyncio.to_thread(workers, db, settings, only)
+        chosen = await asyncio.to_thread(mailbox_workers, db, settings, only)
     except BaseException:
         if listening is not None:
             listening.close()
         raise
-    if not mailbox_workers:
+    if not chosen:
         log.warning("no salesperson has an IMAP mailbox configured; nothing to sync")
     log.info(
         "daemon started",
-        extra={"action": "daemon_started", "mailboxes": [w.person.email for w in mailbox_workers]},
+        extra={"action": "daemon_started", "mailboxes": [w.mailbox.email for w in chosen]},
     )
-    tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.person.email}") for w in mailbox_workers]
+    tasks = [asyncio.create_task(w.run(stop), name=f"mailbox {w.mailbox.email}") for w in chosen]
     if site is not None and listening is not None:
         from mailcrm.web import server
         from mailcrm.web.app import create_app
@@ -112,7 +113,25 @@ async def run(
         for signum in installed:
             loop.remove_signal_handler(signum)
     log.info("daemon stopped", extra={"action": "daemon_stopped"})
-    return mailbox_workers
+    return chosen
+
+
+def mailbox_workers(
+    db: Database,
+    settings: Settings,
+    only: Sequence[str] = (),
+    token_provider: TokenProvider | None = None,
+) -> list[MailboxWorker]:
+    """One worker per configured IMAP mailbox (optionally only the named ones), each given
+    its mailbox, the team and the `sync:` policy cut from the settings."""
+    return workers(
+        db,
+        wiring.team(settings),
+        wiring.mailboxes(settings),
+        wiring.sync_policy(settings),
+        only,
+        token_provider,
+    )
 
 
 def _planning_job(db: Database, settings: Settings) -> Callable[[], None]:

@@ -19,6 +19,10 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
+from typing import Literal
+
+Security = Literal["tls", "starttls", "plain"]
+"""How a connection is secured: implicit TLS, STARTTLS, or (loopback only) none."""
 
 Resolver = Callable[[str, int], list[str]]
 """host, port -> the IP addresses a connection to them could use."""

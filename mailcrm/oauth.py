@@ -14,27 +14,26 @@ import base64
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
+from mailcrm.credentials import Account
 from mailcrm.errors import MailcrmError
-from mailcrm.settings import ImapAccount, SmtpAccount
 
-TokenProvider = Callable[[ImapAccount | SmtpAccount], Awaitable[str]]
-"""Returns a fresh OAuth2 access token for the account (XOAUTH2)."""
+TokenProvider = Callable[[Account], Awaitable[str]]
+"""Returns a fresh OAuth2 access token for the account (XOAUTH2): an `ImapParams` or an
+`SmtpParams`, whose host and username say which."""
 
 
 class OAuthError(MailcrmError):
     """No token could be obtained; each protocol re-raises it as its own auth error."""
 
 
-async def fetch_token(
-    provider: TokenProvider | None, account: ImapAccount | SmtpAccount, what: str, where: str
-) -> str:
+async def fetch_token(provider: TokenProvider | None, account: Account, what: str, where: str) -> str:
     """Ask the provider for a token; `what` ("IMAP account bob@...") and `where` (the host) name it in errors.
 
     A provider's own `MailcrmError` passes through unchanged (it already says what is wrong).
     """
     if provider is None:
-        if account.has_secret():
-            return await asyncio.to_thread(account.resolve, f"{what} (OAuth2 access token)")
+        if account.secret.has_secret():
+            return await asyncio.to_thread(account.secret.resolve, f"{what} (OAuth2 access token)")
         raise OAuthError(
             f"{what} on {where} uses XOAUTH2 but has no access token",
             hint="point `password_file` at a file holding the access token (read at every login, so a "

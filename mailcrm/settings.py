@@ -25,14 +25,13 @@ from mailcrm.domain.addresses import normalize_address
 from mailcrm.domain.rules import parse_duration
 from mailcrm.domain.values import normalize_language, normalize_timezone
 from mailcrm.errors import ConfigError, MailcrmError, SecretError
+from mailcrm.netpolicy import Security
 from mailcrm.textfile import MAX_SECRET_BYTES, NotATextFile, file_kind, read_text
 from mailcrm.yamlfile import YamlDocument, load_file
 
 CONFIG_ENV = "MAILCRM_CONFIG"
 DATABASE_URL_ENV = "MAILCRM_DATABASE_URL"
 DEFAULT_CONFIG_PATHS = (Path("config/mailcrm.yaml"), Path("mailcrm.yaml"))
-
-Security = Literal["tls", "starttls", "plain"]
 
 _INLINE_SECRET_KEYS = ("password", "secret", "token")
 

@@ -20,7 +20,7 @@ from typing import NamedTuple
 from sqlalchemy import select, update
 from sqlmodel import col
 
-from mailcrm import planner
+from mailcrm import planner, wiring
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.domain.purchases import purchase_from_fields
@@ -37,7 +37,7 @@ from mailcrm.store.models import (
     Purchase,
     TimelineEvent,
 )
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 ALICE = "alice@acme.example"
 BOB = "bob@acme.example"
@@ -89,7 +89,7 @@ class World:
         (not the wall clock, so `customer_since` anniversaries are deterministic)."""
         values = {"name": email.partition("@")[0].title(), "email": email, **fields}
         with self.db.write() as session:
-            sync_from_settings(session, self.settings)
+            sync_team(session, wiring.team(self.settings))
             created = customers.create(session, draft_from_fields(values, new_record=True))
             assert created.id is not None
             backdate = update(Customer).where(col(Customer.id) == created.id).values(created_at=utc(since))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import typer
 
+from mailcrm import wiring
 from mailcrm.settings import Settings, load_settings
 from mailcrm.store.db import Database, normalize_url
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 
 @dataclass
@@ -46,7 +47,7 @@ class AppContext:
 
                     migrate.ensure_ready(db)
                     with db.write() as session:
-                        sync_from_settings(session, settings)
+                        sync_team(session, wiring.team(settings))
             except BaseException:
                 db.dispose()
                 raise

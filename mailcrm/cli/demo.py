@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mailcrm import wiring
 from mailcrm.cli.output import JSON_HELP, console, emit, err_console, info, table
 from mailcrm.demo import data, mailbox, seed, sending
 from mailcrm.demo import serve as serve_demo
@@ -23,7 +24,7 @@ from mailcrm.settings import load_settings
 from mailcrm.store import migrate, overview
 from mailcrm.store import timeline as timeline_store
 from mailcrm.store.db import Database, normalize_url
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 if TYPE_CHECKING:
     from mailcrm.demo.imap_server import DemoImapServer
@@ -86,7 +87,7 @@ def demo(
         stack.callback(db.dispose)
         migrate.upgrade(db)
         with db.write() as session:
-            sync_from_settings(session, settings)
+            sync_team(session, wiring.team(settings))
         seed.write_csvs(paths, people)
         customers_report = import_customers(db, paths.customers_csv)
         purchases_report = import_purchases(

@@ -16,14 +16,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mailcrm import daemon
+from mailcrm import daemon, wiring
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, err_console, info, table
 from mailcrm.domain.bounce_reasons import BounceReason
 from mailcrm.domain.delivery_reports import sender_issue_line
 from mailcrm.errors import MailcrmError, NotFoundError
 from mailcrm.store import cursors, malformed, sender_issues
-from mailcrm.sync.supervisor import MAILBOX_LEVEL, identities, workers
+from mailcrm.sync.supervisor import MAILBOX_LEVEL, identities
 
 mailboxes_app = typer.Typer(help="Mailbox sync status.", no_args_is_help=True)
 import_app = typer.Typer(help="Backfill history from mail files.", no_args_is_help=True)
@@ -65,7 +65,7 @@ def sync(
     if not once:
         asyncio.run(daemon.run(db, context.settings, only=mailbox or (), plan_and_send=False))
         return
-    chosen = workers(db, context.settings, mailbox or ())
+    chosen = daemon.mailbox_workers(db, context.settings, mailbox or ())
     if not chosen:
         raise NotFoundError(
             "no mailbox to sync", hint="configure `imap:` for a salesperson, or check --mailbox"
@@ -80,7 +80,7 @@ def sync(
                 folder: str,
                 done: int,
                 total: int,
-                who: str = worker.person.email,
+                who: str = worker.mailbox.email,
                 tasks: dict[str, Any] = tasks,
             ) -> None:
                 key = f"{who} {folder}"
@@ -92,12 +92,12 @@ def sync(
                 results = asyncio.run(worker.sync_once(on_progress))
             except MailcrmError as exc:
                 failed = True
-                report.append({"mailbox": worker.person.email, "error": str(exc)})
-                err_console.print(f"[red]{worker.person.email}:[/red] {exc}", highlight=False)
+                report.append({"mailbox": worker.mailbox.email, "error": str(exc)})
+                err_console.print(f"[red]{worker.mailbox.email}:[/red] {exc}", highlight=False)
                 continue
             report.append(
                 {
-                    "mailbox": worker.person.email,
+                    "mailbox": worker.mailbox.email,
                     "folders": [
                         {
                             "folder": r.folder,
@@ -323,7 +323,7 @@ def _backfill(ctx: typer.Context, kind: str, path: Path, mailbox: str | None, as
     context = app_context(ctx)
     db = context.database()
     settings = context.settings
-    known = identities(db, settings)
+    known = identities(db, wiring.team(settings), wiring.match_policy(settings))
     if not known:
         raise NotFoundError("no salespeople configured", hint="add one under `salespeople:` first")
     if mailbox:

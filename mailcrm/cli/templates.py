@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
+from mailcrm import wiring
 from mailcrm.cli.context import app_context
 from mailcrm.cli.output import JSON_HELP, emit, info, table
 from mailcrm.cli.params import customer_option
 from mailcrm.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mailcrm.settings import Settings
+from mailcrm.store.salespeople import TeamMember
 
 app = typer.Typer(help="Email templates: list them, preview one for a customer.", no_args_is_help=True)
 
@@ -30,9 +30,9 @@ TemplatesOption = Annotated[
 PREVIEW_BASE_URL = "https://mailcrm.invalid"  # links in a preview lead nowhere
 
 
-def templates_dir(settings: Settings, explicit: Path | None) -> Path:
+def templates_dir(configured: Path, explicit: Path | None) -> Path:
     """The folder given with --templates, else the configured one (`templates_dir`, or the shipped set)."""
-    folder = explicit if explicit is not None else settings.templates_path()
+    folder = explicit if explicit is not None else configured
     if not folder.is_dir():
         raise ConfigError(
             f"templates folder {folder} does not exist",
@@ -49,7 +49,7 @@ def list_(ctx: typer.Context, templates: TemplatesOption = None, as_json: JsonOp
     """
     from mailcrm.render import TemplateError, TemplateRenderer
 
-    renderer = TemplateRenderer(templates_dir(app_context(ctx).settings, templates))
+    renderer = TemplateRenderer(templates_dir(app_context(ctx).settings.templates_path(), templates))
     refused = renderer.refused()
     if len(refused) == 1:
         raise refused[0]
@@ -76,11 +76,12 @@ def list_(ctx: typer.Context, templates: TemplatesOption = None, as_json: JsonOp
     emit(as_json, rows, human)
 
 
-def _salesperson(settings: Settings, owner: str | None) -> dict[str, Any]:
-    """The customer's owner from the settings; else the only (or first) salesperson."""
-    person = settings.salesperson(owner) if owner else None
-    if person is None and settings.salespeople:
-        person = settings.salespeople[0]
+def _salesperson(team: Sequence[TeamMember], owner: str | None) -> dict[str, Any]:
+    """The customer's owner from the team; else the only (or first) salesperson."""
+    wanted = owner.strip().lower() if owner else None
+    person = next((member for member in team if member.email == wanted), None)
+    if person is None and team:
+        person = team[0]
         info(f"preview: the customer has no owner; writing as {person.email}")
     if person is None:
         return {"name": "", "email": ""}
@@ -114,7 +115,7 @@ def preview(
 
     context = app_context(ctx)
     settings = context.settings
-    renderer = TemplateRenderer(templates_dir(settings, templates))
+    renderer = TemplateRenderer(templates_dir(settings.templates_path(), templates))
     with context.database(create=False).read() as session:
         record = customer_store.resolve(session, customer)
         assert record.id is not None
@@ -134,7 +135,7 @@ def preview(
             if newest
             else None
         )
-    seller = _salesperson(settings, view.owner)
+    seller = _salesperson(wiring.team(settings), view.owner)
     base = (settings.web.base_url or PREVIEW_BASE_URL).rstrip("/")
     variables = template_context(
         customer=view.model_dump(),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.demo.data import SALESPEOPLE, DemoCustomer
 from mailcrm.demo.mailbox import DemoMail
 from mailcrm.domain.values import from_minor_units
@@ -25,7 +26,6 @@ from mailcrm.store import companies, notes, overview
 from mailcrm.store import customers as customer_store
 from mailcrm.store.db import Database
 from mailcrm.sync.engine import FolderResult
-from mailcrm.sync.supervisor import workers
 
 if TYPE_CHECKING:
     from mailcrm.demo.imap_server import DemoImapServer
@@ -305,19 +305,19 @@ async def sync_mail(
     happens; the server is stopped too, unless `keep_serving` (`demo --serve`, whose
     daemon syncs from it next) and all went well.
     """
-    chosen = workers(db, settings)
-    reports = {worker.person.email: MailboxReport(worker.person.email) for worker in chosen}
+    chosen = mailbox_workers(db, settings)
+    reports = {worker.mailbox.email: MailboxReport(worker.mailbox.email) for worker in chosen}
     with login_env(server, settings):
         try:
             await server.start(m for m in mail if not m.late)
             for worker in chosen:
-                reports[worker.person.email].add(await worker.sync_once())
+                reports[worker.mailbox.email].add(await worker.sync_once())
             late = [m for m in mail if m.late]
             for message in late:
                 await server.deliver(message)
             for worker in chosen:
-                if any(m.mailbox == worker.person.email for m in late):
-                    reports[worker.person.email].add(await worker.sync_once())
+                if any(m.mailbox == worker.mailbox.email for m in late):
+                    reports[worker.mailbox.email].add(await worker.sync_once())
         except BaseException:
             await server.stop()
             raise

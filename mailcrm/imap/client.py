@@ -25,6 +25,7 @@ from typing import Self
 from mailcrm.imap import append, changes, fetching, folders, login
 from mailcrm.imap.connection import Connection
 from mailcrm.imap.idle import DEFAULT_IDLE_RENEW, DEFAULT_POLL_INTERVAL, Waiter
+from mailcrm.imap.params import ImapParams
 from mailcrm.imap.parse import (
     FetchedMessage,
     FlagUpdate,
@@ -34,9 +35,8 @@ from mailcrm.imap.parse import (
     MailboxEvents,
 )
 from mailcrm.oauth import TokenProvider
-from mailcrm.settings import ImapAccount
 
-__all__ = ["ImapClient", "TokenProvider"]
+__all__ = ["ImapClient", "ImapParams", "TokenProvider"]
 
 
 class ImapClient:
@@ -48,7 +48,7 @@ class ImapClient:
 
     def __init__(
         self,
-        account: ImapAccount,
+        account: ImapParams,
         *,
         idle_renew: float = DEFAULT_IDLE_RENEW,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
@@ -62,7 +62,7 @@ class ImapClient:
     @classmethod
     async def connect(
         cls,
-        account: ImapAccount,
+        account: ImapParams,
         *,
         token_provider: TokenProvider | None = None,
         connect_timeout: float = 30.0,
@@ -78,7 +78,7 @@ class ImapClient:
     # -- what the connection knows ---------------------------------------------------------
 
     @property
-    def account(self) -> ImapAccount:
+    def account(self) -> ImapParams:
         return self.connection.account
 
     @property

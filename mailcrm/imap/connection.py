@@ -32,9 +32,9 @@ from mailcrm.imap.errors import (
     ImapProtocolError,
     ImapTimeout,
 )
+from mailcrm.imap.params import ImapParams
 from mailcrm.imap.parse import Line
 from mailcrm.imap.protocol import _Protocol
-from mailcrm.settings import ImapAccount
 
 LOGOUT_TIMEOUT = 5.0
 _MASK = "********"
@@ -61,10 +61,10 @@ class Connection:
 
     capabilities: frozenset[str]
 
-    def __init__(self, account: ImapAccount) -> None:
+    def __init__(self, account: ImapParams) -> None:
         self.account = account
         self.host = account.host
-        self.port = account.effective_port
+        self.port = account.port
         self.capabilities = frozenset()
         self.timeout = account.timeout_seconds
         self.loop = asyncio.get_running_loop()

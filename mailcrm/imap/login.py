@@ -70,7 +70,7 @@ async def _obtain_secret(conn: Connection, token_provider: TokenProvider | None)
             raise ImapAuthError(exc.message, hint=exc.hint) from exc
         conn.secrets.append(token)
         return token
-    password = account.resolve(f"{account.username} imap")
+    password = account.secret.resolve(f"{account.username} imap")
     conn.secrets.append(password)
     return password
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 
+from mailcrm import wiring
 from mailcrm.errors import MailcrmError
 from mailcrm.imap.client import ImapClient
 from mailcrm.settings import SalespersonSettings
@@ -82,7 +83,7 @@ class SentCopier:
         if known is not None:
             return known
         assert person.imap is not None
-        client = await ImapClient.connect(person.imap)
+        client = await ImapClient.connect(wiring.imap_params(person.imap))
         folder = await client.sent_folder()
         if folder is None:
             await client.close()

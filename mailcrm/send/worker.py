@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from mailcrm import wiring
 from mailcrm.domain.backoff import Backoff
 from mailcrm.domain.messages import make_snippet
 from mailcrm.domain.retry import Phase, RetryPolicy, SmtpOutcome
@@ -335,7 +336,7 @@ class Sender:
             person = self.settings.salesperson(sender)
             if person is None or person.smtp is None:
                 return None
-            pool = self._pools[sender] = SmtpPool(person.email, person.smtp)
+            pool = self._pools[sender] = SmtpPool(person.email, wiring.smtp_params(person.smtp))
         return pool
 
     # -- one row -----------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from mailcrm import netpolicy, oauth
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.errors import MailcrmError
 from mailcrm.oauth import TokenProvider
-from mailcrm.settings import SmtpAccount
 from mailcrm.smtp.errors import SmtpConfigError, SmtpSendError, wants_encryption
+from mailcrm.smtp.params import SmtpParams
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,14 @@ class SmtpLogin:
     def __init__(
         self,
         name: str,
-        account: SmtpAccount,
+        account: SmtpParams,
         *,
         local_hostname: str | None = None,
         token_provider: TokenProvider | None = None,
     ) -> None:
         self.name = name
         self.account = account
-        self.where = f"{account.host}:{account.effective_port}"
+        self.where = f"{account.host}:{account.port}"
         self._local_hostname = local_hostname
         self._token_provider = token_provider
 
@@ -81,7 +81,7 @@ class SmtpLogin:
         host = self.account.host
         if addresses is None:
             try:
-                addresses = await netpolicy.resolve_async(host, self.account.effective_port)
+                addresses = await netpolicy.resolve_async(host, self.account.port)
             except OSError as exc:
                 raise self._refuse(f"cannot resolve SMTP server {host}: {exc.strerror or exc}") from None
         reason = netpolicy.plain_refusal(host, addresses)
@@ -102,7 +102,7 @@ class SmtpLogin:
             await self._check_plain()  # before any connection is made
         client = SMTP(
             hostname=account.host,
-            port=account.effective_port,
+            port=account.port,
             timeout=account.timeout_seconds,
             use_tls=security == "tls",
             start_tls=False,
@@ -161,7 +161,7 @@ class SmtpLogin:
             await self._log_in_xoauth2(client, user)
             return
         try:
-            secret = account.resolve(f"{self.name} smtp")
+            secret = account.secret.resolve(f"{self.name} smtp")
         except MailcrmError as exc:
             raise self._refuse(exc.message) from None
         try:

@@ -38,7 +38,6 @@ from aiosmtplib import (
 
 from mailcrm.domain.retry import Phase, SmtpOutcome
 from mailcrm.oauth import TokenProvider
-from mailcrm.settings import SmtpAccount
 from mailcrm.smtp.errors import (
     SendAborted,
     SmtpConfigError,
@@ -47,6 +46,7 @@ from mailcrm.smtp.errors import (
     wants_encryption,
 )
 from mailcrm.smtp.login import SmtpLogin
+from mailcrm.smtp.params import SmtpParams
 from mailcrm.smtp.pipelining import PipelineBroken, ReplyTap
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class SmtpPool:
     def __init__(
         self,
         name: str,
-        account: SmtpAccount,
+        account: SmtpParams,
         *,
         idle_seconds: float = IDLE_SECONDS,
         local_hostname: str | None = None,

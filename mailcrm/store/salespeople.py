@@ -1,18 +1,34 @@
-"""Salespeople rows mirror the config file, so customers can reference their owner."""
+"""Salespeople rows mirror the team in the config file, so customers can reference their owner.
+
+The store does not read the configuration: the caller passes the team as `TeamMember`s
+(`mailcrm.wiring.team` cuts them from the settings).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
 from mailcrm.errors import ValidationError
-from mailcrm.settings import Settings
 from mailcrm.store.models import Salesperson
 
 
-def sync_from_settings(session: Session, settings: Settings) -> dict[str, int]:
-    """Insert or update one row per configured salesperson; returns email → id."""
+@dataclass(frozen=True, slots=True)
+class TeamMember:
+    """A salesperson as their row holds them; ``email`` is normalized (lower case)."""
+
+    email: str
+    name: str
+    language: str | None = None
+    timezone: str | None = None
+
+
+def sync_team(session: Session, team: Iterable[TeamMember]) -> dict[str, int]:
+    """Insert or update one row per team member; returns email → id (every known salesperson)."""
     existing = {row.email: row for row in session.exec(select(Salesperson))}
-    for person in settings.salespeople:
+    for person in team:
         row = existing.get(person.email)
         if row is None:
             row = Salesperson(email=person.email, name=person.name)

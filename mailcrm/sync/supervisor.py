@@ -25,12 +25,12 @@ from mailcrm.domain.matching import MatchPolicy
 from mailcrm.errors import ConfigError, DatabaseError, MailcrmError
 from mailcrm.imap.client import ImapClient, TokenProvider
 from mailcrm.imap.errors import ImapAuthError, ImapError
-from mailcrm.settings import SalespersonSettings, Settings
 from mailcrm.store import cursors
 from mailcrm.store.db import Database
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import TeamMember, sync_team
 from mailcrm.store.types import utcnow
 from mailcrm.sync.engine import FolderResult, FolderSync, MailboxIdentity, Progress
+from mailcrm.sync.policy import Mailbox, SyncPolicy
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +57,31 @@ class MailboxWorker:
     """Syncs one salesperson's mailbox."""
 
     db: Database
-    settings: Settings
-    person: SalespersonSettings
+    policy: SyncPolicy
+    mailbox: Mailbox
     identity: MailboxIdentity
     token_provider: TokenProvider | None = None
     parse_process_from: int = 1000  # new messages in a folder before parsing moves to a worker process
     state: MailboxState = field(init=False)
 
     def __post_init__(self) -> None:
-        self.state = MailboxState(self.person.email)
+        self.state = MailboxState(self.mailbox.email)
 
     async def _folders(self, client: ImapClient) -> list[str]:
-        assert self.person.imap is not None
         # Sent first: a reply in INBOX then finds the outbound email it answers.
         sent = await client.sent_folder()
         folders = [sent, "INBOX"] if sent and sent != "INBOX" else ["INBOX"]
-        for extra in self.person.imap.folders:
+        for extra in self.mailbox.folders:
             if extra not in folders:
                 folders.append(extra)
         return folders
 
     async def _connect(self) -> ImapClient:
-        assert self.person.imap is not None
         return await ImapClient.connect(
-            self.person.imap,
+            self.mailbox.imap,
             token_provider=self.token_provider,
-            idle_renew=self.settings.sync.idle_renew_seconds,
-            poll_interval=min(self.settings.sync.poll_seconds, 30.0),
+            idle_renew=self.policy.idle_renew_seconds,
+            poll_interval=min(self.policy.poll_seconds, 30.0),
         )
 
     async def _sync_folders(
@@ -101,8 +99,8 @@ class MailboxWorker:
                 client,
                 self.identity,
                 folder,
-                batch_bytes=self.settings.sync.batch_bytes,
-                batch_messages=self.settings.sync.batch_messages,
+                batch_bytes=self.policy.batch_bytes,
+                batch_messages=self.policy.batch_messages,
                 parse_process_from=self.parse_process_from,
             )
             result = await sync.run(progress, check_flags=check_flags)
@@ -130,9 +128,9 @@ class MailboxWorker:
         """A good sync ends the connection-level error shown by `mailboxes status`."""
         try:
             with self.db.write() as session:
-                cursors.clear_error(session, self.person.email, MAILBOX_LEVEL)
+                cursors.clear_error(session, self.mailbox.email, MAILBOX_LEVEL)
         except DatabaseError:
-            log.exception("cannot clear the error of mailbox %s", self.person.email)
+            log.exception("cannot clear the error of mailbox %s", self.mailbox.email)
 
     def _record_error(self, error: BaseException) -> None:
         self.state.connected = False
@@ -141,17 +139,17 @@ class MailboxWorker:
 
         def write() -> None:
             with self.db.write() as session:
-                cursors.record_error(session, self.person.email, MAILBOX_LEVEL, str(error))
+                cursors.record_error(session, self.mailbox.email, MAILBOX_LEVEL, str(error))
 
         try:
             write()
         except DatabaseError:
-            log.exception("cannot record the error of mailbox %s", self.person.email)
+            log.exception("cannot record the error of mailbox %s", self.mailbox.email)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sync until `stop` is set; never raises for IMAP or database trouble."""
-        backoff = Backoff(base=1.0, cap=self.settings.sync.reconnect_max_seconds)
-        poll_seconds = self.settings.sync.poll_seconds
+        backoff = Backoff(base=1.0, cap=self.policy.reconnect_max_seconds)
+        poll_seconds = self.policy.poll_seconds
         clock = asyncio.get_running_loop().time
         attempt = 0
         while not stop.is_set():
@@ -181,12 +179,12 @@ class MailboxWorker:
             except (ImapAuthError, ConfigError) as exc:
                 # A refused login, or a secret that cannot be read (variable unset, file
                 # missing or empty): a person must act, so one line saying what, and a slow retry.
-                delay = self.settings.sync.auth_retry_seconds
+                delay = self.policy.auth_retry_seconds
                 log.error(
                     "%s; retrying in %.0f s",
                     exc,
                     delay,
-                    extra={"action": "imap_auth_failed", "mailbox": self.person.email},
+                    extra={"action": "imap_auth_failed", "mailbox": self.mailbox.email},
                 )
                 await asyncio.to_thread(self._record_error, exc)
             except (ImapError, DatabaseError, OSError) as exc:
@@ -194,10 +192,10 @@ class MailboxWorker:
                 delay = backoff.delay(attempt)
                 log.warning(
                     "mailbox %s: %s; reconnecting in %.1f s",
-                    self.person.email,
+                    self.mailbox.email,
                     exc,
                     delay,
-                    extra={"action": "imap_reconnect", "mailbox": self.person.email, "attempt": attempt},
+                    extra={"action": "imap_reconnect", "mailbox": self.mailbox.email, "attempt": attempt},
                 )
                 await asyncio.to_thread(self._record_error, exc)
             except Exception as exc:  # a bug must not silently end this mailbox's sync
@@ -205,9 +203,9 @@ class MailboxWorker:
                 delay = backoff.delay(attempt)
                 log.exception(
                     "mailbox %s: unexpected error; retrying in %.1f s",
-                    self.person.email,
+                    self.mailbox.email,
                     delay,
-                    extra={"action": "sync_crashed", "mailbox": self.person.email},
+                    extra={"action": "sync_crashed", "mailbox": self.mailbox.email},
                 )
                 await asyncio.to_thread(self._record_error, exc)
             finally:
@@ -236,35 +234,34 @@ async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:
         await asyncio.wait_for(stop.wait(), timeout=delay)
 
 
-def identities(db: Database, settings: Settings) -> dict[str, MailboxIdentity]:
-    """Every salesperson's mailbox identity, by email (their rows are synced from the config)."""
+def identities(db: Database, team: Sequence[TeamMember], match: MatchPolicy) -> dict[str, MailboxIdentity]:
+    """Every team member's mailbox identity, by email (their rows are synced first)."""
     with db.write() as session:
-        owner_ids = sync_from_settings(session, settings)
-    team = frozenset(person.email for person in settings.salespeople)
-    policy = MatchPolicy(
-        create_leads=settings.sync.create_leads,
-        lead_source=settings.sync.lead_source,
-        fold_addresses=settings.sync.fold_addresses,
-        soft_bounce_limit=settings.sending.soft_bounce_limit,
-        soft_bounce_window=settings.sending.soft_bounce_window,
-    )
+        owner_ids = sync_team(session, team)
+    addresses = frozenset(person.email for person in team)
     return {
-        person.email: MailboxIdentity(person.email, owner_ids.get(person.email), team, policy)
-        for person in settings.salespeople
+        person.email: MailboxIdentity(person.email, owner_ids.get(person.email), addresses, match)
+        for person in team
     }
 
 
 def workers(
     db: Database,
-    settings: Settings,
+    team: Sequence[TeamMember],
+    mailboxes: Sequence[Mailbox],
+    policy: SyncPolicy,
     only: Sequence[str] = (),
     token_provider: TokenProvider | None = None,
 ) -> list[MailboxWorker]:
-    """One worker per salesperson with an IMAP account (optionally only the named ones)."""
-    by_email = identities(db, settings)
+    """One worker per mailbox (optionally only those named by email or salesperson name).
+
+    Every member of ``team`` counts as "us" when matching, mailbox or not; each mailbox's
+    owner must be one of them.
+    """
+    by_email = identities(db, team, policy.match)
     wanted = {name.strip().lower() for name in only}
     return [
-        MailboxWorker(db, settings, person, by_email[person.email], token_provider)
-        for person in settings.salespeople
-        if person.imap is not None and (not wanted or person.email in wanted or person.name.lower() in wanted)
+        MailboxWorker(db, policy, mailbox, by_email[mailbox.email], token_provider)
+        for mailbox in mailboxes
+        if not wanted or mailbox.email in wanted or mailbox.name.lower() in wanted
     ]

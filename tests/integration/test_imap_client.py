@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import itertools
 import logging
@@ -33,8 +34,9 @@ from mailcrm.imap.errors import (
     ImapProtocolError,
     ImapTimeout,
 )
+from mailcrm.imap.params import ImapParams
 from mailcrm.imap.parse import FetchedMessage
-from mailcrm.settings import ImapAccount
+from mailcrm.settings import SecretRef
 
 TEST_TIMEOUT = 30.0
 _env_counter = itertools.count()
@@ -52,24 +54,23 @@ def account_for(
     *,
     password: str | None = None,
     **overrides: Any,
-) -> ImapAccount:
+) -> ImapParams:
     """An account for ``creds`` whose password lives in a fresh environment variable."""
     variable = f"MAILCRM_TEST_IMAP_PASSWORD_{next(_env_counter)}"
     monkeypatch.setenv(variable, creds.password if password is None else password)
-    settings: dict[str, Any] = {
+    values: dict[str, Any] = {
         "host": creds.host,
         "port": creds.port,
         "security": "plain",
         "username": creds.username,
-        "password_env": variable,
         "timeout_seconds": 10.0,
     }
-    settings.update(overrides)
-    return ImapAccount(**settings)
+    values.update(overrides)
+    return ImapParams(secret=SecretRef(password_env=variable), **values)
 
 
 @contextlib.asynccontextmanager
-async def connected(account: ImapAccount, **kwargs: Any) -> AsyncIterator[ImapClient]:
+async def connected(account: ImapParams, **kwargs: Any) -> AsyncIterator[ImapClient]:
     async with asyncio.timeout(TEST_TIMEOUT):
         client = await ImapClient.connect(account, **kwargs)
     try:
@@ -181,9 +182,9 @@ async def test_xoauth2_with_token_provider(
     imap_user: ImapCredentials, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # This Dovecot checks an XOAUTH2 bearer token like a password.
-    calls: list[ImapAccount] = []
+    calls: list[ImapParams] = []
 
-    async def provider(account: ImapAccount) -> str:
+    async def provider(account: ImapParams) -> str:
         calls.append(account)
         return imap_user.password
 
@@ -192,7 +193,7 @@ async def test_xoauth2_with_token_provider(
         assert client.has_idle
     assert calls == [account]
 
-    async def bad_provider(account: ImapAccount) -> str:
+    async def bad_provider(account: ImapParams) -> str:
         return "expired-token-value"
 
     with pytest.raises(ImapAuthError) as excinfo:
@@ -208,18 +209,18 @@ async def test_xoauth2_without_a_provider_uses_the_accounts_secret_as_the_token(
     # What `mailcrm run` does: the access token is the account's password_env/password_file.
     async with connected(account_for(imap_user, monkeypatch, auth="xoauth2")) as client:
         assert client.has_idle
-    account = account_for(imap_user, monkeypatch, auth="xoauth2").model_copy(update={"password_env": None})
+    account = dataclasses.replace(account_for(imap_user, monkeypatch, auth="xoauth2"), secret=SecretRef())
     with pytest.raises(ImapAuthError, match="has no access token"):
         await ImapClient.connect(account)
 
 
 async def test_missing_password_is_reported_before_connecting(imap_user: ImapCredentials) -> None:
-    account = ImapAccount(
+    account = ImapParams(
         host=imap_user.host,
         port=imap_user.port,
         security="plain",
         username=imap_user.username,
-        password_env="MAILCRM_TEST_IMAP_UNSET_VARIABLE",
+        secret=SecretRef(password_env="MAILCRM_TEST_IMAP_UNSET_VARIABLE"),
     )
     with pytest.raises(SecretError, match="MAILCRM_TEST_IMAP_UNSET_VARIABLE"):
         await ImapClient.connect(account)
@@ -649,7 +650,7 @@ async def test_closed_client_refuses_commands(
 
 def tls_account(
     creds: ImapCredentials, monkeypatch: pytest.MonkeyPatch, ca_file: Path | None, **overrides: Any
-) -> ImapAccount:
+) -> ImapParams:
     settings: dict[str, Any] = {
         "host": TLS_SERVER_NAME,
         "port": creds.tls_port,
@@ -773,7 +774,7 @@ class ScriptedServer:
         for task in self._connections:
             task.cancel()
 
-    def account(self, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> ImapAccount:
+    def account(self, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> ImapParams:
         creds = ImapCredentials("scripted", "secret", "127.0.0.1", self.port, 0, Path("/nonexistent"))
         return account_for(creds, monkeypatch, **overrides)
 

@@ -29,13 +29,13 @@ import pytest
 from plan_fixtures import ALICE, make_settings, utc
 from sqlalchemy import delete, func, insert, select
 
-from mailcrm import planner
+from mailcrm import planner, wiring
 from mailcrm.domain.rules import RuleSet
 from mailcrm.settings import Settings
 from mailcrm.store import candidates as candidate_store
 from mailcrm.store.db import Database
 from mailcrm.store.models import Customer, EmailAddress, OutboxItem, Purchase, table_of
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 CUSTOMERS = 6000
 NOW = "2026-03-01T00:00"  # the pass covers the catch-up week before and the next day
@@ -63,7 +63,7 @@ def _seed(db: Database, settings: Settings) -> None:
     spread over the days the pass covers and over timezones (some are too late: skipped)."""
     now = utc(NOW)
     with db.write() as session:
-        owner = sync_from_settings(session, settings)[ALICE]
+        owner = sync_team(session, wiring.team(settings))[ALICE]
         customer = table_of(Customer)
         rows = [
             {

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 
-from mailcrm import planner
+from mailcrm import planner, wiring
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.rules import (
     AfterPurchase,
@@ -22,14 +22,14 @@ from mailcrm.settings import SalespersonSettings, Settings
 from mailcrm.store import customers
 from mailcrm.store.db import Database
 from mailcrm.store.models import Message, MessageLink, OutboxItem, Purchase, TimelineEvent
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 SETTINGS = Settings(salespeople=[SalespersonSettings(name="Alice", email="alice@acme.example")])
 
 
 def _customer(db: Database, **fields: str) -> int:
     with db.write() as session:
-        sync_from_settings(session, SETTINGS)
+        sync_team(session, wiring.team(SETTINGS))
         created = customers.create(session, draft_from_fields(fields, new_record=True))
         assert created.id is not None
         return created.id

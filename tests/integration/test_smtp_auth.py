@@ -17,9 +17,11 @@ from sendrunner import OWNER, make_settings, plan, seed_customers, send_batch
 from servers.smtp_auth import AuthHandler, AuthSMTPServer
 from sqlalchemy import select
 
+from mailcrm import wiring
+from mailcrm.credentials import Account
 from mailcrm.render import TemplateRenderer
 from mailcrm.send.worker import Sender
-from mailcrm.settings import ImapAccount, Settings, SmtpAccount
+from mailcrm.settings import Settings, SmtpAccount
 from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem
@@ -45,9 +47,9 @@ class Tokens:
 
     def __init__(self, *tokens: str) -> None:
         self.tokens = list(tokens)
-        self.calls: list[ImapAccount | SmtpAccount] = []
+        self.calls: list[Account] = []
 
-    async def __call__(self, account: ImapAccount | SmtpAccount) -> str:
+    async def __call__(self, account: Account) -> str:
         self.calls.append(account)
         return self.tokens[min(len(self.calls), len(self.tokens)) - 1]
 
@@ -65,7 +67,9 @@ def _sender(db: Database, settings: Settings, templates: Path, tokens: Tokens | 
     person = settings.salespeople[0]
     assert person.smtp is not None
     # The daemon has no provider to give yet; the pool takes one as IMAP's connect does.
-    sender._pools[person.email] = SmtpPool(person.email, person.smtp, token_provider=tokens)
+    sender._pools[person.email] = SmtpPool(
+        person.email, wiring.smtp_params(person.smtp), token_provider=tokens
+    )
     return sender
 
 
@@ -85,7 +89,7 @@ async def test_xoauth2_logs_in_with_the_providers_token(
     assert stats.sent == 1
     assert auth_smtpd.handler.logins == [("XOAUTH2", USER, GOOD_TOKEN)]
     assert [m.rcpt_tos for m in auth_smtpd.messages] == [("c0@example.org",)]
-    assert tokens.calls == [settings.salespeople[0].smtp]
+    assert tokens.calls == [wiring.smtp_params(settings.salespeople[0].smtp)]
     assert GOOD_TOKEN not in caplog.text
 
 

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import pytest
 from servers.smtpd import RecordingHandler, RecordingSMTPServer
 
+from mailcrm import wiring
 from mailcrm.domain.retry import Phase
 from mailcrm.settings import SmtpAccount
 from mailcrm.smtp.errors import SmtpSendError
@@ -32,7 +33,7 @@ def _pool(port: int, *, timeout: float = 5.0) -> SmtpPool:
     account = SmtpAccount.model_validate(
         {"host": HOST, "port": port, "security": "plain", "max_connections": 1, "timeout_seconds": timeout}
     )
-    return SmtpPool(SENDER, account, local_hostname="client.test")
+    return SmtpPool(SENDER, wiring.smtp_params(account), local_hostname="client.test")
 
 
 async def _allowed() -> bool:

@@ -19,7 +19,7 @@ from servers.smtp_auth import AuthHandler, AuthSMTPServer
 from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import select
 
-from mailcrm import netpolicy
+from mailcrm import netpolicy, wiring
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.errors import ImapAuthError
 from mailcrm.render import TemplateRenderer
@@ -27,6 +27,7 @@ from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, Settings, SmtpAccount
 from mailcrm.smtp.errors import SmtpConfigError
 from mailcrm.smtp.login import SmtpLogin
+from mailcrm.smtp.params import SmtpParams
 from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem
@@ -66,9 +67,11 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return attempts
 
 
-def _account(port: int, **overrides: Any) -> SmtpAccount:
-    return SmtpAccount.model_validate(
-        {"host": "127.0.0.1", "port": port, "security": "plain", "timeout_seconds": 5.0, **overrides}
+def _account(port: int, **overrides: Any) -> SmtpParams:
+    return wiring.smtp_params(
+        SmtpAccount.model_validate(
+            {"host": "127.0.0.1", "port": port, "security": "plain", "timeout_seconds": 5.0, **overrides}
+        )
     )
 
 
@@ -84,7 +87,9 @@ def _sender(db: Database, settings: Settings, templates: Path) -> Sender:
     sender = Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender")
     person = settings.salespeople[0]
     assert person.smtp is not None
-    sender._pools[person.email] = SmtpPool(person.email, person.smtp)  # kept to look at its pause
+    sender._pools[person.email] = SmtpPool(
+        person.email, wiring.smtp_params(person.smtp)
+    )  # kept to look at its pause
     return sender
 
 
@@ -149,8 +154,10 @@ async def test_plain_imap_to_a_remote_address_is_refused_before_connecting(
     monkeypatch: pytest.MonkeyPatch, no_connect: list[object]
 ) -> None:
     monkeypatch.setenv("TEST_IMAP_PASSWORD", "imap-secret-1")
-    account = ImapAccount(
-        host="192.0.2.1", port=143, security="plain", username="ann", password_env="TEST_IMAP_PASSWORD"
+    account = wiring.imap_params(
+        ImapAccount(
+            host="192.0.2.1", port=143, security="plain", username="ann", password_env="TEST_IMAP_PASSWORD"
+        )
     )
     with pytest.raises(ImapAuthError) as info:
         async with asyncio.timeout(5):

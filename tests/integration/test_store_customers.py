@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mailcrm import wiring
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.errors import ConflictError, NotFoundError, ValidationError
 from mailcrm.settings import SalespersonSettings, Settings
 from mailcrm.store import customers, notes, timeline
 from mailcrm.store.db import Database
 from mailcrm.store.models import Message, Purchase, Suppression, TimelineEvent
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 
 def _draft(**fields: str):  # type: ignore[no-untyped-def]
@@ -22,7 +23,7 @@ def _draft(**fields: str):  # type: ignore[no-untyped-def]
 def _with_team(db: Database) -> None:
     settings = Settings(salespeople=[SalespersonSettings(name="Alice", email="alice@acme.example")])
     with db.write() as session:
-        sync_from_settings(session, settings)
+        sync_team(session, wiring.team(settings))
 
 
 def test_create_resolve_by_id_or_any_address(db: Database) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from mailcrm import wiring
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.purchases import purchase_from_fields
 from mailcrm.settings import SalespersonSettings, Settings
 from mailcrm.store import customers, notes, overview, purchases, timeline
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import suppress
-from mailcrm.store.salespeople import sync_from_settings
+from mailcrm.store.salespeople import sync_team
 
 
 def _world(db: Database) -> dict[str, int]:
@@ -20,7 +21,7 @@ def _world(db: Database) -> dict[str, int]:
     settings = Settings(salespeople=[SalespersonSettings(name="Alice", email="alice@acme.example")])
     ids: dict[str, int] = {}
     with db.write() as session:
-        sync_from_settings(session, settings)
+        sync_team(session, wiring.team(settings))
         for name, fields in (
             ("ann", {"email": "ann@example.org ann.home@example.org", "owner": "alice@acme.example",
                      "language": "th", "lead_source": "web", "status": "customer"}),

@@ -19,6 +19,7 @@ import pytest
 from servers.dovecot import DovecotServer, ImapCredentials
 from sqlalchemy import func, select
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.domain.customers import draft_from_fields
 from mailcrm.domain.matching import read_batch
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, SyncSettings
@@ -34,7 +35,7 @@ from mailcrm.store.models import (
     TimelineEvent,
 )
 from mailcrm.sync import engine
-from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker, workers
+from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker
 
 ALICE = "alice@acme.example"
 BOB = "bob@acme.example"
@@ -57,7 +58,7 @@ class MailEnv:
         self.dovecot._deliver_to_maildir(self.alice, raw, "INBOX")
 
     def worker(self, email: str = ALICE) -> MailboxWorker:
-        return next(w for w in workers(self.db, self.settings) if w.person.email == email)
+        return next(w for w in mailbox_workers(self.db, self.settings) if w.mailbox.email == email)
 
     def sync(self, email: str = ALICE) -> None:
         asyncio.run(self.worker(email).sync_once())
@@ -104,7 +105,7 @@ def make_mail_env(db: Database, dovecot: DovecotServer, monkeypatch: pytest.Monk
         sync=SyncSettings(poll_seconds=30, reconnect_max_seconds=1.0, batch_messages=50),
     )
     env = MailEnv(db, settings, dovecot, alice, bob)
-    workers(db, settings)  # salespeople rows
+    mailbox_workers(db, settings)  # salespeople rows
     with db.write() as session:
         for name, addresses in (
             ("Somsri Jaidee", "somsri@siam.example"),

@@ -26,11 +26,12 @@ import pytest
 from servers.dovecot import DovecotServer, ImapCredentials
 from sqlalchemy import select
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, SyncSettings
 from mailcrm.store import migrate
 from mailcrm.store.db import Database
 from mailcrm.store.models import FolderCursor
-from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker, workers
+from mailcrm.sync.supervisor import MAILBOX_LEVEL, MailboxWorker
 
 ALICE = "alice@acme.example"
 PASSWORD_ENV = "TEST_AUTH_RETRY_PW"
@@ -53,7 +54,7 @@ class AuthEnv:
                 poll_seconds=30, reconnect_max_seconds=0.2, auth_retry_seconds=auth_retry_seconds
             ),
         )
-        (worker,) = workers(self.db, settings)
+        (worker,) = mailbox_workers(self.db, settings)
         return worker
 
     def account(self) -> ImapAccount:

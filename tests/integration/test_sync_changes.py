@@ -17,13 +17,14 @@ import test_sync
 from sqlalchemy import select
 from test_sync import ALICE, MailEnv
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.connection import Connection
 from mailcrm.imap.idle import Waiter
 from mailcrm.store import mail, timeline
 from mailcrm.store.models import FolderCursor, Message, MessageLocation, TimelineEvent
 from mailcrm.sync.engine import FolderResult, FolderSync
-from mailcrm.sync.supervisor import MailboxWorker, workers
+from mailcrm.sync.supervisor import MailboxWorker
 
 SOMSRI = "somsri@siam.example"
 mail_env = test_sync.mail_env  # the same fixture: two salespeople on a private Dovecot
@@ -190,7 +191,7 @@ def _with_folders(env: MailEnv, *folders: str) -> MailboxWorker:
     assert alice.imap is not None
     person = alice.model_copy(update={"imap": alice.imap.model_copy(update={"folders": list(folders)})})
     settings = env.settings.model_copy(update={"salespeople": [person, *env.settings.salespeople[1:]]})
-    return next(w for w in workers(env.db, settings) if w.person.email == ALICE)
+    return next(w for w in mailbox_workers(env.db, settings) if w.mailbox.email == ALICE)
 
 
 def _folder_cursor(env: MailEnv, folder: str) -> tuple[int | None, int]:
@@ -343,8 +344,7 @@ def test_a_pass_that_skips_flag_changes_keeps_them_for_the_next_pass(mail_env: M
     env.dovecot.doveadm("flags", "add", "-u", user, "\\Seen", "mailbox", "INBOX", "uid", "2")
     env.dovecot.deliver(env.alice, mailgen.make(sender=SOMSRI, to=ALICE, subject="new"))
     worker = env.worker()
-    assert worker.person.imap is not None
-    imap = worker.person.imap
+    imap = worker.mailbox.imap
 
     async def inbox_pass(check_flags: bool) -> FolderResult:
         async with await ImapClient.connect(imap) as client:

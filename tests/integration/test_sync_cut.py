@@ -15,10 +15,11 @@ from servers.proxy import CuttingProxy
 from sqlalchemy import select
 from test_sync import ALICE, MailEnv, _account
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.imap.errors import ImapConnectionError
 from mailcrm.settings import SalespersonSettings, SyncSettings
 from mailcrm.store.models import FolderCursor, Message, MessageLocation, TimelineEvent
-from mailcrm.sync.supervisor import MailboxWorker, workers
+from mailcrm.sync.supervisor import MailboxWorker
 
 mail_env = test_sync.mail_env  # the same fixture: two salespeople on a private Dovecot
 TOTAL = 10
@@ -39,7 +40,7 @@ def _worker_through(env: MailEnv, proxy: CuttingProxy) -> MailboxWorker:
             "sync": SyncSettings(poll_seconds=30, reconnect_max_seconds=1.0, batch_messages=BATCH),
         }
     )
-    [worker] = workers(env.db, settings)
+    [worker] = mailbox_workers(env.db, settings)
     return worker
 
 

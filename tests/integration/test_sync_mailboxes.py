@@ -52,7 +52,7 @@ def test_the_daemon_syncs_the_good_mailbox_while_another_cannot_connect(mail_env
             stop.set()
         return await asyncio.wait_for(task, timeout=20)
 
-    finished = {worker.person.email: worker.state for worker in asyncio.run(scenario())}
+    finished = {worker.mailbox.email: worker.state for worker in asyncio.run(scenario())}
     assert finished[ALICE].failures == 0 and finished[ALICE].synced == 1
     assert finished[BOB].failures >= 1 and not finished[BOB].connected
     errors, last_error = _connection_errors(env, BOB)

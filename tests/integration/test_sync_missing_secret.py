@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, SyncSettings
 from mailcrm.store import migrate
 from mailcrm.store.db import Database
 from mailcrm.store.models import FolderCursor
-from mailcrm.sync.supervisor import MAILBOX_LEVEL, workers
+from mailcrm.sync.supervisor import MAILBOX_LEVEL
 
 ALICE = "alice@acme.example"
 UNSET = "TEST_MISSING_SECRET_PW"
@@ -34,7 +35,7 @@ async def test_an_unreadable_secret_is_one_line_and_a_slow_retry(
         salespeople=[SalespersonSettings(name="Alice", email=ALICE, imap=account)],
         sync=SyncSettings(poll_seconds=30, reconnect_max_seconds=0.2, auth_retry_seconds=900),
     )
-    (worker,) = workers(db, settings)
+    (worker,) = mailbox_workers(db, settings)
     stop = asyncio.Event()
     caplog.set_level(logging.INFO, logger="mailcrm")
     task = asyncio.create_task(worker.run(stop))

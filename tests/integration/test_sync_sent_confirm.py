@@ -12,6 +12,7 @@ import test_sync
 from sqlalchemy import select
 from test_sync import ALICE, MailEnv, _account
 
+from mailcrm import wiring
 from mailcrm.imap.client import ImapClient
 from mailcrm.store import outbox, timeline
 from mailcrm.store.models import Message, OutboxAttempt, OutboxItem, OutboxState
@@ -45,7 +46,7 @@ def _unknown_row(env: MailEnv, message_id: str, occurrence: str) -> int:
 
 async def _append_to_sent(env: MailEnv, raw: bytes) -> None:
     """The provider files the delivered copy in Sent, as Gmail and Office 365 do."""
-    client = await ImapClient.connect(_account(env.alice, "TEST_ALICE_PW"))
+    client = await ImapClient.connect(wiring.imap_params(_account(env.alice, "TEST_ALICE_PW")))
     try:
         sent = await client.sent_folder()
         assert sent == "Sent"

@@ -21,10 +21,11 @@ from servers.postgres import admin_conninfo
 from sqlalchemy import event, func, select
 from test_sync import ALICE, MailEnv, make_mail_env
 
+from mailcrm.daemon import mailbox_workers
 from mailcrm.errors import DatabaseError, MailcrmError
 from mailcrm.store.db import Database
 from mailcrm.store.models import FolderCursor, Message
-from mailcrm.sync.supervisor import MailboxWorker, workers
+from mailcrm.sync.supervisor import MailboxWorker
 
 mail_env = test_sync.mail_env  # the same fixture: two salespeople on a private Dovecot
 TOTAL = 120
@@ -36,7 +37,7 @@ def _worker(env: MailEnv) -> MailboxWorker:
     """Alice's mailbox worker, committing every `BATCH` messages."""
     sync = env.settings.sync.model_copy(update={"batch_messages": BATCH})
     settings = env.settings.model_copy(update={"sync": sync})
-    return next(w for w in workers(env.db, settings) if w.person.email == ALICE)
+    return next(w for w in mailbox_workers(env.db, settings) if w.mailbox.email == ALICE)
 
 
 def _state(env: MailEnv) -> tuple[int, int, int]:

@@ -11,10 +11,13 @@ import pytest
 
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.connection import Reply
+from mailcrm.imap.params import ImapParams
 from mailcrm.imap.parse import FlagUpdate, Line
-from mailcrm.settings import ImapAccount
+from mailcrm.settings import SecretRef
 
-ACCOUNT = ImapAccount(host="imap.example", username="alice@example.com", password_env="UNUSED")
+ACCOUNT = ImapParams(
+    host="imap.example", port=993, username="alice@example.com", secret=SecretRef(password_env="UNUSED")
+)
 
 
 def _client(lines: list[Line], sent: list[str]) -> ImapClient:

@@ -1,7 +1,7 @@
 """The import graph keeps its layers: the pure core imports no IO, the IMAP and SMTP shells
-know nothing of the database or of the code that uses them, and each network library is
-imported by its one shell only (so sending goes through `mailcrm.smtp`, syncing through
-`mailcrm.imap`)."""
+know nothing of the database or of the code that uses them, only the edges read the
+configuration model, and each network library is imported by its one shell only (so
+sending goes through `mailcrm.smtp`, syncing through `mailcrm.imap`)."""
 
 from __future__ import annotations
 
@@ -84,6 +84,40 @@ def test_each_network_library_is_imported_by_its_shell_only() -> None:
         if _under(name, {library}) and home not in path.parents
     ]
     assert offenders == []
+
+
+# Who may read the configuration model (`mailcrm.settings`), by top-level module or
+# package, and why. Everything else takes the small typed part it needs (an `ImapParams`,
+# an `SmtpParams`, the team, a `SyncPolicy`), which these edges cut with `mailcrm.wiring`.
+SETTINGS_READERS = {
+    "settings.py": "the configuration model itself",
+    "wiring.py": "cuts the settings into the typed parts the shells take",
+    "daemon.py": "the composition root of `mailcrm run`",
+    "cli": "the commands load the settings and wire what they run",
+    "demo": "the composition root of `mailcrm demo`: writes a config, then runs the daemon on it",
+    "send": "not yet cut: the sender still takes the whole Settings",
+    "planner.py": "not yet cut: the planner still takes the whole Settings",
+    "web": "the HTTP edge: takes its `WebSettings` slice (listen address, limits, key sources)",
+}
+
+
+def test_only_the_edges_read_the_settings() -> None:
+    """The shells (imap, smtp, store, sync) and the core never import `mailcrm.settings`:
+    they take plain typed arguments, so they do not change when the file's layout does. A
+    module that truly must read the settings is named in `SETTINGS_READERS`, with why."""
+    offenders = sorted(
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path, name in _imports(PACKAGE)
+        if _under(name, {"mailcrm.settings"}) and path.relative_to(PACKAGE).parts[0] not in SETTINGS_READERS
+    )
+    assert offenders == []
+
+
+def test_the_shells_are_not_allowed_to_read_the_settings() -> None:
+    """The allow-list above cannot quietly grow to cover a shell."""
+    assert {"imap", "smtp", "store", "sync", "domain", "oauth.py", "netpolicy.py"}.isdisjoint(
+        SETTINGS_READERS
+    )
 
 
 def test_imap_commands_take_the_connection_rather_than_extend_it() -> None:
