@@ -21,7 +21,7 @@ from mailcrm import planner
 from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import RuleWatcher
 from mailcrm.schedule import PlanningSchedule
-from mailcrm.send import processes
+from mailcrm.send import processes, sharing
 from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
@@ -62,9 +62,9 @@ async def run(
     if plan_and_send:
         schedule = PlanningSchedule(_planning_job(db, settings), settings.planning.interval_seconds)
         schedule.start()
-        count = processes.resolve(settings)
+        count = sharing.resolve(settings)
         renderer = TemplateRenderer(settings.templates_path())
-        sender = Sender(db, processes.share(settings, 0, count), renderer)
+        sender = Sender(db, sharing.sender_config(settings, 0, count), renderer)
         tasks.append(asyncio.create_task(sender.run(stop), name="sender"))
         if count > 1:  # this process is sender 0; the others are children it supervises
             children = processes.SenderProcesses(settings, count)
