@@ -59,9 +59,10 @@ from sqlalchemy import func, insert, select, update
 
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.render import TemplateRenderer
-from mailcrm.send import compose, processes
+from mailcrm.send import compose, sharing
 from mailcrm.send.processes import SenderProcesses
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.results import SendStats
+from mailcrm.send.worker import Sender
 from mailcrm.settings import (
     SalespersonSettings,
     SendingSettings,
@@ -299,7 +300,7 @@ async def _send_with_processes(
     stop = asyncio.Event()
     sender = Sender(
         db,
-        processes.share(settings, 0, count),
+        sharing.sender_config(settings, 0, count),
         TemplateRenderer(settings.templates_path()),
         worker_id="bench-0",
     )
@@ -370,12 +371,13 @@ def run_sender(
         child_rss, startup, restarts = 0.0, 0.0, 0
         if wanted == 1:
             settings = _settings(port, connections, batch)
-            sender = Sender(db, settings, TemplateRenderer(settings.templates_path()), worker_id="bench")
+            renderer = TemplateRenderer(settings.templates_path())
+            sender = Sender(db, sharing.sender_config(settings), renderer, worker_id="bench")
             totals, seconds, cpu = asyncio.run(_send_all(sender, limit))
             sent, used = totals.sent, 1
         else:
             settings = load_settings(_config_file(folder, db, port, connections, batch, wanted))
-            used = processes.resolve(settings)
+            used = sharing.resolve(settings)
             figures = asyncio.run(_send_with_processes(db, settings, used, limit))
             seconds, cpu, child_rss, startup, restarts = figures
             sent = _sent_rows(db)
@@ -571,8 +573,8 @@ def main() -> None:
     parser.add_argument(
         "--processes",
         type=int,
-        default=processes.cpu_count(),
-        help=f"sender processes, as sending.processes (default: one per CPU, {processes.cpu_count()})",
+        default=sharing.cpu_count(),
+        help=f"sender processes, as sending.processes (default: one per CPU, {sharing.cpu_count()})",
     )
     parser.add_argument(
         "--no-single", action="store_true", help="skip the single-process figure (sent after the other)"
@@ -595,8 +597,8 @@ def main() -> None:
         parser.error(f"--count must be between 1 and {MAX_COUNT:,}")
     if not 1 <= args.connections <= 100:
         parser.error("--connections must be between 1 and 100")
-    if not 1 <= args.processes <= processes.MAX_PROCESSES:
-        parser.error(f"--processes must be between 1 and {processes.MAX_PROCESSES}")
+    if not 1 <= args.processes <= sharing.MAX_PROCESSES:
+        parser.error(f"--processes must be between 1 and {sharing.MAX_PROCESSES}")
     if not 1 <= args.batch <= 5000:
         parser.error("--batch must be between 1 and 5,000")
 

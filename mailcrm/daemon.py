@@ -28,7 +28,7 @@ from mailcrm.oauth import TokenProvider
 from mailcrm.render import TemplateRenderer
 from mailcrm.rules_yaml import RuleWatcher
 from mailcrm.schedule import PlanningSchedule
-from mailcrm.send import processes
+from mailcrm.send import processes, sharing
 from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
@@ -88,10 +88,10 @@ async def run(
     if plan_and_send:
         schedule = PlanningSchedule(_planning_job(db, settings), settings.planning.interval_seconds)
         schedule.start()
-        count = processes.resolve(settings)
+        count = sharing.resolve(settings)
         renderer = TemplateRenderer(settings.templates_path())
         hook = site.links.unsubscribe_url if site is not None and site.links is not None else None
-        sender = Sender(db, processes.share(settings, 0, count), renderer, unsubscribe_url=hook)
+        sender = Sender(db, sharing.sender_config(settings, 0, count), renderer, unsubscribe_url=hook)
         tasks.append(asyncio.create_task(sender.run(stop), name="sender"))
         if count > 1:  # this process is sender 0; the others are children it supervises
             children = processes.SenderProcesses(settings, count)

@@ -30,7 +30,9 @@ from sqlalchemy import func, insert, select
 from mailcrm.domain.planning import PlannedEmail
 from mailcrm.errors import DatabaseError
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.results import SendStats
+from mailcrm.send.sharing import sender_config
+from mailcrm.send.worker import Sender
 from mailcrm.settings import SalespersonSettings, SendingSettings, Settings, SmtpAccount, WebSettings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
@@ -184,7 +186,9 @@ async def send_due(
     db: Database, settings: Settings, templates: Path, now: datetime | None = None, *, worker_id: str = "test"
 ) -> SendStats:
     """`send_batch` of a fresh sender rendering the test templates in `templates`."""
-    return await send_batch(Sender(db, settings, TemplateRenderer(templates), worker_id=worker_id), now)
+    return await send_batch(
+        Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id=worker_id), now
+    )
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> None:
@@ -285,7 +289,9 @@ async def _main(args: argparse.Namespace) -> dict[str, object]:
         ambiguous=args.ambiguous,
         frequency_cap=None,
     )
-    sender = Sender(db, settings, TemplateRenderer(Path(args.templates)), worker_id=args.worker_id)
+    sender = Sender(
+        db, sender_config(settings), TemplateRenderer(Path(args.templates)), worker_id=args.worker_id
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -18,7 +18,9 @@ from sqlmodel import Session
 from mailcrm import planner
 from mailcrm.demo.smtp_server import DemoSmtpServer
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.results import SendStats
+from mailcrm.send.sharing import sender_config
+from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store import overview
 from mailcrm.store.db import Database
@@ -43,7 +45,8 @@ async def send(
     """
     total = SendStats()
     await server.start()
-    sender = Sender(db, settings, TemplateRenderer(settings.templates_path()), worker_id="mailcrm-demo")
+    renderer = TemplateRenderer(settings.templates_path())
+    sender = Sender(db, sender_config(settings), renderer, worker_id="mailcrm-demo")
     try:
         try:
             async with asyncio.timeout(SEND_TIMEOUT):

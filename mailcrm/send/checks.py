@@ -1,5 +1,7 @@
 """A batch's send-time checks: what may have changed since planning.
 
+A row never attempted and due longer ago than the planning grace (the daemon was
+down) is late and skipped, as the planner does with such occurrences (`late`).
 Archived customer, suppressed address, a reply that makes a follow-up moot, the
 per-customer frequency cap: read set-based for the batch (`outbox.prepare`,
 `outbox.send_checks`), and again for the rows still queued once older than
@@ -11,11 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from mailcrm.domain.retry import ever_attempted, late_reason
 from mailcrm.domain.rules import format_duration
 from mailcrm.send.recorder import Recorder
-from mailcrm.settings import Settings
+from mailcrm.send.results import Outcome, Refusal
+from mailcrm.settings import SendingSettings
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
 from mailcrm.store.models import CustomerStatus
@@ -28,9 +32,9 @@ CHECK_MAX_AGE = 2.0
 class SendChecks:
     """The template data and send-time facts of one batch's claimed rows (a new one per batch)."""
 
-    def __init__(self, db: Database, settings: Settings, recorder: Recorder) -> None:
+    def __init__(self, db: Database, sending: SendingSettings, recorder: Recorder) -> None:
         self.db = db
-        self.settings = settings
+        self.sending = sending
         self._recorder = recorder
         self.prepared: dict[int, Prepared] = {}
         self._checks: dict[int, SendCheck] = {}
@@ -66,7 +70,7 @@ class SendChecks:
     def _prepare(
         self, rows: list[ClaimedEmail], now: datetime
     ) -> tuple[dict[int, Prepared], dict[int, SendCheck]]:
-        window = self.settings.sending.frequency_window
+        window = self.sending.frequency_window
         with self.db.read() as session:
             prepared = outbox.prepare(session, rows)
             return prepared, outbox.send_checks(session, rows, prepared, now, window)
@@ -93,7 +97,7 @@ class SendChecks:
 
     async def _refresh(self, rows: list[ClaimedEmail], now: datetime) -> None:
         """Read the facts of the rows still to send again, in one go (the batch ran long)."""
-        window = self.settings.sending.frequency_window
+        window = self.sending.frequency_window
         prepared = {row.id: self.prepared[row.id] for row in rows}
 
         def read() -> dict[int, SendCheck]:
@@ -107,22 +111,30 @@ class SendChecks:
             list, {c: ts for c, t in self._sent_to.items() if (ts := [a for a in t if a >= since])}
         )
 
-    def refusal(self, row: ClaimedEmail, facts: Prepared, check: SendCheck) -> tuple[str, str] | None:
-        """Why this row must not be sent now: (stats field, reason), or None."""
+    def refusal(self, row: ClaimedEmail, facts: Prepared, check: SendCheck) -> Refusal | None:
+        """Why this row must not be sent now, or None."""
         if facts.customer is None or check.status is None:
-            return "failed", "the customer no longer exists"
+            return Refusal(Outcome.FAILED, "the customer no longer exists")
         if check.status == CustomerStatus.ARCHIVED.value:
-            return "skipped", "archived: the customer is archived"
+            return Refusal(Outcome.SKIPPED, "archived: the customer is archived")
         if row.is_followup and check.replied:
-            return "cancelled", "replied: the customer answered the email this follows up"
+            return Refusal(Outcome.CANCELLED, "replied: the customer answered the email this follows up")
         if facts.recipient is None:
-            return "failed", "the customer has no email address"
+            return Refusal(Outcome.FAILED, "the customer has no email address")
         if check.suppressed is not None:
-            return "skipped", f"suppressed: {facts.recipient} ({check.suppressed})"
-        cap = self.settings.sending.frequency_cap
+            return Refusal(Outcome.SKIPPED, f"suppressed: {facts.recipient} ({check.suppressed})")
+        cap = self.sending.frequency_cap
         if cap is not None and check.recent_sends >= cap:
-            window = format_duration(self.settings.sending.frequency_window)
-            return "skipped", f"frequency_cap: {check.recent_sends} automated emails in the last {window}"
+            window = format_duration(self.sending.frequency_window)
+            reason = f"frequency_cap: {check.recent_sends} automated emails in the last {window}"
+            return Refusal(Outcome.SKIPPED, reason)
         if row.sender is None:
-            return "failed", "no sender: the rule names none and the customer has no owner"
+            return Refusal(Outcome.FAILED, "no sender: the rule names none and the customer has no owner")
         return None
+
+
+def late(row: ClaimedEmail, now: datetime, grace: timedelta) -> Refusal | None:
+    """Skip a row too late to send (claimed by a refill, or taken over from a stopped sender)."""
+    attempted = ever_attempted(row.attempts, row.deadline_at, row.ambiguous_attempts)
+    reason = late_reason(row.due_at, now, grace, attempted=attempted)
+    return Refusal(Outcome.SKIPPED, reason) if reason is not None else None

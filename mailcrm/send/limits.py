@@ -15,7 +15,7 @@ from mailcrm.store import outbox
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail
 
-log = logging.getLogger("mailcrm.send.worker")  # the sender's events keep one logger name
+log = logging.getLogger(__name__)
 
 DAILY_WINDOW = timedelta(hours=24)
 
@@ -44,7 +44,7 @@ class DailyCap:
         reservation happen under one lock per account, and the count leaves out the
         rows this process holds in memory (reserved: counted there), so concurrent
         lanes of a process never pass the cap together. Other processes' rows count
-        from the database once started; `processes.share` covers the rest.
+        from the database once started; `sharing.share` covers the rest.
         """
         per_day = pool.account.per_day
         if per_day is None or row.sender is None:

@@ -37,44 +37,47 @@ from mailcrm.domain.retry import (
     too_many_soft,
 )
 from mailcrm.domain.rules import format_duration
-from mailcrm.settings import Settings
+from mailcrm.send.results import Outcome, Refusal
+from mailcrm.settings import SendingSettings
 from mailcrm.store import outbox, sender_issues
 from mailcrm.store.db import Database
 from mailcrm.store.outbox import ClaimedEmail
 
-log = logging.getLogger("mailcrm.send.worker")  # the sender's events keep one logger name
+log = logging.getLogger(__name__)
 
 
 class Outcomes:
-    """Writes a row's unsent outcome; each method returns the `SendStats` field to count it in."""
+    """Writes a row's unsent outcome; each method returns the `Outcome` to count it as."""
 
     def __init__(
         self,
         db: Database,
-        settings: Settings,
+        sending: SendingSettings,
         policy: RetryPolicy,
         rng: random.Random,
         now: Callable[[], datetime],
     ) -> None:
         self.db = db
-        self.settings = settings
+        self.sending = sending
         self.policy = policy
         self._rng = rng
         self._now = now
 
-    async def not_sent(self, row: ClaimedEmail, kind: str, reason: str) -> str:
-        """A send-time check refused the row: `kind` is failed, skipped or cancelled."""
-        if kind == "failed":
+    async def refused(self, row: ClaimedEmail, refusal: Refusal) -> Outcome:
+        """A send-time check refused the row: failed, skipped or cancelled."""
+        kind, reason = refusal.outcome, refusal.reason
+        if kind is Outcome.FAILED:
             return await self.fail(row, reason, attempted=False)
+        cancelled = kind is Outcome.CANCELLED
         await asyncio.to_thread(
-            outbox.mark_skipped, self.db, row, reason, cancelled=kind == "cancelled", now=self._now()
+            outbox.mark_skipped, self.db, row, reason, cancelled=cancelled, now=self._now()
         )
         log.info(
             "outbox row %s %s: %s",
             row.id,
-            kind,
+            kind.value,
             reason,
-            extra={"action": f"send_{kind}", "outbox_id": row.id, "rule": row.rule},
+            extra={"action": f"send_{kind.value}", "outbox_id": row.id, "rule": row.rule},
         )
         return kind
 
@@ -89,7 +92,7 @@ class Outcomes:
         notify: bool = False,
         bounce: BounceReason | None = None,
         sender_side: bool = False,
-    ) -> str:
+    ) -> Outcome:
         """`failed`; `reply` (the attempt's outcome) goes into the row's history with
         its bounce reason (`bounce`, else the one `reply` names).
 
@@ -141,11 +144,11 @@ class Outcomes:
                 error,
                 extra=extra,
             )
-        return "failed"
+        return Outcome.FAILED
 
     async def retry(
         self, row: ClaimedEmail, outcome: SmtpOutcome, *, attempted: bool = True, ambiguous: bool = False
-    ) -> str:
+    ) -> Outcome:
         """Back to `due` after a backoff, or `failed(expired)` once past the row's deadline."""
         now = self._now()
         reason = outcome.describe()
@@ -182,9 +185,9 @@ class Outcomes:
             reason,
             extra={"action": "send_retry", "outbox_id": row.id, "code": outcome.code},
         )
-        return "retried"
+        return Outcome.RETRIED
 
-    async def failed_attempt(self, row: ClaimedEmail, outcome: SmtpOutcome, recipient: str) -> str:
+    async def failed_attempt(self, row: ClaimedEmail, outcome: SmtpOutcome, recipient: str) -> Outcome:
         """Act on the classification of a failed attempt (see `domain.retry`)."""
         decision = classify(outcome)
         if decision.sender_side:
@@ -192,8 +195,8 @@ class Outcomes:
         if decision.verdict is Verdict.RETRY:
             if is_soft_bounce(outcome.code, outcome.text):
                 softs = await asyncio.to_thread(self.soft_bounces, row)
-                if too_many_soft(softs + 1, self.settings.sending.soft_bounce_limit):  # + this one
-                    window = format_duration(self.settings.sending.soft_bounce_window)
+                if too_many_soft(softs + 1, self.sending.soft_bounce_limit):  # + this one
+                    window = format_duration(self.sending.soft_bounce_window)
                     detail = f"{softs + 1} soft bounces in {window}; last: {decision.reason}"
                     await asyncio.to_thread(self.suppress, row, recipient, outcome, "soft_bounce", detail)
                     return await self.fail(
@@ -201,7 +204,7 @@ class Outcomes:
                     )
             return await self.retry(row, outcome)
         if decision.verdict is Verdict.AMBIGUOUS:
-            if after_ambiguous(self.settings.sending.ambiguous, row.ambiguous_attempts) is Verdict.RETRY:
+            if after_ambiguous(self.sending.ambiguous, row.ambiguous_attempts) is Verdict.RETRY:
                 return await self.retry(row, outcome, ambiguous=True)
             await asyncio.to_thread(
                 partial(
@@ -220,7 +223,7 @@ class Outcomes:
                 decision.reason,
                 extra={"action": "send_unknown", "outbox_id": row.id},
             )
-            return "unknown"
+            return Outcome.UNKNOWN
         if decision.verdict is Verdict.SUPPRESS:
             await asyncio.to_thread(self.suppress, row, recipient, outcome)
             return await self.fail(row, decision.reason, reply=outcome, kind=outbox.ATTEMPT_SUPPRESSED)
@@ -258,7 +261,7 @@ class Outcomes:
 
     def soft_bounces(self, row: ClaimedEmail) -> int:
         """Soft bounces of the customer inside `sending.soft_bounce_window`, from the history."""
-        since = self._now() - self.settings.sending.soft_bounce_window
+        since = self._now() - self.sending.soft_bounce_window
         return outbox.soft_bounces(self.db, row.customer_id, since)
 
     def suppress(

@@ -9,21 +9,10 @@ settings file, opens its own database connections and runs an ordinary `Sender`.
 Nothing new is needed for correctness: the outbox already shares work between
 senders (leases; `FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite, WAL with every
 claim and group commit a `BEGIN IMMEDIATE` transaction under a busy timeout), and the
-kill -9 promise holds per open connection, whichever process owns it.
+kill -9 promise holds per open connection, whichever process owns it. How many
+processes run, and each one's part of the accounts' limits, is `sharing`'s.
 
-Per SMTP account limits must hold for the machine, not per process, so `share` gives
-each process its part of them:
-
-* `max_connections` and `per_minute` are enforced in memory per process: they are
-  divided among the processes (the remainder goes to the lowest slots);
-* `per_day` counts, in the database, sent rows and rows inside an SMTP transaction
-  (attempt started), which every process sees; a process's own rows between its cap
-  check and their start are reserved in its memory, invisible to the others (at most
-  one per connection), so each process's cap is lowered by the connections the other
-  processes hold to that account.
-
-`resolve` lowers N (with a warning) until every account can be shared that way, so a
-1-connection account keeps its limits exactly. The supervisor restarts a child that
+The supervisor restarts a child that
 dies (exponential backoff) and stops the children by PID: SIGTERM (each finishes its
 SMTP transactions in flight and gives its other claims back), SIGKILL after
 `CHILD_STOP_SECONDS`. A child also stops on its own when its parent goes away, so a
@@ -46,11 +35,11 @@ from pathlib import Path
 from mailcrm import log as logsetup
 from mailcrm.domain.backoff import Backoff
 from mailcrm.errors import MailcrmError
-from mailcrm.settings import Settings, SmtpAccount, load_settings
+from mailcrm.send.sharing import MAX_PROCESSES, sender_config
+from mailcrm.settings import Settings, load_settings
 
 log = logging.getLogger("mailcrm.send.processes")  # not __name__: a child runs this as __main__
 
-MAX_PROCESSES = 64
 CHILD_STOP_SECONDS = 15.0
 """SIGTERM → SIGKILL: the sender's own stop grace (6 s) plus giving claims back."""
 HEALTHY_SECONDS = 60.0
@@ -60,98 +49,6 @@ IDLE_INTERVAL = 5.0
 """Seconds an idle sender waits before it looks for due rows again (`Sender.run`)."""
 READY = b"READY"
 RESTART = Backoff(base=1.0, cap=60.0)
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (affinity and cgroup cpusets included where known)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _split(total: int, count: int, slot: int) -> int:
-    base, extra = divmod(total, count)
-    return base + (1 if slot < extra else 0)
-
-
-def _shared(account: SmtpAccount, count: int, slot: int) -> SmtpAccount | None:
-    """This slot's part of the account's limits; None when it cannot have one."""
-    connections = _split(account.max_connections, count, slot)
-    if connections < 1:
-        return None
-    update: dict[str, int] = {"max_connections": connections}
-    if account.per_minute is not None:
-        update["per_minute"] = _split(account.per_minute, count, slot)
-        if update["per_minute"] < 1:
-            return None
-    if account.per_day is not None:
-        update["per_day"] = account.per_day - (account.max_connections - connections)
-        if update["per_day"] < 1:
-            return None
-    return account.model_copy(update=update)
-
-
-def _limit(settings: Settings, count: int) -> str | None:
-    """Why `count` processes cannot share the accounts' limits (None: they can)."""
-    for person in settings.salespeople:
-        if person.smtp is not None and any(
-            _shared(person.smtp, count, slot) is None for slot in range(count)
-        ):
-            return f"the SMTP account of {person.email} cannot be shared by {count} processes"
-    return None
-
-
-def resolve(settings: Settings) -> int:
-    """How many sender processes to run: `sending.processes` (0: one per CPU), lowered
-    until every account's limits can be shared (see the module docstring)."""
-    sending = settings.sending
-    wanted = sending.processes or cpu_count()
-    count = min(wanted, MAX_PROCESSES)
-    if count <= 1 or not sending.enabled:
-        return 1
-    url = settings.database_url()
-    if url.startswith("sqlite") and (":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite:/")):
-        log.warning(
-            "sending.processes: %s ignored: an in-memory SQLite database is private to one process",
-            wanted,
-            extra={"action": "send_processes_reduced", "wanted": wanted, "processes": 1},
-        )
-        return 1
-    reason = _limit(settings, count)
-    first_reason = reason
-    while reason is not None and count > 1:
-        count -= 1
-        reason = _limit(settings, count) if count > 1 else None
-    if count < wanted:
-        log.warning(
-            "sending.processes: running %s sender processes instead of %s: %s "
-            "(max_connections, per_minute and per_day are divided among the processes)",
-            count,
-            wanted,
-            first_reason or "at most " + str(MAX_PROCESSES),
-            extra={"action": "send_processes_reduced", "wanted": wanted, "processes": count},
-        )
-    return count
-
-
-def share(settings: Settings, slot: int, count: int) -> Settings:
-    """The settings sender `slot` of `count` runs with: its part of every account's limits."""
-    if count <= 1:
-        return settings
-    people = []
-    for person in settings.salespeople:
-        if person.smtp is None:
-            people.append(person)
-            continue
-        account = _shared(person.smtp, count, slot)
-        if account is None:  # `resolve` keeps `count` low enough for this not to happen
-            raise MailcrmError(
-                f"the SMTP account of {person.email} cannot be shared by {count} sender processes",
-                hint="lower sending.processes",
-            )
-        people.append(person.model_copy(update={"smtp": account}))
-    return settings.model_copy(update={"salespeople": people})
 
 
 def _log_options() -> list[str]:
@@ -374,7 +271,7 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     watcher = asyncio.create_task(_watch_parent(parent, stop)) if parent is not None else None
     try:
-        sender = Sender(db, share(settings, slot, count), TemplateRenderer(settings.templates_path()))
+        sender = Sender(db, sender_config(settings, slot, count), TemplateRenderer(settings.templates_path()))
         with contextlib.suppress(OSError):  # nobody listening: the parent's watch stops us
             sys.stdout.buffer.write(READY + b"\n")
             sys.stdout.flush()

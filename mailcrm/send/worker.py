@@ -1,22 +1,18 @@
-"""The sender: claim due outbox rows, check them again, render, send, record the outcome.
+"""The sender: claim due outbox rows, send each along its path, give back what is left.
 
-Per batch: `claim` a lease on up to `sending.batch_size` due rows, read their
-template data and send-time facts set-based (`checks`), then run one lane per pooled
-SMTP connection of each sending account. A lane takes the next row and
+A batch reads top to bottom in `Sender.send_due`:
 
-1. checks what may have changed since planning (send time, not plan time): a row
-   never attempted and due longer ago than `planning.grace_hours` (the daemon was
-   down) is skipped as late, as the planner does with such occurrences; then the
-   customer's status, suppression, replies and frequency cap (`checks`);
-2. renders and builds the message (`compose`); a template error fails that row only;
-3. waits for the account's daily cap and rate (`limits`);
-4. sends it, with `attempt_started_at` committed just before the final "." and the
-   row's `sent` committed no later than the connection's next start (so a crash
-   leaves at most one row of unknown outcome per connection); both go through the
-   batch's `Recorder`, which commits all lanes' writes together;
-5. records it: `sent` plus the message on the customer's timeline, or a retry with
-   backoff, a failure, a suppression, or an unknown delivery (`outcomes`,
-   `domain.retry`).
+1. claim: skip, set-based, the due rows a restart finds too late to send, then take a
+   lease on up to `sending.batch_size` due rows (`store.outbox.claim`);
+2. read their template data and send-time facts set-based (`checks.SendChecks`);
+3. run one lane per pooled SMTP connection of each sending account; a lane takes the
+   next row and sends it along its path: check, compose, deliver, record
+   (`pipeline.RowPath`), counting the typed `Outcome` it ends with;
+4. give back every claim still held (`store.outbox.release`) and log the batch.
+
+While a full batch is being sent and its queue runs low, the next batch is claimed in
+the background, so the connections never wait for the database between batches. All
+lanes' database writes of a batch go through one group commit (`recorder.Recorder`).
 
 `sending.ambiguous` defaults to `resend`: the promise is "nothing lost; a duplicate
 only for messages inside an SMTP transaction at a crash". A resend carries the same
@@ -40,56 +36,34 @@ import secrets
 import socket
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from mailcrm import wiring
 from mailcrm.domain.backoff import Backoff
-from mailcrm.domain.messages import make_snippet
-from mailcrm.domain.retry import Phase, RetryPolicy, SmtpOutcome
-from mailcrm.errors import DatabaseError, ValidationError
-from mailcrm.render import TemplateError, TemplateRenderer
-from mailcrm.send import compose
+from mailcrm.domain.retry import SEND_SLACK, late_reason
+from mailcrm.domain.rules import format_duration
+from mailcrm.errors import DatabaseError
+from mailcrm.render import TemplateRenderer
 from mailcrm.send.checks import SendChecks
-from mailcrm.send.claims import Claims
-from mailcrm.send.compose import Built, UnsubscribeUrl, mailto_unsubscribe
-from mailcrm.send.limits import DailyCap, Stopped, rate_slot, wait
+from mailcrm.send.compose import Unsubscribe, UnsubscribeUrl
+from mailcrm.send.config import SenderConfig
+from mailcrm.send.limits import DailyCap, Stopped, wait
 from mailcrm.send.outcomes import Outcomes
+from mailcrm.send.pipeline import RowPath
 from mailcrm.send.recorder import Recorder
+from mailcrm.send.results import Outcome, SendStats
 from mailcrm.send.sentcopy import SentCopier
-from mailcrm.settings import SalespersonSettings, Settings
-from mailcrm.smtp.errors import SendAborted, SmtpConfigError, SmtpSendError, Utf8NotOffered
-from mailcrm.smtp.pool import SmtpPool, SmtpReply
+from mailcrm.smtp.pool import SmtpPool
 from mailcrm.store import keys, outbox
 from mailcrm.store.db import Database
-from mailcrm.store.outbox import ClaimedEmail, Prepared, SentRecord
+from mailcrm.store.outbox import ClaimedEmail
 from mailcrm.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 6.0
 """Seconds in-flight transactions get to finish after stop (a stopped daemon exits within 10 s)."""
-
-
-@dataclass
-class SendStats:
-    """What one batch did (`claimed` = the sum of the others plus rows given back)."""
-
-    claimed: int = 0
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    skipped: int = 0
-    cancelled: int = 0
-    unknown: int = 0
-    deferred: int = 0
-    released: int = 0
-
-    def add(self, other: SendStats) -> None:
-        for item in fields(self):
-            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
 
 def default_worker_id() -> str:
@@ -103,7 +77,7 @@ class Sender:
     def __init__(
         self,
         db: Database,
-        settings: Settings,
+        config: SenderConfig,
         renderer: TemplateRenderer,
         *,
         worker_id: str | None = None,
@@ -112,46 +86,28 @@ class Sender:
         stop_grace: float = STOP_GRACE,
     ) -> None:
         self.db = db
-        self.settings = settings
+        self.config = config
         self.renderer = renderer
         self.worker_id = worker_id or default_worker_id()
         self.stop_grace = stop_grace
-        sending = settings.sending
-        self.policy = RetryPolicy(
-            base_seconds=sending.retry_base_seconds,
-            max_seconds=sending.retry_max_seconds,
-            deadline=sending.retry_deadline,
-        )
+        self.policy = config.retry_policy()
         self._unsubscribe_url = unsubscribe_url  # the web endpoint's hook, once there is one
         self._unsubscribe_key: bytes | None = None  # read (or made) once, by the first batch
         self._rng = rng or random.Random()
         self._pools: dict[str, SmtpPool] = {}
-        self._copier = SentCopier() if sending.copy_to_sent else None
+        self._copier = SentCopier() if config.sending.copy_to_sent else None
+        self._outcomes = Outcomes(db, config.sending, self.policy, self._rng, self._now)
+        self._daily_cap = DailyCap(db, self._now)
         self._stop = asyncio.Event()
         self._offset = timedelta()
-        self._customer_locks: dict[int, asyncio.Lock] = {}
-        self._customer_users: dict[int, int] = {}
-        self._active = 0  # lanes running: the recorder stops lingering once all wait on it
-        self._recorder = Recorder(db, self._now)  # a new one per batch (`send_due`)
-        self._checks = SendChecks(db, settings, self._recorder)  # likewise
+        # The running batch (`send_due`): its rows' path, queues per account and lanes.
+        self._path: RowPath | None = None
         self._queues: dict[str | None, deque[ClaimedEmail]] = defaultdict(deque)
         self._lanes: dict[str | None, list[asyncio.Task[None]]] = defaultdict(list)
         self._low = asyncio.Event()  # the queues ran low: claim the next batch
-        self._claims = Claims(db, settings, self.worker_id, self._now)
-        self._daily_cap = DailyCap(db, self._now)
-        self._outcomes = Outcomes(db, settings, self.policy, self._rng, self._now)
-
-    # -- hooks ---------------------------------------------------------------------------
-
-    def unsubscribe_url(self, row: ClaimedEmail) -> str | None:
-        """The web unsubscribe link of this email, if a web endpoint gives one (templates show
-        it; List-Unsubscribe carries it beside the mailto)."""
-        return self._unsubscribe_url(row) if self._unsubscribe_url is not None else None
-
-    def _signing_key(self) -> bytes:
-        """The unsubscribe signing key (stored in the database, shared by every daemon)."""
-        with self.db.write() as session:
-            return keys.signing_key(session)
+        self._active = 0  # lanes running: the recorder stops lingering once all wait on it
+        self._customer_locks: dict[int, asyncio.Lock] = {}
+        self._customer_users: dict[int, int] = {}
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -177,12 +133,12 @@ class Sender:
                     )
                     await wait(stop, delay)
                     continue
-                if stats.claimed >= self.settings.sending.batch_size:
+                if stats.claimed >= self.config.sending.batch_size:
                     continue  # more may be due right now
                 await wait(stop, interval)
         finally:
             with contextlib.suppress(DatabaseError):
-                await asyncio.to_thread(self._claims.release)
+                await asyncio.to_thread(self._release)
             await self.close()
             log.info("sender stopped", extra={"action": "sender_stopped", "worker": self.worker_id})
 
@@ -198,53 +154,38 @@ class Sender:
 
     async def send_due(self, now: datetime | None = None) -> SendStats:
         """Claim due rows and send them; `now` shifts the clock (tests, replays).
-
-        Claims `sending.batch_size` rows; while a full batch is being sent and its
-        queue runs low, the next batch is claimed and read in the background, so the
-        connections never wait for the database between batches. Returns once no
-        more rows are due (or on stop).
-        """
-        sending = self.settings.sending
+        Returns once no more rows are due (or on stop)."""
+        sending = self.config.sending
         if not sending.enabled:
             return SendStats()
         self._offset = (now - utcnow()) if now is not None else timedelta()
         lease = timedelta(seconds=sending.lease_seconds)
-        late = await asyncio.to_thread(self._claims.skip_late)
-        rows = await asyncio.to_thread(self._claims.claim, lease)
+        late = await asyncio.to_thread(self._skip_late)
+        rows = await asyncio.to_thread(self._claim, lease)
         stats = SendStats(claimed=len(rows) + late, skipped=late)
         if not rows:
             return stats
-        if self._unsubscribe_key is None:
-            try:
-                self._unsubscribe_key = await asyncio.to_thread(self._signing_key)
-            except BaseException:
-                await asyncio.to_thread(self._claims.release)
-                raise
-        recorder = Recorder(self.db, self._now, lanes=lambda: self._active)
-        checks = SendChecks(self.db, self.settings, recorder)
         try:
-            await checks.load(rows, self._now())
+            self._path = await self._start_batch(rows)
         except BaseException:
-            await asyncio.to_thread(self._claims.release)
+            await asyncio.to_thread(self._release)
             raise
-        self._recorder, self._checks = recorder, checks
-        self._queues = defaultdict(deque)
-        self._lanes = defaultdict(list)
-        self._low = asyncio.Event()
+        self._queues, self._lanes, self._low = defaultdict(deque), defaultdict(list), asyncio.Event()
         self._enqueue(rows, stats)
-        refill = asyncio.create_task(self._refill(stats, lease)) if len(rows) >= sending.batch_size else None
-        heartbeat = asyncio.create_task(self._claims.renew(lease))
+        full = len(rows) >= sending.batch_size
+        refill = asyncio.create_task(self._refill(self._path, stats, lease)) if full else None
+        heartbeat = asyncio.create_task(self._renew(lease))
         try:
-            async with self._recorder:
+            async with self._path.recorder:
                 await self._join(refill)
         finally:
+            self._path = None
             self._customer_locks.clear()
             self._customer_users.clear()
-            self._checks = SendChecks(self.db, self.settings, self._recorder)
             self._queues, self._lanes = defaultdict(deque), defaultdict(list)
             heartbeat.cancel()
             await asyncio.wait([heartbeat])  # unlike awaiting it, keeps a cancellation of this task
-            stats.released += await asyncio.to_thread(self._claims.release)
+            stats.count(Outcome.RELEASED, await asyncio.to_thread(self._release))
         log.info(
             "batch: %s claimed, %s sent, %s retried, %s failed, %s skipped",
             stats.claimed,
@@ -256,10 +197,76 @@ class Sender:
         )
         return stats
 
-    @property
-    def grace(self) -> timedelta:
-        """The planning catch-up grace, applied again at send time."""
-        return self._claims.grace
+    async def _start_batch(self, rows: list[ClaimedEmail]) -> RowPath:
+        """The path of this batch's rows, with their send-time facts read set-based."""
+        if self._unsubscribe_key is None:
+            self._unsubscribe_key = await asyncio.to_thread(self._signing_key)
+        recorder = Recorder(self.db, self._now, lanes=lambda: self._active)
+        checks = SendChecks(self.db, self.config.sending, recorder)
+        await checks.load(rows, self._now())
+        return RowPath(
+            self.db,
+            self.config,
+            self.renderer,
+            checks=checks,
+            recorder=recorder,
+            outcomes=self._outcomes,
+            daily_cap=self._daily_cap,
+            policy=self.policy,
+            unsubscribe=Unsubscribe(self._unsubscribe_key, self._unsubscribe_url),
+            copier=self._copier,
+            stop=self._stop,
+            clock=self._now,
+        )
+
+    def _signing_key(self) -> bytes:
+        """The unsubscribe signing key (stored in the database, shared by every daemon)."""
+        with self.db.write() as session:
+            return keys.signing_key(session)
+
+    # -- claims (blocking: run them in a thread, except `_renew`) -----------------------------
+
+    def _claim(self, lease: timedelta) -> list[ClaimedEmail]:
+        """Up to `sending.batch_size` due rows, held until `lease` from now."""
+        sending = self.config.sending
+        return outbox.claim(
+            self.db, self.worker_id, sending.batch_size, lease, self._now(), ambiguous=sending.ambiguous
+        )
+
+    def _release(self) -> int:
+        """Give every claim back (one inside a transaction follows `sending.ambiguous`)."""
+        return outbox.release(self.db, self.worker_id, self._now(), ambiguous=self.config.sending.ambiguous)
+
+    async def _renew(self, lease: timedelta) -> None:
+        """Renew the claims while the batch runs, so nobody takes over live work (until cancelled)."""
+        period = max(lease.total_seconds() / 3, 0.2)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(outbox.extend_lease, self.db, self.worker_id, self._now() + lease)
+            except DatabaseError as exc:
+                log.warning("could not renew claims: %s", exc, extra={"action": "lease_renew_failed"})
+
+    def _skip_late(self) -> int:
+        """Skip, set-based, the due rows never attempted and due longer ago than the planning
+        grace (the daemon was down), as the planner does with such occurrences."""
+        now, grace = self._now(), self.config.grace
+        skipped = outbox.skip_late(
+            self.db,
+            now - max(grace, SEND_SLACK),
+            lambda due_at: late_reason(due_at, now, grace, attempted=False),
+            now,
+        )
+        if skipped:
+            log.warning(
+                "%s outbox rows skipped as late: due more than %s ago and never attempted",
+                skipped,
+                format_duration(grace),
+                extra={"action": "send_skipped_late", "worker": self.worker_id, "count": skipped},
+            )
+        return skipped
+
+    # -- lanes -------------------------------------------------------------------------------
 
     def _enqueue(self, rows: list[ClaimedEmail], stats: SendStats) -> None:
         """Queue rows per sending account; each account gets up to one lane per connection."""
@@ -272,21 +279,18 @@ class Sender:
             wanted = min(pool.max_connections if pool else 1, len(queue)) - len(lanes)
             lanes += [asyncio.create_task(self._lane(queue, pool, stats)) for _ in range(max(wanted, 0))]
 
-    def _queued(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
-
-    async def _refill(self, stats: SendStats, lease: timedelta) -> None:
+    async def _refill(self, path: RowPath, stats: SendStats, lease: timedelta) -> None:
         """Claim the next batch once half of the queued rows are taken; stop when none are due."""
-        batch = self.settings.sending.batch_size
+        batch = self.config.sending.batch_size
         while not self._stop.is_set():
             self._low.clear()
-            if self._queued() > batch // 2:
+            if sum(len(queue) for queue in self._queues.values()) > batch // 2:
                 await self._low.wait()
                 continue
-            rows = await asyncio.to_thread(self._claims.claim, lease)
+            rows = await asyncio.to_thread(self._claim, lease)
             stats.claimed += len(rows)
             if rows:
-                await self._checks.add(rows)  # checked when first taken
+                await path.checks.add(rows)  # checked when first taken
                 self._enqueue(rows, stats)
             if len(rows) < batch:
                 return
@@ -333,53 +337,52 @@ class Sender:
             return None
         pool = self._pools.get(sender)
         if pool is None:
-            person = self.settings.salesperson(sender)
+            person = self.config.salesperson(sender)
             if person is None or person.smtp is None:
                 return None
             pool = self._pools[sender] = SmtpPool(person.email, wiring.smtp_params(person.smtp))
         return pool
 
-    # -- one row -----------------------------------------------------------------------------
-
     async def _lane(self, queue: deque[ClaimedEmail], pool: SmtpPool | None, stats: SendStats) -> None:
+        """Send the account's queued rows one at a time, each along its path."""
+        path = self._path
+        assert path is not None
+        low = self.config.sending.batch_size // 2
         self._active += 1
         try:
-            await self._run_lane(queue, pool, stats)
+            while queue and not self._stop.is_set():
+                row = queue.popleft()
+                if len(queue) <= low:
+                    self._low.set()
+                try:
+                    async with self._customer(row.customer_id):
+                        outcome = await path.send(row, pool)
+                except Stopped:
+                    return  # the row is still claimed: given back with the others
+                except DatabaseError as exc:
+                    log.warning(
+                        "outbox row %s: %s",
+                        row.id,
+                        exc,
+                        extra={"action": "send_db_error", "outbox_id": row.id},
+                    )
+                    continue  # still claimed: given back at the end of the batch
+                except Exception as exc:  # a bug must neither stop the batch nor spin on one row
+                    log.exception(
+                        "outbox row %s: internal error",
+                        row.id,
+                        extra={"action": "send_bug", "outbox_id": row.id},
+                    )
+                    later = self._now() + timedelta(seconds=self.policy.base_seconds)
+                    note = f"internal error: {exc!r}"
+                    with contextlib.suppress(DatabaseError):
+                        await asyncio.to_thread(outbox.defer, self.db, row, later, note=note)
+                    outcome = Outcome.DEFERRED
+                finally:
+                    path.checks.forget(row)
+                stats.count(outcome)
         finally:
             self._active -= 1
-
-    async def _run_lane(self, queue: deque[ClaimedEmail], pool: SmtpPool | None, stats: SendStats) -> None:
-        low = self.settings.sending.batch_size // 2
-        while queue and not self._stop.is_set():
-            row = queue.popleft()
-            if len(queue) <= low:
-                self._low.set()
-            try:
-                async with self._customer(row.customer_id):
-                    result = await self._process(row, pool)
-            except Stopped:
-                return  # the row is still claimed: given back with the others
-            except DatabaseError as exc:
-                log.warning(
-                    "outbox row %s: %s",
-                    row.id,
-                    exc,
-                    extra={"action": "send_db_error", "outbox_id": row.id},
-                )
-                continue  # still claimed: given back at the end of the batch
-            except Exception as exc:  # a bug must neither stop the batch nor spin on one row
-                log.exception(
-                    "outbox row %s: internal error", row.id, extra={"action": "send_bug", "outbox_id": row.id}
-                )
-                later = self._now() + timedelta(seconds=self.policy.base_seconds)
-                with contextlib.suppress(DatabaseError):
-                    await asyncio.to_thread(
-                        outbox.defer, self.db, row, later, note=f"internal error: {exc!r}"
-                    )
-                result = "deferred"
-            finally:
-                self._checks.forget(row)
-            setattr(stats, result, getattr(stats, result) + 1)
 
     @contextlib.asynccontextmanager
     async def _customer(self, customer_id: int) -> AsyncIterator[None]:
@@ -395,123 +398,3 @@ class Sender:
                 self._customer_users[customer_id] = users
             else:
                 del self._customer_users[customer_id], self._customer_locks[customer_id]
-
-    async def _process(self, row: ClaimedEmail, pool: SmtpPool | None) -> str:
-        """Check, render, send and record one row; returns the SendStats field to count it in."""
-        now = self._now()
-        late = self._claims.late(row, now)  # claimed by a refill or taken over from a stopped sender
-        if late is not None:
-            return await self._outcomes.not_sent(row, "skipped", late)
-        facts = self._checks.prepared[row.id]
-        check = await self._checks.check(row, now)
-        refusal = self._checks.refusal(row, facts, check)
-        if refusal is not None:
-            kind, reason = refusal
-            return await self._outcomes.not_sent(row, kind, reason)
-        person = self.settings.salesperson(row.sender or "")
-        if pool is None or person is None:
-            return await self._outcomes.retry(
-                row,
-                SmtpOutcome(phase=Phase.CONNECT, text=f"no SMTP account is configured for {row.sender}"),
-                attempted=False,
-            )
-        assert self._unsubscribe_key is not None and facts.recipient is not None
-        mailto = mailto_unsubscribe(self._unsubscribe_key, row, person.email, facts.recipient)
-        try:
-            built = compose.build(
-                row,
-                facts,
-                person,
-                now,
-                renderer=self.renderer,
-                settings=self.settings,
-                unsubscribe=self.unsubscribe_url(row) or mailto,
-                unsubscribe_mailto=mailto,
-            )
-        except TemplateError as exc:
-            return await self._outcomes.fail(row, f"template {row.template}: {exc}", attempted=False)
-        except ValidationError as exc:  # HeaderInjectionError included
-            return await self._outcomes.fail(row, f"message not built: {exc}", attempted=False)
-        if await self._daily_cap.reserve(row, pool, now):
-            return "deferred"
-        try:
-            return await self._deliver(row, pool, person, built, facts)
-        finally:
-            self._daily_cap.release(row)
-
-    async def _deliver(
-        self, row: ClaimedEmail, pool: SmtpPool, person: SalespersonSettings, built: Built, facts: Prepared
-    ) -> str:
-        """Send one built row over a pooled connection and record the outcome."""
-        async with pool.connection() as connection:
-            await rate_slot(pool, self._stop)
-            paused = pool.paused_for()
-            if paused > 0:  # the server refused this account a moment ago: do not hammer it
-                until = self._now() + timedelta(seconds=paused)
-                await asyncio.to_thread(outbox.defer, self.db, row, until, note=pool.pause_reason)
-                return "deferred"
-            pool.in_flight += 1
-            try:
-                try:
-                    reply = await connection.send(
-                        person.email,
-                        [built.recipient],
-                        built.payload,
-                        before_dot=partial(self._recorder.starting, row),
-                    )
-                except SendAborted:
-                    log.warning(
-                        "outbox row %s was taken away before sending; not sent",
-                        row.id,
-                        extra={"action": "send_aborted", "outbox_id": row.id},
-                    )
-                    return "released"
-                except Utf8NotOffered as exc:  # nothing was sent; this email alone cannot go
-                    return await self._outcomes.fail(row, str(exc), attempted=False)
-                except SmtpConfigError as exc:
-                    return await self._misconfigured(row, pool, exc.outcome)
-                except SmtpSendError as exc:
-                    if exc.outcome.phase is Phase.CONNECT or exc.outcome.code == 421:
-                        pool.pause(self.policy.base_seconds, exc.outcome.describe())
-                    return await self._outcomes.failed_attempt(row, exc.outcome, built.recipient)
-                self._record_sent(row, built, facts, reply)
-            finally:
-                pool.in_flight -= 1
-        if self._copier is not None:
-            self._copier.schedule(person, built.payload, row.message_id)
-        return "sent"
-
-    async def _misconfigured(self, row: ClaimedEmail, pool: SmtpPool, outcome: SmtpOutcome) -> str:
-        """The account cannot work as configured: pause it for the longest backoff and keep
-        the row waiting, unattempted (its retries are not spent on a settings problem)."""
-        reason = outcome.describe()
-        pause = max(self.policy.max_seconds, self.policy.base_seconds)
-        if pool.paused_for() <= 0:
-            log.error(
-                "SMTP account of %s paused for %.0f s: %s",
-                pool.name,
-                pause,
-                reason,
-                extra={"action": "smtp_account_misconfigured", "account": pool.name},
-            )
-        pool.pause(pause, reason)
-        until = self._now() + timedelta(seconds=pause)
-        await asyncio.to_thread(outbox.defer, self.db, row, until, note=reason)
-        return "deferred"
-
-    def _record_sent(self, row: ClaimedEmail, built: Built, facts: Prepared, reply: SmtpReply) -> None:
-        """Queue `sent` (committed before this connection's next start; see `Recorder`)."""
-        self._checks.sent(row.customer_id)
-        self._recorder.sent(
-            SentRecord(
-                row=row,
-                sender=built.sender.email,
-                recipient=built.recipient,
-                subject=built.rendered.subject,
-                snippet=make_snippet(built.rendered.text),
-                thread_key=facts.thread_key or row.message_id,
-                at=self._now(),
-                code=reply.code,
-                reply=reply.text,
-            )
-        )

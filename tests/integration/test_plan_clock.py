@@ -13,6 +13,7 @@ from sqlalchemy import select
 from mailcrm import planner
 from mailcrm.domain.rules import AfterPurchase, Rule, RuleSet
 from mailcrm.render import TemplateRenderer
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, Purchase
@@ -60,7 +61,7 @@ def test_plan_and_send_after_the_clock_steps_back_duplicate_nothing(
     assert first.inserted == 3
     planned = {(r.rule, r.customer_id, r.occurrence): r.message_id for r in _outbox(db)}
     assert len(planned) == 3
-    sent = asyncio.run(_send(db, Sender(db, settings, renderer, worker_id="clock-a"), clock))
+    sent = asyncio.run(_send(db, Sender(db, sender_config(settings), renderer, worker_id="clock-a"), clock))
     assert sent == 3
     smtpd.handler.wait_for(3)
 
@@ -71,7 +72,7 @@ def test_plan_and_send_after_the_clock_steps_back_duplicate_nothing(
         assert {(r.rule, r.customer_id, r.occurrence): r.message_id for r in rows} == planned
         assert [r.state for r in rows] == ["sent"] * 3
         again = asyncio.run(
-            _send(db, Sender(db, settings, renderer, worker_id=f"clock-{moment:%H%M}"), moment)
+            _send(db, Sender(db, sender_config(settings), renderer, worker_id=f"clock-{moment:%H%M}"), moment)
         )
         assert again == 0
 

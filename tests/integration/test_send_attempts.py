@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from mailcrm.cli import outbox as outbox_cli
 from mailcrm.cli.context import AppContext
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.results import SendStats
+from mailcrm.send.sharing import sender_config
+from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, table_of
@@ -53,7 +55,7 @@ def _show(db: Database, tmp_path: Path, *json_flag: str) -> Any:
 
 async def _send(db: Database, settings: Settings, tmp_path: Path, hours: int = 0) -> SendStats:
     renderer = TemplateRenderer(write_templates(tmp_path / "templates"))
-    sender = Sender(db, settings, renderer, worker_id="attempts")
+    sender = Sender(db, sender_config(settings), renderer, worker_id="attempts")
     try:
         return await asyncio.wait_for(sender.send_due(utcnow() + timedelta(hours=hours)), timeout=60)
     finally:

@@ -16,6 +16,7 @@ from servers.smtpd import BlackholeServer
 from sqlalchemy import select
 
 from mailcrm.render import TemplateRenderer
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store import outbox
@@ -30,7 +31,9 @@ def blackhole() -> Iterator[BlackholeServer]:
 
 
 def _sender(db: Database, settings: Settings, templates: Path, **kwargs: float) -> Sender:
-    return Sender(db, settings, TemplateRenderer(templates), worker_id="blackhole-test", **kwargs)
+    return Sender(
+        db, sender_config(settings), TemplateRenderer(templates), worker_id="blackhole-test", **kwargs
+    )
 
 
 def _rows(db: Database) -> list[OutboxItem]:

@@ -51,6 +51,7 @@ from servers.smtpd import DelayingHandler, DotHoldingHandler, GatedHandler, Reco
 from sqlalchemy import select
 
 from mailcrm.render import TemplateRenderer
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.store import outbox
 from mailcrm.store.db import Database
@@ -376,7 +377,7 @@ async def test_a_sender_cancelled_with_everything_else_ends(db: Database, tmp_pa
             sink.port, connections=2, lease_seconds=LEASE, batch_size=50, frequency_cap=None
         )
         templates = TemplateRenderer(write_templates(tmp_path / "templates"))
-        sender = Sender(db, settings, templates, worker_id="cancelled")
+        sender = Sender(db, sender_config(settings), templates, worker_id="cancelled")
         task = asyncio.create_task(sender.run(asyncio.Event(), interval=0.2))
         await asyncio.to_thread(sink.handler.wait_for, 20, 20.0)
         assert not task.done() and len(sink.messages) >= 20  # in the middle of a batch

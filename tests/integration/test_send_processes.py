@@ -22,7 +22,7 @@ from sendrunner import OWNER, daemon_config, log_lines, open_rows, plan, seed_cu
 from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import select
 
-from mailcrm.send import processes
+from mailcrm.send import sharing
 from mailcrm.settings import Settings, SmtpAccount
 from mailcrm.store.db import Database
 from mailcrm.store.models import OutboxItem, table_of
@@ -129,11 +129,11 @@ def test_limits_are_shared_out_among_processes() -> None:
             "sending": {"processes": 2},
         }
     )
-    parts = [processes.share(settings, slot, 2).salespeople[0].smtp for slot in range(2)]
+    parts = [sharing.share(settings, slot, 2).salespeople[0].smtp for slot in range(2)]
     assert [(p.max_connections, p.per_minute) for p in parts if p] == [(3, 4), (2, 3)]
     # a process cannot see the others' rows reserved but not yet started: one per connection
     assert [p.per_day for p in parts if p] == [100 - 2, 100 - 3]
-    assert processes.resolve(settings) == 2
+    assert sharing.resolve(settings) == 2
     narrow = settings.model_copy(
         update={
             "salespeople": [
@@ -143,8 +143,8 @@ def test_limits_are_shared_out_among_processes() -> None:
             ]
         }
     )
-    assert processes.resolve(narrow) == 1  # one connection cannot be split: limits stay exact
-    assert processes.share(settings, 0, 1) is settings
+    assert sharing.resolve(narrow) == 1  # one connection cannot be split: limits stay exact
+    assert sharing.share(settings, 0, 1) is settings
 
 
 def _wait_for(condition: Any, timeout: float, what: str) -> None:

@@ -37,7 +37,9 @@ from servers.smtpd import RecordingSMTPServer
 from sqlalchemy import func, select
 
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.results import SendStats
+from mailcrm.send.sharing import sender_config
+from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings
 from mailcrm.store import migrate, outbox
 from mailcrm.store.db import Database
@@ -53,7 +55,7 @@ _ATTEMPT = table_of(OutboxAttempt)
 
 
 def _sender(db: Database, settings: Settings, templates: Path) -> Sender:
-    return Sender(db, settings, TemplateRenderer(templates), worker_id="reliability-test")
+    return Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id="reliability-test")
 
 
 def _rows(db: Database) -> list[Any]:

@@ -28,7 +28,8 @@ from sqlalchemy import insert, select, update
 
 from mailcrm.domain import unsubscribe
 from mailcrm.render import TemplateRenderer
-from mailcrm.send import processes
+from mailcrm.send import sharing
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, SalespersonSettings, Settings, WebSettings
 from mailcrm.store import keys, outbox
@@ -40,7 +41,7 @@ HOUR = timedelta(hours=1)
 
 
 def _sender(db: Database, settings: Settings, templates: Path, **kwargs: Any) -> Sender:
-    return Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender", **kwargs)
+    return Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id="test-sender", **kwargs)
 
 
 def _rows(db: Database) -> list[OutboxItem]:
@@ -387,7 +388,12 @@ async def test_daily_cap_holds_across_sender_processes(
     plan(db, ids)
     settings = make_settings(smtpd.port, connections=4, per_day=5)
     senders = [
-        Sender(db, processes.share(settings, slot, 2), TemplateRenderer(templates), worker_id=f"test-{slot}")
+        Sender(
+            db,
+            sharing.sender_config(settings, slot, 2),
+            TemplateRenderer(templates),
+            worker_id=f"test-{slot}",
+        )
         for slot in range(2)
     ]
     results = await asyncio.gather(*(send_batch(sender) for sender in senders))

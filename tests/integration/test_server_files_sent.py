@@ -18,6 +18,7 @@ from test_sync import ALICE, MailEnv
 from test_sync_sent_confirm import _append_to_sent
 
 from mailcrm.render import TemplateRenderer
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.store.models import Message, MessageLocation, OutboxItem
 
@@ -45,7 +46,9 @@ def test_server_files_sent_skips_the_copy_and_the_servers_copy_is_recognised(
     plan(env.db, customer_ids)
 
     async def send() -> int:
-        sender = Sender(env.db, settings, TemplateRenderer(write_templates(tmp_path / "templates")))
+        sender = Sender(
+            env.db, sender_config(settings), TemplateRenderer(write_templates(tmp_path / "templates"))
+        )
         try:
             return (await asyncio.wait_for(sender.send_due(), timeout=60)).sent
         finally:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from mailcrm import wiring
 from mailcrm.credentials import Account
 from mailcrm.render import TemplateRenderer
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings, SmtpAccount
 from mailcrm.smtp.pool import SmtpPool
@@ -63,7 +64,7 @@ def _settings(port: int, **smtp: Any) -> Settings:
 
 
 def _sender(db: Database, settings: Settings, templates: Path, tokens: Tokens | None = None) -> Sender:
-    sender = Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender")
+    sender = Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id="test-sender")
     person = settings.salespeople[0]
     assert person.smtp is not None
     # The daemon has no provider to give yet; the pool takes one as IMAP's connect does.
@@ -146,11 +147,15 @@ async def test_xoauth2_reads_the_token_from_the_accounts_file_at_each_login(
     settings = _settings(auth_smtpd.port, auth="xoauth2", password_file=str(token_file))
     ids = seed_customers(db, 2)
     plan(db, ids[:1])
-    first = await send_batch(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
+    first = await send_batch(
+        Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id="test-sender")
+    )
     token_file.write_text("ya29.refreshed-token-1d7a", encoding="utf-8")
     auth_smtpd.handler.token = "ya29.refreshed-token-1d7a"  # the provider rotated it
     plan(db, ids[1:])
-    second = await send_batch(Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender"))
+    second = await send_batch(
+        Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id="test-sender")
+    )
     assert (first.sent, second.sent) == (1, 1)
     assert auth_smtpd.handler.logins == [
         ("XOAUTH2", USER, GOOD_TOKEN),

@@ -23,6 +23,7 @@ from mailcrm import netpolicy, wiring
 from mailcrm.imap.client import ImapClient
 from mailcrm.imap.errors import ImapAuthError
 from mailcrm.render import TemplateRenderer
+from mailcrm.send.sharing import sender_config
 from mailcrm.send.worker import Sender
 from mailcrm.settings import ImapAccount, Settings, SmtpAccount
 from mailcrm.smtp.errors import SmtpConfigError
@@ -84,7 +85,7 @@ def _settings(port: int, **smtp: Any) -> Settings:
 
 
 def _sender(db: Database, settings: Settings, templates: Path) -> Sender:
-    sender = Sender(db, settings, TemplateRenderer(templates), worker_id="test-sender")
+    sender = Sender(db, sender_config(settings), TemplateRenderer(templates), worker_id="test-sender")
     person = settings.salespeople[0]
     assert person.smtp is not None
     sender._pools[person.email] = SmtpPool(

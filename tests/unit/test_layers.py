@@ -95,7 +95,7 @@ SETTINGS_READERS = {
     "daemon.py": "the composition root of `mailcrm run`",
     "cli": "the commands load the settings and wire what they run",
     "demo": "the composition root of `mailcrm demo`: writes a config, then runs the daemon on it",
-    "send": "not yet cut: the sender still takes the whole Settings",
+    "send": "sharing.py and processes.py only, which cut each sender's SenderConfig (test_send_layers.py)",
     "planner.py": "not yet cut: the planner still takes the whole Settings",
     "web": "the HTTP edge: takes its `WebSettings` slice (listen address, limits, key sources)",
 }
