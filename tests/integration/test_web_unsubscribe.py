@@ -21,7 +21,9 @@ from servers.smtpd import RecordingSMTPServer
 from servers.web import WebServer
 
 from mailcrm.render import TemplateRenderer
-from mailcrm.send.worker import Sender, SendStats
+from mailcrm.send.results import SendStats
+from mailcrm.send.sharing import sender_config
+from mailcrm.send.worker import Sender
 from mailcrm.settings import Settings, WebSettings
 from mailcrm.store import timeline
 from mailcrm.store.db import Database
@@ -48,7 +50,9 @@ def web(db: Database) -> Iterator[WebServer]:
 
 async def _send(db: Database, settings: Settings, templates: Path, links: Links) -> SendStats:
     renderer = TemplateRenderer(templates)
-    sender = Sender(db, settings, renderer, worker_id="t", unsubscribe_url=links.unsubscribe_url)
+    sender = Sender(
+        db, sender_config(settings), renderer, worker_id="t", unsubscribe_url=links.unsubscribe_url
+    )
     try:
         return await sender.send_due()
     finally:
