@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,13 @@ def require_service(reason: str | None) -> None:
     if services_required():
         pytest.fail(f"{reason} ({REQUIRE_SERVICES_ENV}=1)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def require() -> Callable[[str | None], None]:
+    """`require(reason)`, for a test needing a program no fixture starts: skips with `reason`
+    (or fails, where services are required); does nothing when `reason` is None."""
+    return require_service
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from mailcrm.cli import app, main
 
-from .conftest import CLI
+from .conftest import CLI, write_config
 
 CONFIG = """\
 database:
@@ -58,9 +58,7 @@ def test_every_command_has_help_and_json(capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.fixture
 def configured(tmp_path: Path) -> Path:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG, encoding="utf-8")
-    return tmp_path
+    return write_config(tmp_path, CONFIG)
 
 
 def test_customer_lifecycle(cli: CLI, configured: Path) -> None:
@@ -136,7 +134,9 @@ def test_export_reimports_without_change(cli: CLI, configured: Path) -> None:
     assert len(lines) == 2
 
 
-def test_user_errors_exit_1_without_traceback(cli: CLI, configured: Path) -> None:
+def test_user_errors_exit_1_without_traceback(cli_process: CLI, configured: Path) -> None:
+    """Through the real console script: the exit status the shell sees."""
+    cli = cli_process
     bad = cli("customers", "add", "--name", "X", "-e", "not-an-address")
     assert bad.code == 1
     assert "error: email: invalid email address 'not-an-address'" in bad.stderr
@@ -150,7 +150,9 @@ def test_user_errors_exit_1_without_traceback(cli: CLI, configured: Path) -> Non
     assert owner.code == 1 and "unknown salesperson" in owner.stderr and "salespeople:" in owner.stderr
 
 
-def test_usage_errors_exit_2(cli: CLI, configured: Path) -> None:
+def test_usage_errors_exit_2(cli_process: CLI, configured: Path) -> None:
+    """Through the real console script: the exit status the shell sees."""
+    cli = cli_process
     result = cli("customers", "add", "--name", "X")
     assert result.code == 2
     assert "Missing option" in result.stderr

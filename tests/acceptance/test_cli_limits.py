@@ -13,7 +13,7 @@ import pytest
 
 from mailcrm.cli import main
 
-from .conftest import CLI
+from .conftest import CLI, write_config
 
 CONFIG = """\
 database:
@@ -29,9 +29,7 @@ JUST_OVER = str(2**63)  # one past SQLite INTEGER and PostgreSQL BIGINT
 
 @pytest.fixture
 def configured(tmp_path: Path) -> Path:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG, encoding="utf-8")
-    return tmp_path
+    return write_config(tmp_path, CONFIG)
 
 
 def _one_line(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import CLI
+from .conftest import CLI, write_config
 
 PASSWORD = "hunter2-db-Secret"
 
@@ -27,9 +27,8 @@ salespeople:
 
 
 def _write(tmp_path: Path, imap: str = "127.0.0.1", smtp: str = "localhost", password: str = PASSWORD) -> str:
-    path = tmp_path / "mailcrm.yaml"
-    path.write_text(CONFIG.format(imap=imap, smtp=smtp, password=password), encoding="utf-8")
-    return str(path)
+    write_config(tmp_path, CONFIG.format(imap=imap, smtp=smtp, password=password))
+    return str(tmp_path / "config" / "mailcrm.yaml")
 
 
 def test_plain_to_loopback_passes(cli: CLI, tmp_path: Path) -> None:

@@ -16,13 +16,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from .conftest import CLI
+from .conftest import CLI, MAILCRM, Store, cli_env, write_config
 
 CONFIG = """\
 database:
@@ -35,35 +34,17 @@ salespeople:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def store(store_url: Store, tmp_path: Path) -> str:
     """A config in `tmp_path` whose database is an empty SQLite file or PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = "sqlite:///crm.db"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-        _drop_schema(url)
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG.format(url=url), encoding="utf-8")
-    yield request.param
-    if request.param == "postgres":
-        _drop_schema(url)
-
-
-def _drop_schema(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    write_config(tmp_path, CONFIG.format(url=store_url.url))
+    return store_url.kind
 
 
 @pytest.fixture
 def configured(tmp_path: Path) -> Path:
     """A SQLite store, for what does not depend on the store."""
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG.format(url="sqlite:///crm.db"), encoding="utf-8")
-    return tmp_path
+    return write_config(tmp_path, CONFIG.format(url="sqlite:///crm.db"))
 
 
 def names(cli: CLI, *args: str) -> list[str]:
@@ -247,10 +228,9 @@ def test_the_import_worker_dies_with_a_killed_parent(cli: CLI, tmp_path: Path, s
     rows = "".join(f"Person {n},person{n}@example.org,Company {n % 97}\n" for n in range(120_000))
     (tmp_path / "big.csv").write_text("name,email,company\n" + rows, encoding="utf-8")
     assert (tmp_path / "big.csv").stat().st_size > 4 << 20  # big enough for the worker process
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
     parent = subprocess.Popen(
-        [sys.executable, "-m", "mailcrm", "customers", "import", "big.csv"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [*MAILCRM, "customers", "import", "big.csv"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     workers: set[int] = set()
     try:

@@ -12,15 +12,12 @@ import resource
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from .conftest import CLI
+from .conftest import CLI, MAILCRM, Store, cli_env, write_config, write_template
 
 CONFIG = """\
 database:
@@ -42,18 +39,11 @@ rules:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture
+def store(store_url: Store, tmp_path: Path) -> str:
     """A config in `tmp_path/config` whose database is an empty SQLite file or PostgreSQL schema."""
-    if request.param == "sqlite":
-        url = "sqlite:///crm.db"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-        _drop_schema(url)
-    _write_config(tmp_path, url)
-    yield request.param
-    if request.param == "postgres":
-        _drop_schema(url)
+    _write_config(tmp_path, store_url.url)
+    return store_url.kind
 
 
 @pytest.fixture
@@ -64,21 +54,12 @@ def configured(tmp_path: Path) -> Path:
 
 
 def _write_config(tmp_path: Path, url: str) -> None:
-    (tmp_path / "config" / "rules").mkdir(parents=True)
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG.format(url=url), encoding="utf-8")
+    write_config(tmp_path, CONFIG.format(url=url))
+    (tmp_path / "config" / "rules").mkdir()
     (tmp_path / "config" / "rules" / "alice.yaml").write_text(RULES, encoding="utf-8")
-    folder = tmp_path / "config" / "templates" / "thank_you"
-    folder.mkdir(parents=True)
-    (folder / "en.subject.j2").write_text("Thank you", encoding="utf-8")
-    (folder / "en.txt.j2").write_text("Thanks!\n\n{{ unsubscribe_url }}\n", encoding="utf-8")
-
-
-def _drop_schema(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    write_template(
+        tmp_path / "config" / "templates", "thank_you", "Thanks!\n\n{{ unsubscribe_url }}\n", "Thank you"
+    )
 
 
 def test_rules_check_names_a_template_that_does_not_compile(cli: CLI, configured: Path) -> None:
@@ -102,11 +83,10 @@ def _run_with_memory_cap(cwd: Path, *args: str, cap: int = 1 << 30) -> subproces
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
     return subprocess.run(
-        [sys.executable, "-m", "mailcrm", *args],
+        [*MAILCRM, *args],
         cwd=cwd,
-        env=env,
+        env=cli_env(),
         preexec_fn=limit,
         capture_output=True,
         text=True,
@@ -261,11 +241,9 @@ def test_ctrl_c_during_an_import_says_so_and_a_rerun_finishes(cli: CLI, configur
     lines = (f"Person {n},p{n}@example.org,t{n % 7}\n" for n in range(rows))
     (configured / "big.csv").write_text("name,email,tags\n" + "".join(lines), encoding="utf-8")
     assert cli("--config", "config/mailcrm.yaml", "db", "upgrade").code == 0
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
+    env = cli_env()
     command = [
-        sys.executable,
-        "-m",
-        "mailcrm",
+        *MAILCRM,
         "--config",
         "config/mailcrm.yaml",
         "customers",

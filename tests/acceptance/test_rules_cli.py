@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,36 +13,13 @@ from .conftest import CLI, Result
 EXAMPLE = Path(__file__).parents[2] / "config" / "rules.example" / "alice.yaml"
 TEMPLATES = ("thank_you", "anniversary", "birthday", "follow_up", "win_back")
 
-# Runs the real entry point; registers the `rules` group first when mailcrm.cli does not yet.
-_ENTRY = (
-    "import sys\n"
-    "from mailcrm.cli import app, main, rules\n"
-    "if not any(group.name == 'rules' for group in app.registered_groups):\n"
-    "    app.add_typer(rules.app, name='rules')\n"
-    "main(sys.argv[1:])\n"
-)
-
 RulesCLI = Callable[..., Result]
 
 
 @pytest.fixture
-def rules_cli(tmp_path: Path) -> RulesCLI:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCRM_")}
-    env["COLUMNS"] = "200"
-
-    def run(*args: str) -> Result:
-        completed = subprocess.run(
-            [sys.executable, "-c", _ENTRY, *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return Result(completed.returncode, completed.stdout, completed.stderr)
-
-    return run
+def rules_cli(cli: CLI) -> RulesCLI:
+    """The command line (the `rules` group is registered in `mailcrm.cli`)."""
+    return cli
 
 
 def _write_template(folder: Path, name: str) -> None:

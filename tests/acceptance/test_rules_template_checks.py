@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI
+from .conftest import CLI, write_config, write_template
 
 CONFIG = """\
 salespeople:
@@ -30,15 +30,12 @@ rules:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "config" / "rules").mkdir(parents=True)
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG, encoding="utf-8")
+    write_config(tmp_path, CONFIG)
+    (tmp_path / "config" / "rules").mkdir()
     (tmp_path / "config" / "rules" / "alice.yaml").write_text(RULES, encoding="utf-8")
     templates = tmp_path / "config" / "templates"
     for name, body in (("thank_you", "Thanks!\n\n{{ unsubscribe_url }}\n"), ("hello", "Hello!\n")):
-        for language in ("en", "th"):
-            (templates / name).mkdir(parents=True, exist_ok=True)
-            (templates / name / f"{language}.subject.j2").write_text("Hi", encoding="utf-8")
-            (templates / name / f"{language}.txt.j2").write_text(body, encoding="utf-8")
+        write_template(templates, name, body, languages=("en", "th"))
     return tmp_path
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI
+from .conftest import CLI, write_config
 
 CONFIG = """\
 database:
@@ -24,9 +24,7 @@ NOTE = (
 
 @pytest.fixture
 def configured(tmp_path: Path) -> Path:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG, encoding="utf-8")
-    return tmp_path
+    return write_config(tmp_path, CONFIG)
 
 
 def test_customers_add_warns_and_keeps_the_address(cli: CLI, configured: Path) -> None:

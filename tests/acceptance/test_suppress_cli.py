@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI
+from .conftest import CLI, write_config
 
 CONFIG = """\
 database:
@@ -19,9 +19,7 @@ salespeople:
 
 @pytest.fixture
 def configured(tmp_path: Path) -> Path:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "mailcrm.yaml").write_text(CONFIG, encoding="utf-8")
-    return tmp_path
+    return write_config(tmp_path, CONFIG)
 
 
 def test_suppress_list_shows_addresses_of_customers_and_of_no_customer(cli: CLI, configured: Path) -> None:
