@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from mailcrm.cli import main
+from mailcrm.cli import main, output
 
 # The real console script, as `python -m mailcrm` runs it.
 MAILCRM = (sys.executable, "-m", "mailcrm")
@@ -65,7 +65,13 @@ def run_in_process(
     saved_logger = (list(logger.handlers), logger.level, logger.propagate)
     out, err = io.BytesIO(), io.BytesIO()
     code = 0
+    # rich fixes a console's width when the console is made (at import, perhaps by an
+    # earlier test without COLUMNS): give both the width a fresh process would read.
+    consoles = (output.console, output.err_console)
+    saved_widths = [console.width for console in consoles]
     try:
+        for console in consoles:
+            console.width = int(cli_env(extra_env)["COLUMNS"])
         os.environ.clear()
         os.environ.update(cli_env(extra_env))
         os.chdir(cwd)
@@ -85,6 +91,8 @@ def run_in_process(
         stdout, stderr = out.getvalue(), err.getvalue()
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved_streams
+        for console, width in zip(consoles, saved_widths, strict=True):
+            console.width = width
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
