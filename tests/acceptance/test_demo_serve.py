@@ -25,7 +25,7 @@ import pytest
 
 from .conftest import CLI
 
-WAIT_SECONDS = 60.0  # bound on each wait; the demo itself takes a few seconds
+WAIT_SECONDS = 180.0  # bound on each wait, generous for a loaded machine; the demo itself takes seconds
 
 
 def test_demo_serve_runs_the_daemon_until_ctrl_c(cli: CLI, tmp_path: Path) -> None:
