@@ -24,10 +24,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mailcrm.domain.unsubscribe import base36
+
 UNSUBSCRIBE = "unsubscribe"
 
 _MAC_BYTES = 12  # 96 bits: 16 base64url characters
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"([0-9a-z]{1,13})\.([A-Za-z0-9_-]{16})")
 MAX_TOKEN_LENGTH = 30
 
@@ -40,15 +41,6 @@ class LinkToken:
     signature: str
 
 
-def _base36(value: int) -> str:
-    digits = []
-    while True:
-        value, rest = divmod(value, 36)
-        digits.append(_DIGITS[rest])
-        if value == 0:
-            return "".join(reversed(digits))
-
-
 def _signature(key: bytes, purpose: str, outbox_id: int, customer_id: int) -> str:
     message = f"mailcrm-link:{purpose}:{outbox_id}:{customer_id}".encode()
     mac = hmac.new(key, message, hashlib.sha256).digest()[:_MAC_BYTES]
@@ -59,7 +51,7 @@ def sign(key: bytes, purpose: str, outbox_id: int, customer_id: int) -> str:
     """The token of `purpose` for the email of outbox row `outbox_id` to `customer_id`."""
     if outbox_id < 0 or customer_id < 0:
         raise ValueError("ids are never negative")
-    return f"{_base36(outbox_id)}.{_signature(key, purpose, outbox_id, customer_id)}"
+    return f"{base36(outbox_id)}.{_signature(key, purpose, outbox_id, customer_id)}"
 
 
 def parse(text: str) -> LinkToken | None:

@@ -39,7 +39,8 @@ class UnsubscribeToken:
     signature: str
 
 
-def _base36(value: int) -> str:
+def base36(value: int) -> str:
+    """A row id in lower-case base 36: the short, URL- and subject-safe form tokens carry."""
     digits = []
     while True:
         value, rest = divmod(value, 36)
@@ -58,7 +59,7 @@ def sign(key: bytes, outbox_id: int, address: str) -> str:
     """The token for the email of outbox row `outbox_id` to `address`."""
     if outbox_id < 0:
         raise ValueError("an outbox id is never negative")
-    return f"{_base36(outbox_id)}.{_signature(key, outbox_id, address)}"
+    return f"{base36(outbox_id)}.{_signature(key, outbox_id, address)}"
 
 
 def mailto(owner: str, token: str) -> str:
